@@ -1,0 +1,242 @@
+"""REST client of the CMRAssist MONAI Label server: standard library only (runs inside Slicer, Python 3.9+).
+
+Every failure surfaces as :class:`ServerError` with a message a user can read; no call blocks longer than
+its timeout, and callers in a GUI run it off the GUI thread.
+"""
+
+import json
+import mimetypes
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+from urllib import error, parse, request
+
+EXPERTISE_LEVELS = ("expert", "non-expert")
+PROGRESS_PREFIX = "CMRASSIST_PROGRESS "
+
+
+class ServerError(Exception):
+    """A request failed; ``status`` is the HTTP status (0 when the server could not be reached)."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class TrainStatus:
+    """Training state parsed from ``GET /train/``."""
+
+    state: str = "NONE"
+    running: bool = False
+    epoch: int = 0
+    max_epochs: int = 0
+    percent: float = 0.0
+    val_dice: Dict[str, float] = field(default_factory=dict)
+    best_val_dice: Dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
+    """Turn MONAI Label's train task record (with its recent output lines) into a :class:`TrainStatus`."""
+    if not task:
+        return TrainStatus(state="NONE", message="no training has run yet")
+    state = str(task.get("status", "NONE"))
+    out = TrainStatus(state=state, running=state in ("SUBMITTED", "RUNNING"))
+    for line in task.get("details") or []:
+        if PROGRESS_PREFIX not in line:
+            continue
+        try:
+            event = json.loads(line.split(PROGRESS_PREFIX, 1)[1])
+        except ValueError:
+            continue
+        if event.get("event") == "epoch":
+            out.epoch = int(event.get("epoch", 0))
+            out.max_epochs = int(event.get("max_epochs", 0))
+            out.percent = float(event.get("percent", 0.0))
+            out.val_dice = event.get("val_dice") or {}
+            out.best_val_dice = event.get("best_val_dice") or {}
+        elif event.get("event") == "done":
+            out.percent = 100.0
+            out.best_val_dice = event.get("best_val_dice") or out.best_val_dice
+    if state == "ERROR":
+        tail = [d for d in task.get("details") or [] if PROGRESS_PREFIX not in d]
+        out.message = "training failed: " + (tail[-1] if tail else "see the server log")
+    elif state == "STOPPED":
+        out.message = "training stopped"
+    return out
+
+
+def _multipart(fields: Dict[str, str], files: Dict[str, str]) -> Tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts: List[bytes] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, path in files.items():
+        with open(path, "rb") as f:
+            data = f.read()
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{os.path.basename(path)}"\r\nContent-Type: {ctype}\r\n\r\n')
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class CMRAssistClient:
+    """Client of one server.
+
+    Args:
+        server_url: e.g. ``http://127.0.0.1:8000``.
+        timeout: seconds per request (inference and uploads get ``long_timeout``).
+        long_timeout: seconds for inference, uploads and downloads.
+    """
+
+    def __init__(self, server_url: str, *, timeout: float = 10.0, long_timeout: float = 300.0):
+        url = server_url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            url = "http://" + url
+        self.server_url = url
+        self.timeout = timeout
+        self.long_timeout = long_timeout
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+    def _url(self, path: str, query: Optional[Dict[str, Any]] = None) -> str:
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        return self.server_url + path + ("?" + parse.urlencode(q) if q else "")
+
+    def _send(self, method: str, path: str, *, query=None, body: Optional[bytes] = None, ctype: Optional[str] = None,
+              timeout: Optional[float] = None) -> Tuple[bytes, Dict[str, str]]:
+        req = request.Request(self._url(path, query), data=body, method=method)
+        if ctype:
+            req.add_header("Content-Type", ctype)
+        try:
+            with request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return resp.read(), dict(resp.headers)
+        except error.HTTPError as e:
+            raw = e.read()
+            try:
+                detail = json.loads(raw).get("detail", raw.decode(errors="replace"))
+            except ValueError:
+                detail = raw.decode(errors="replace")[:300] or e.reason
+            raise ServerError(f"server refused {method} {path} ({e.code}): {detail}", status=e.code) from None
+        except (socket.timeout, TimeoutError):
+            raise ServerError(f"server at {self.server_url} did not answer within {timeout or self.timeout:g} s") from None
+        except error.URLError as e:
+            raise ServerError(f"cannot reach server at {self.server_url}: {e.reason}") from None
+        except (ConnectionError, OSError) as e:
+            raise ServerError(f"connection to {self.server_url} failed: {e}") from None
+
+    def _json(self, method: str, path: str, **kwargs) -> Any:
+        raw, _ = self._send(method, path, **kwargs)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            raise ServerError(f"{path} answered with something that is not JSON: {raw[:120]!r}") from None
+
+    # -- server state ------------------------------------------------------------------------------------
+    def info(self) -> Dict[str, Any]:
+        """``GET /info/``: models (with their ``trained`` flag), trainers, strategies, datastore counts."""
+        return self._json("GET", "/info/")
+
+    def strategies(self) -> List[str]:
+        return sorted(self.info().get("strategies", {}))
+
+    # -- datastore --------------------------------------------------------------------------------------
+    def next_sample(self, strategy: str = "random", params: Optional[Dict] = None) -> Dict[str, Any]:
+        """``POST /activelearning/{strategy}``: the next study to annotate (``{"id": ..., ...}``)."""
+        body = json.dumps(params or {}).encode()
+        return self._json("POST", f"/activelearning/{parse.quote(strategy)}", body=body, ctype="application/json")
+
+    def datastore(self) -> Dict[str, Any]:
+        return self._json("GET", "/datastore/", query={"output": "all"})
+
+    def image_info(self, image_id: str) -> Dict[str, Any]:
+        return self._json("GET", "/datastore/image/info", query={"image": image_id})
+
+    def download_image(self, image_id: str, folder: str) -> str:
+        """Download a study image into ``folder``; returns the file path (extension kept)."""
+        raw, headers = self._send("GET", "/datastore/image", query={"image": image_id}, timeout=self.long_timeout)
+        name = _filename(headers) or f"{image_id}.nii.gz"
+        path = os.path.join(folder, os.path.basename(name))
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
+    def upload_image(self, path: str, image_id: Optional[str] = None, info: Optional[Dict] = None) -> str:
+        """``PUT /datastore/``: add a study image; returns its id."""
+        body, ctype = _multipart({"params": json.dumps(info or {})}, {"file": path})
+        res = self._json("PUT", "/datastore/", query={"image": image_id}, body=body, ctype=ctype, timeout=self.long_timeout)
+        return res["image"]
+
+    def submit_label(self, image_id: str, label_path: str, *, annotator: str, expertise: str, tag: str = "final",
+                     extra: Optional[Dict] = None) -> Dict[str, Any]:
+        """``PUT /datastore/label``: store a label with who made it, their expertise and when.
+
+        Args:
+            image_id: the study image.
+            label_path: label map file on the image's grid (0 background, 1 RV, 2 MYO, 3 LV).
+            annotator: the annotator's name.
+            expertise: ``expert`` or ``non-expert``.
+            tag: label tag (``final`` by default).
+            extra: more info to record (e.g. the frame).
+        """
+        if not annotator or not annotator.strip():
+            raise ValueError("annotator name is empty")
+        if expertise not in EXPERTISE_LEVELS:
+            raise ValueError(f"expertise must be one of {EXPERTISE_LEVELS}, not {expertise!r}")
+        info = {**(extra or {}), "annotator": annotator.strip(), "expertise": expertise,
+                "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        body, ctype = _multipart({"params": json.dumps(info)}, {"label": label_path})
+        return self._json("PUT", "/datastore/label", query={"image": image_id, "tag": tag}, body=body, ctype=ctype,
+                          timeout=self.long_timeout)
+
+    def label_info(self, image_id: str, tag: str = "final") -> Dict[str, Any]:
+        return self._json("GET", "/datastore/label/info", query={"label": image_id, "tag": tag})
+
+    def download_label(self, image_id: str, folder: str, tag: str = "final") -> str:
+        raw, headers = self._send("GET", "/datastore/label", query={"label": image_id, "tag": tag}, timeout=self.long_timeout)
+        path = os.path.join(folder, os.path.basename(_filename(headers) or f"{image_id}_{tag}.nii.gz"))
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
+    # -- inference and training --------------------------------------------------------------------------
+    def infer(self, image_id: str, folder: str, model: str = "segmentation", params: Optional[Dict] = None) -> str:
+        """``POST /infer/{model}``: run the model on a stored study; returns the label file written to ``folder``."""
+        body, ctype = _multipart({"params": json.dumps(params or {})}, {})
+        raw, _ = self._send("POST", f"/infer/{parse.quote(model)}", query={"image": image_id, "output": "image"},
+                            body=body, ctype=ctype, timeout=self.long_timeout)
+        path = os.path.join(folder, f"{image_id}_{model}.nii.gz")
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
+    def train_start(self, model: str = "segmentation", **params) -> Dict[str, Any]:
+        """``POST /train/{model}`` with request params (``max_epochs``, ``max_minutes``, ``val_split``, ``device``)."""
+        return self._json("POST", f"/train/{parse.quote(model)}", body=json.dumps(params).encode(),
+                          ctype="application/json")
+
+    def train_stop(self) -> Dict[str, Any]:
+        return self._json("DELETE", "/train/")
+
+    def train_status(self) -> TrainStatus:
+        try:
+            task = self._json("GET", "/train/")
+        except ServerError as e:
+            if e.status == 404:
+                return parse_train_status(None)
+            raise
+        return parse_train_status(task)
+
+
+def _filename(headers: Dict[str, str]) -> Optional[str]:
+    disposition = headers.get("content-disposition") or headers.get("Content-Disposition") or ""
+    for part in disposition.split(";"):
+        part = part.strip()
+        if part.startswith("filename="):
+            return parse.unquote(part.split("=", 1)[1].strip('"'))
+    return None

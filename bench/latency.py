@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Latency of one-click segmentation over HTTP on 127.0.0.1, and start-up time of ``make serve``.
+
+    .venv/bin/python bench/latency.py --acdc ../shared/acdc/training --model out/segmentation_acdc/segmentation.pt
+
+Without ``--model`` a freshly initialised network of the default architecture is published (the cost of a
+forward pass does not depend on the weights). Without ``--acdc`` a 10-slice phantom ED frame is used.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
+
+from CMRAssistLib.client import CMRAssistClient  # noqa: E402
+from cmrassist_server.launcher import RunningServer, free_port, wait_for_info  # noqa: E402
+from cmrassist_server.network import ModelRecord, NetworkSpec, publish_checkpoint  # noqa: E402
+from cmrassist_server.preprocess import PreprocessConfig  # noqa: E402
+from cmrassist_server.studies import StudiesWriter  # noqa: E402
+
+
+def study_with_one_ed_frame(folder: str, acdc: str) -> str:
+    writer = StudiesWriter(folder)
+    if acdc:
+        from cmrassist_server.acdc import find_patients
+
+        p = find_patients(acdc, {61})[0]  # 10-slice NOR patient
+        return writer.add_image("bench_ed", p.frame_path(p.ed_frame), {"phase": "ED"})
+    from cmrassist_server.phantoms import make_phantom
+
+    seed = next(s for s in range(100) if make_phantom(s, with_cine=False).anatomy.n_slices == 10)
+    return writer.add_image("bench_ed", make_phantom(seed, with_cine=False).ed_image, {"phase": "ED"})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--acdc", default="", help="ACDC training folder (uses patient061's ED frame)")
+    ap.add_argument("--model", default="", help="checkpoint to serve")
+    ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--skip-make", action="store_true", help="do not time `make serve`")
+    args = ap.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="latency-")
+    studies, model_dir = os.path.join(work, "studies"), os.path.join(work, "model")
+    image_id = study_with_one_ed_frame(studies, args.acdc)
+    ckpt = os.path.join(model_dir, "segmentation.pt")
+    if args.model:
+        os.makedirs(model_dir)
+        shutil.copy(args.model, ckpt)
+    else:
+        spec = NetworkSpec()
+        publish_checkpoint(ckpt, spec.build(), spec, PreprocessConfig(),
+                           ModelRecord(network=asdict(spec), preprocess=asdict(PreprocessConfig())))
+    srv = RunningServer(studies, model_dir, os.path.join(work, "server.log"))
+    try:
+        client = CMRAssistClient(srv.url, timeout=60)
+        for _ in range(3):
+            client.infer(image_id, work)
+        times = []
+        for _ in range(args.requests):
+            t = time.perf_counter()
+            client.infer(image_id, work)
+            times.append(time.perf_counter() - t)
+    finally:
+        srv.stop()
+    import SimpleITK as sitk
+
+    size = sitk.ReadImage(client_path(studies)).GetSize()
+    print(f"POST /infer/segmentation, one ED frame {size} ({'ACDC patient061' if args.acdc else 'phantom'}), "
+          f"{args.requests} requests after 3 warm-up:")
+    print(f"  median {np.median(times) * 1000:.0f} ms   p95 {np.percentile(times, 95) * 1000:.0f} ms   "
+          f"min {min(times) * 1000:.0f} ms")
+    result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
+    if not args.skip_make:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MONAI")}
+        t = time.time()
+        proc = subprocess.Popen(["make", "-s", "serve", f"STUDIES={studies}", f"MODEL_DIR={model_dir}", f"PORT={port}"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            waited = wait_for_info(f"http://127.0.0.1:{port}", 180, proc)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(20)
+        print(f"`make serve` (prepared venv) to first answered /info/: {time.time() - t:.1f} s")
+        result["make_serve_to_info_s"] = waited
+    result["setting"] = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "model": args.model or "freshly initialised default unet"}
+    print("setting: " + json.dumps(result["setting"]))
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def client_path(studies):
+    return os.path.join(studies, "bench_ed" + (".nii.gz"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create or reuse .venv with the pinned stack. Idempotent: re-runs only when the pins change.
+# Order matters (see docs/dependencies.md): CPU torch first, then everything else constrained to it,
+# then monailabel without its dependencies (it would pull CUDA torch, sam2 and pydicom 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+VENV=.venv
+STAMP=$VENV/.cmrassist-stamp
+want=$(cat pyproject.toml requirements/lock.txt requirements/constraints.txt scripts/setup_venv.sh | sha256sum | cut -c1-16)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  exit 0
+fi
+echo "[setup] preparing $VENV with $($PY --version) (first run takes a few minutes)"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install "torch==2.13.0"
+$PIP install -c requirements/constraints.txt -r requirements/lock.txt
+$PIP install --no-deps "monailabel==0.8.5"
+$PIP install --no-deps -e .
+echo "$want" > "$STAMP"
+echo "[setup] $VENV ready"

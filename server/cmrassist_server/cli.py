@@ -1,0 +1,138 @@
+"""``cmrassist``: command-line parts of CMRAssist (phantoms, ACDC import, evaluation, demo preparation)."""
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from tqdm import tqdm
+
+
+def _bar(total: int, desc: str):
+    bar = tqdm(total=total, desc=desc, unit="subject", file=sys.stderr)
+
+    def update(done: int, _total: int) -> None:
+        bar.n = done
+        bar.refresh()
+        if done >= _total:
+            bar.close()
+
+    return update
+
+
+def cmd_phantoms(args) -> int:
+    from .studies import phantom_studies
+
+    n = phantom_studies(args.out, args.n, args.seed, labelled_fraction=args.labelled_fraction, with_cine=args.cine,
+                        progress=_bar(args.n, "phantoms"))
+    print(f"wrote {n} phantom images ({args.n} subjects) to {args.out}")
+    return 0
+
+
+def cmd_import_acdc(args) -> int:
+    from CMRAssistLib.labels import parse_label_map
+
+    from .acdc import import_acdc
+
+    mapping = parse_label_map(args.label_map) if args.label_map else None
+    counts = import_acdc(args.src, args.dst, patients=args.patients, label_map=mapping, with_cine=not args.no_cine,
+                         progress=_bar(100, "import"))
+    print(f"imported {counts['patients']} patients: {counts['images']} images, {counts['labels']} expert labels -> {args.dst}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_folders, format_report
+
+    result = evaluate_folders(args.pred, args.ref, args.csv)
+    print(format_report(result))
+    return 0
+
+
+def cmd_prepare_demo(args) -> int:
+    """Phantom studies when the folder is empty, and a bootstrap model when none exists (progress bar)."""
+    from monailabel.datastore.local import LocalDatastore
+
+    from .engine import TrainOptions, train_segmentation
+    from .studies import phantom_studies, training_items
+
+    checkpoint = os.path.join(args.model_dir, "segmentation.pt")
+    existing = [f for f in os.listdir(args.studies) if f.endswith((".nii.gz", ".nii"))] if os.path.isdir(args.studies) else []
+    if not existing:
+        print(f"[demo] writing {args.phantoms} phantom subjects to {args.studies} (labels on {args.labelled_fraction:.0%})")
+        phantom_studies(args.studies, args.phantoms, args.seed, labelled_fraction=args.labelled_fraction,
+                        with_cine=True, progress=_bar(args.phantoms, "phantoms"))
+    if os.path.isfile(checkpoint):
+        print(f"[demo] model present: {checkpoint}")
+        return 0
+    items = training_items(LocalDatastore(args.studies, extensions=("*.nii.gz", "*.nii")))
+    if len(items) < 2:
+        print(f"[demo] only {len(items)} labelled images in {args.studies}: no bootstrap model; train from the UI later")
+        return 0
+    print(f"[demo] no model yet: bootstrap training on {len(items)} labelled phantom frames for {args.minutes:g} min")
+    bar = tqdm(total=100, desc="bootstrap training", unit="%", file=sys.stderr)
+
+    def log(event: str, **fields) -> None:
+        if event == "epoch":
+            bar.n = min(100, int(fields["percent"]))
+            bar.set_postfix(val_dice=round(fields["val_dice"]["mean"], 3))
+            bar.refresh()
+
+    result = train_segmentation(items, checkpoint, TrainOptions(max_minutes=args.minutes, max_epochs=200), log=log)
+    bar.n = 100
+    bar.close()
+    print(f"[demo] bootstrap model published: {result.published}, best validation Dice {result.best_val}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cmrassist", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantoms", help="write synthetic short-axis cine phantoms as a MONAI Label studies folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=10, help="number of subjects")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labelled-fraction", type=float, default=1.0, help="share of subjects given final labels")
+    p.add_argument("--cine", action="store_true", help="also write each subject's 4D cine")
+    p.set_defaults(func=cmd_phantoms)
+
+    p = sub.add_parser("import-acdc", help="import the ACDC layout into a MONAI Label studies folder")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--patients", help="patient numbers, e.g. 1-80 or 1-5,90 (default: all)")
+    p.add_argument("--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)")
+    p.add_argument("--no-cine", action="store_true", help="skip 4D cines")
+    p.set_defaults(func=cmd_import_acdc)
+
+    p = sub.add_parser("evaluate", help="per-class Dice/HD95 and EF/EDV/mass errors of predicted vs reference labels")
+    p.add_argument("--pred", required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--csv", default="evaluation.csv")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prepare-demo", help="phantom studies and a bootstrap model for the demo server")
+    p.add_argument("--studies", required=True)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--phantoms", type=int, default=12)
+    p.add_argument("--labelled-fraction", type=float, default=0.75)
+    p.add_argument("--minutes", type=float, default=3.0, help="bootstrap training budget")
+    p.add_argument("--seed", type=int, default=1000)
+    p.set_defaults(func=cmd_prepare_demo)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .imageio import InvalidInputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InvalidInputError, ValueError) as e:
+        print(f"cmrassist {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The app's configuration, parsed once from MONAI Label's ``--conf key value`` pairs into a typed object."""
+
+import os
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
+
+
+def _bool(value: str) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class AppConf:
+    """Server settings with their defaults in one place.
+
+    Args:
+        model_dir: where published checkpoints live (``server/model`` by default).
+        network: network of the segmentation model when training from scratch.
+        device: ``cuda`` or ``cpu`` for inference; CUDA when present by default.
+        train_max_minutes: default training budget of a train request.
+        train_max_epochs: default epoch cap of a train request.
+        demo_phantoms: phantom subjects written when the server starts with an empty studies folder.
+        bootstrap_minutes: budget of the bootstrap training run made before serving when no model exists.
+    """
+
+    model_dir: str
+    network: str = "unet"
+    device: Optional[str] = None
+    train_max_minutes: float = 10.0
+    train_max_epochs: int = 50
+    demo_phantoms: int = 12
+    bootstrap_minutes: float = 3.0
+
+    @classmethod
+    def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":
+        """Parse MONAI Label's string conf; unknown keys are left to MONAI Label itself."""
+        values = {"model_dir": conf.get("model_dir") or os.environ.get("CMRASSIST_MODEL_DIR")
+                  or os.path.join(app_dir, "model")}
+        for f in fields(cls):
+            if f.name in conf and f.name != "model_dir":
+                raw = conf[f.name]
+                values[f.name] = raw if f.type in (str, "str", "Optional[str]") else (
+                    int(raw) if f.type in (int, "int") else float(raw) if f.type in (float, "float") else raw)
+        return cls(**values)
+
+    @property
+    def segmentation_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "segmentation.pt")

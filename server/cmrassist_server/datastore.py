@@ -1,0 +1,75 @@
+"""A MONAI Label local datastore that checks every upload before anything is written."""
+
+import os
+import re
+from typing import Any, Dict
+
+from fastapi import HTTPException
+from monailabel.datastore.local import LocalDatastore
+
+from .imageio import InvalidInputError, check_label, check_study_image, read_image
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+SAFE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+
+
+def check_id(value: str, what: str = "image id") -> str:
+    """Refuse ids that could name a path (``../x``, ``/etc``) or are empty."""
+    if not value or not SAFE_ID.match(value):
+        raise HTTPException(status_code=400, detail=f"invalid {what} {value!r}: use letters, digits, '_' and '-' only")
+    return value
+
+
+class CheckedDatastore(LocalDatastore):
+    """Local datastore whose uploads are validated first; a refused upload leaves the datastore unchanged.
+
+    Images must be 3D stacks (at least 2 slices) or 4D cines; labels must match their image's grid and hold only
+    0-3. Errors become HTTP 4xx with a message saying what is wrong.
+    """
+
+    def _known(self, image_id: str) -> None:
+        check_id(image_id)
+        if image_id not in self._datastore.objects:
+            raise HTTPException(status_code=404, detail=f"unknown image id {image_id!r}")
+
+    def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
+        if not image_id:
+            image_id = os.path.basename(image_filename).split(".")[0]
+        check_id(image_id)
+        if image_id in self._datastore.objects:
+            raise HTTPException(status_code=409, detail=f"image id {image_id!r} exists already; remove it first")
+        try:
+            check_study_image(read_image(image_filename))
+        except InvalidInputError as e:
+            raise HTTPException(status_code=e.status, detail=str(e)) from None
+        return super().add_image(image_id, image_filename, image_info)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        self._known(image_id)
+        if not label_tag or not SAFE_TAG.match(label_tag):
+            raise HTTPException(status_code=400, detail=f"invalid label tag {label_tag!r}")
+        try:
+            check_label(read_image(label_filename), read_image(self.get_image_uri(image_id)))
+        except InvalidInputError as e:
+            raise HTTPException(status_code=e.status, detail=f"label refused: {e}") from None
+        return super().save_label(image_id, label_filename, label_tag, label_info)
+
+    def get_image_uri(self, image_id: str) -> str:
+        self._known(image_id)
+        return super().get_image_uri(image_id)
+
+    def get_image_info(self, image_id: str) -> Dict[str, Any]:
+        self._known(image_id)
+        return super().get_image_info(image_id)
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        self._known(label_id)
+        return super().get_label_uri(label_id, label_tag)
+
+    def update_image_info(self, image_id: str, info: Dict[str, Any]) -> None:
+        self._known(image_id)
+        return super().update_image_info(image_id, info)
+
+    def remove_image(self, image_id: str) -> None:
+        self._known(image_id)
+        return super().remove_image(image_id)

@@ -1,0 +1,299 @@
+"""Training of the slice-wise segmentation network within an epoch and time budget.
+
+The best validation checkpoint of a run is published atomically, and only when it beats the model already
+served (evaluated on the same validation images), so a crash or a poor run never degrades what is served.
+Progress goes to stdout as ``CMRASSIST_PROGRESS {json}`` lines, which MONAI Label shows in ``GET /train/``.
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+
+from CMRAssistLib.labels import SHORT_NAMES
+
+from .augment import AugmentConfig, augment_batch
+from .imageio import Orientation, read_image
+from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
+from .preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
+
+PROGRESS_PREFIX = "CMRASSIST_PROGRESS "
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of one training run (request params of the ``segmentation`` train task).
+
+    Args:
+        max_epochs: epochs at most (an epoch = as many patches as training slices).
+        max_minutes: wall-clock budget; training stops after the epoch that passes it.
+        val_split: fraction of subjects held out for validation (at least one subject).
+        device: ``cpu`` or ``cuda``; CUDA when present by default.
+        network: ``unet`` or ``attention_unet``.
+        batch_size: patches per step.
+        learning_rate: initial Adam learning rate (decays polynomially over the budget).
+        from_scratch: ignore the served model's weights.
+        seed: random seed for the split, sampling and augmentation.
+    """
+
+    max_epochs: int = 50
+    max_minutes: float = 10.0
+    val_split: float = 0.2
+    device: Optional[str] = None
+    network: str = "unet"
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    from_scratch: bool = False
+    seed: int = 0
+
+    @classmethod
+    def from_request(cls, request: Dict) -> "TrainOptions":
+        """Validate request params; raise ``ValueError`` with a readable message on bad ones."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: request[k] for k in known if k in request and request[k] is not None}
+        try:
+            opts = cls(**values)
+            opts = cls(
+                max_epochs=int(opts.max_epochs), max_minutes=float(opts.max_minutes), val_split=float(opts.val_split),
+                device=str(opts.device) if opts.device else None, network=str(opts.network),
+                batch_size=int(opts.batch_size), learning_rate=float(opts.learning_rate),
+                from_scratch=str(opts.from_scratch).lower() in ("1", "true", "yes"), seed=int(opts.seed),
+            )
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"invalid train option: {e}") from None
+        if opts.max_epochs < 1 or opts.max_minutes <= 0 or not 0 < opts.val_split < 1 or opts.batch_size < 1:
+            raise ValueError("max_epochs and batch_size must be >= 1, max_minutes > 0 and 0 < val_split < 1")
+        if opts.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {opts.device!r}")
+        if opts.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available on the server")
+        NetworkSpec(name=opts.network).build()  # raises on unknown names
+        return opts
+
+
+@dataclass
+class PreparedCase:
+    """One labelled frame, preprocessed once: ``(slices, H, W)`` image and label at the network spacing."""
+
+    key: str
+    subject: str
+    image: np.ndarray
+    label: np.ndarray
+    heart_center: Tuple[float, float]
+
+
+def prepare_case(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor) -> PreparedCase:
+    image = read_image(image_path)
+    orientation = Orientation.of(image)
+    import SimpleITK as sitk
+
+    stack, _ = pre.resampled_stack(sitk.GetArrayFromImage(image).astype(np.float32), orientation)
+    label = pre.resampled_label(sitk.GetArrayFromImage(read_image(label_path)), orientation)
+    fg = np.argwhere(label > 0)
+    center = tuple(fg[:, 1:].mean(0)) if len(fg) else (label.shape[1] / 2, label.shape[2] / 2)
+    return PreparedCase(key=key, subject=subject, image=stack, label=label, heart_center=center)  # type: ignore[arg-type]
+
+
+def split_subjects(subjects: Sequence[str], groups: Dict[str, str], val_split: float, seed: int) -> Tuple[set, set]:
+    """Split subjects so that every group (e.g. ACDC disease group) appears in both parts where it can."""
+    rng = random.Random(seed)
+    by_group: Dict[str, List[str]] = {}
+    for s in sorted(set(subjects)):
+        by_group.setdefault(groups.get(s, ""), []).append(s)
+    val: set = set()
+    for members in by_group.values():
+        rng.shuffle(members)
+        n = int(round(len(members) * val_split))
+        if len(members) >= 2:
+            n = min(max(n, 1), len(members) - 1)
+        val.update(members[:n])
+    if not val:
+        val = {sorted(set(subjects))[-1]}
+    train = set(subjects) - val
+    if not train:
+        raise ValueError("need labelled images of at least two subjects to train and validate")
+    return train, val
+
+
+class PatchSampler:
+    """Random training patches centred near the heart (jittered), sometimes anywhere in the image."""
+
+    def __init__(self, cases: List[PreparedCase], patch: int, rng: np.random.Generator, p_anywhere: float = 0.15):
+        self.cases = cases
+        self.index = [(c, z) for c, case in enumerate(cases) for z in range(case.image.shape[0])]
+        self.patch = patch
+        self.rng = rng
+        self.p_anywhere = p_anywhere
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for i in self.rng.integers(0, len(self.index), size):
+            c, z = self.index[i]
+            case = self.cases[c]
+            h, w = case.image.shape[1:]
+            if self.rng.random() < self.p_anywhere:
+                center = (self.rng.uniform(0, h), self.rng.uniform(0, w))
+            else:
+                j = self.patch / 4
+                center = (case.heart_center[0] + self.rng.uniform(-j, j), case.heart_center[1] + self.rng.uniform(-j, j))
+            img, _ = crop_or_pad(case.image[z], center, (self.patch, self.patch))
+            lab, _ = crop_or_pad(case.label[z], center, (self.patch, self.patch))
+            images.append(img)
+            labels.append(lab)
+        return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(labels).astype(np.int64))
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, multiple: int = 16) -> Dict[str, float]:
+    """Mean per-volume Dice per class on whole (padded) slices at the network spacing."""
+    model.eval()
+    scores: Dict[int, List[float]] = {v: [] for v in SHORT_NAMES}
+    for case in cases:
+        h, w = case.image.shape[1:]
+        size = (int(math.ceil(h / multiple) * multiple), int(math.ceil(w / multiple) * multiple))
+        window, box = crop_or_pad(case.image, (h / 2, w / 2), size)
+        logits = torch.cat([model(torch.from_numpy(window[i : i + 16])[:, None].to(device)).cpu()
+                            for i in range(0, len(window), 16)])
+        pred = logits.argmax(1).numpy()
+        ref, _ = crop_or_pad(case.label, (h / 2, w / 2), size)
+        for v in SHORT_NAMES:
+            p, r = pred == v, ref == v
+            denom = p.sum() + r.sum()
+            scores[v].append(1.0 if denom == 0 else 2.0 * np.logical_and(p, r).sum() / denom)
+    model.train()
+    out = {SHORT_NAMES[v]: float(np.mean(s)) for v, s in scores.items()}
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+def history_path(checkpoint_path: str) -> str:
+    return os.path.splitext(checkpoint_path)[0] + ".history.json"
+
+
+def write_history(checkpoint_path: str, history: List[Dict]) -> None:
+    """Per-epoch loss and validation Dice of the latest run, beside the checkpoint (for curves and the UI)."""
+    os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)
+    with open(history_path(checkpoint_path), "w") as f:
+        json.dump(history, f, indent=1)
+
+
+def report(event: str, **fields) -> None:
+    print(PROGRESS_PREFIX + json.dumps({"event": event, **fields}), flush=True)
+    sys.stdout.flush()
+
+
+@dataclass
+class TrainResult:
+    published: bool
+    best_val: Dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    seconds: float = 0.0
+    history: List[Dict] = field(default_factory=list)
+
+
+def train_segmentation(
+    items: List[Dict],
+    checkpoint_path: str,
+    options: TrainOptions,
+    *,
+    preprocess: Optional[PreprocessConfig] = None,
+    augment: Optional[AugmentConfig] = None,
+    log: Callable[..., None] = report,
+) -> TrainResult:
+    """Train on labelled frames and publish the best validation checkpoint to ``checkpoint_path``.
+
+    Args:
+        items: ``{"image": path, "label": path, "subject": str, "group": str}`` per labelled frame.
+        checkpoint_path: where the served model lives.
+        options: run options.
+        preprocess: preprocessing (the served model's when fine-tuning it).
+        augment: augmentation ranges.
+        log: progress callback ``log(event, **fields)``.
+    """
+    start = time.time()
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    spec = NetworkSpec(name=options.network)
+    model = spec.build().to(device)
+    served_ok = os.path.isfile(checkpoint_path) and not options.from_scratch
+    if served_ok:
+        try:
+            served, served_spec, served_pre, _ = load_checkpoint(checkpoint_path, device)
+        except Exception as e:  # a damaged checkpoint must not block retraining
+            log("warning", message=f"served checkpoint unreadable, training from scratch: {e}")
+            served_ok = False
+    if served_ok and served_spec == spec:
+        model.load_state_dict(served.state_dict())
+        preprocess = served_pre
+    pre = CardiacPreprocessor(preprocess)
+
+    subjects = [it.get("subject") or it["image"] for it in items]
+    groups = {s: it.get("group", "") for s, it in zip(subjects, items)}
+    train_subjects, val_subjects = split_subjects(subjects, groups, options.val_split, options.seed)
+    log("loading", images=len(items))
+    cases = [prepare_case(os.path.basename(it["image"]), s, it["image"], it["label"], pre) for it, s in zip(items, subjects)]
+    train_cases = [c for c in cases if c.subject in train_subjects]
+    val_cases = [c for c in cases if c.subject in val_subjects]
+    best = validate(served, val_cases, device) if served_ok else {"mean": -1.0}
+    baseline = dict(best)
+    log("start", train_images=len(train_cases), val_images=len(val_cases), device=device,
+        served_val_dice=baseline if served_ok else None)
+
+    sampler = PatchSampler(train_cases, pre.config.patch_size, rng)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / options.batch_size))
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=1e-4)
+    aug = augment or AugmentConfig()
+    gen = torch.Generator().manual_seed(options.seed)
+    budget_s = options.max_minutes * 60
+    result = TrainResult(published=False)
+    model.train()
+    for epoch in range(1, options.max_epochs + 1):
+        losses = []
+        for step in range(steps_per_epoch):
+            done = max((epoch - 1 + step / steps_per_epoch) / options.max_epochs, (time.time() - start) / budget_s)
+            for group in optimizer.param_groups:
+                group["lr"] = options.learning_rate * max(0.0, 1 - min(done, 1.0)) ** 0.9 + 1e-6
+            image, label = sampler.batch(options.batch_size)
+            image, label = augment_batch(image, label, aug, gen)
+            logits = model(image.to(device))
+            loss = loss_fn(logits, label[:, None].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        val = validate(model, val_cases, device)
+        improved = val["mean"] > best["mean"]
+        if improved:
+            best = val
+            record = ModelRecord(network=asdict(spec), preprocess=asdict(pre.config), epochs=epoch,
+                                 train_images=len(train_cases), val_images=len(val_cases), val_dice=val,
+                                 options=asdict(options))
+            publish_checkpoint(checkpoint_path, model, spec, pre.config, record)
+            result.published = True
+        elapsed = time.time() - start
+        entry = {"epoch": epoch, "max_epochs": options.max_epochs, "loss": float(np.mean(losses)),
+                 "val_dice": val, "best_val_dice": best, "published": improved, "elapsed_s": round(elapsed, 1),
+                 "max_minutes": options.max_minutes,
+                 "percent": round(100 * min(1.0, max(epoch / options.max_epochs, elapsed / budget_s)), 1)}
+        result.history.append(entry)
+        write_history(checkpoint_path, result.history)
+        log("epoch", **entry)
+        if elapsed >= budget_s:
+            break
+    result.best_val, result.epochs, result.seconds = best, len(result.history), time.time() - start
+    log("done", published=result.published, best_val_dice=best, epochs=result.epochs, seconds=round(result.seconds, 1),
+        served_val_dice=baseline if served_ok else None)
+    return result

@@ -1,0 +1,73 @@
+"""Start and stop a real ``monailabel start_server`` process on loopback (tests and benchmarks use it)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import List, Optional
+
+APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_info(url: str, timeout: float, proc: Optional[subprocess.Popen] = None, log_path: str = "") -> float:
+    """Poll ``GET /info/`` until it answers; returns the seconds waited."""
+    start = time.time()
+    while time.time() - start < timeout:
+        if proc is not None and proc.poll() is not None:
+            tail = open(log_path).read()[-3000:] if log_path else ""
+            raise RuntimeError(f"server exited at start:\n{tail}")
+        try:
+            urllib.request.urlopen(url + "/info/", timeout=2).read()
+            return time.time() - start
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not answer within {timeout:g} s")
+
+
+class RunningServer:
+    """A MONAI Label server with the CMRAssist app, in its own process group.
+
+    Args:
+        studies: studies folder.
+        model_dir: where checkpoints live.
+        log_path: file receiving the server's output.
+        extra_conf: more ``--conf`` pairs.
+    """
+
+    def __init__(self, studies: str, model_dir: str, log_path: str, extra_conf: Optional[List[str]] = None):
+        self.studies, self.model_dir, self.log_path = studies, model_dir, log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bindir = os.path.dirname(sys.executable)
+        env = {**os.environ, "MONAI_LABEL_TRACKING_ENABLED": "false", "MONAILABEL_PYEXE": sys.executable,
+               "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+        cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", APP_DIR, "--studies", studies,
+               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "model_dir", model_dir, *(extra_conf or [])]
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            self.startup_s = wait_for_info(self.url, 120, self.proc, log_path)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def datastore_json(self) -> str:
+        with open(os.path.join(self.studies, "datastore_v2.json")) as f:
+            return f.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+        self.log.close()

@@ -1,0 +1,41 @@
+"""Checks added in front of MONAI Label's own routes, so bad requests get a 4xx before any work starts."""
+
+import logging
+from typing import Optional
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.routing import APIRoute
+
+from .engine import TrainOptions
+
+logger = logging.getLogger(__name__)
+
+
+def install_train_checks(app: FastAPI, trainers) -> None:
+    """Put a ``POST /train/{model}`` route first that validates the model and params, then runs MONAI Label's.
+
+    Args:
+        app: MONAI Label's FastAPI app (routes are matched in order, so ours answers first).
+        trainers: the app's train tasks by name.
+    """
+    from monailabel.config import settings
+    from monailabel.endpoints.train import run_model
+    from monailabel.endpoints.user.auth import RBAC, User
+
+    async def checked_train(model: str, params: Optional[dict] = None, run_sync: Optional[bool] = False,
+                            enqueue: Optional[bool] = False,
+                            user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))):
+        if model not in trainers:
+            raise HTTPException(status_code=404, detail=f"unknown model {model!r}; available: {sorted(trainers)}")
+        try:
+            TrainOptions.from_request({**getattr(trainers[model], "defaults", {}), **(params or {})})
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
+        return run_model(model, params, run_sync, enqueue)
+
+    path = settings.MONAI_LABEL_API_STR + "/train/{model}"
+    if any(getattr(r, "name", "") == "cmrassist_checked_train" for r in app.router.routes):
+        return
+    route = APIRoute(path, checked_train, methods=["POST"], name="cmrassist_checked_train",
+                     summary="Run training of a model (params checked first)")
+    app.router.routes.insert(0, route)

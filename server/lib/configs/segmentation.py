@@ -1,0 +1,25 @@
+"""Wiring of the segmentation model: its infer and train tasks share one checkpoint path."""
+
+from typing import Dict
+
+from cmrassist_server.conf import AppConf
+
+from ..infers.segmentation import SegmentationInferTask
+from ..trainers.segmentation import SegmentationTrainTask
+
+
+class SegmentationConfig:
+    """The ``segmentation`` model: one checkpoint, served by the infer task, published by the train task."""
+
+    name = "segmentation"
+
+    def __init__(self, conf: AppConf):
+        self.conf = conf
+
+    def infer(self) -> SegmentationInferTask:
+        return SegmentationInferTask(self.conf.segmentation_checkpoint, device=self.conf.device)
+
+    def trainer(self) -> SegmentationTrainTask:
+        defaults: Dict = {"max_epochs": self.conf.train_max_epochs, "max_minutes": self.conf.train_max_minutes,
+                          "network": self.conf.network}
+        return SegmentationTrainTask(self.conf.segmentation_checkpoint, defaults=defaults)

@@ -1,0 +1,49 @@
+"""Shared fixtures: small phantom studies and a real MONAI Label server on a free loopback port."""
+
+import os
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
+
+from cmrassist_server.launcher import RunningServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def phantom_studies(tmp_path_factory):
+    """3 labelled phantom subjects (ED/ES) and one unlabelled subject with its cine."""
+    from cmrassist_server.studies import phantom_studies as write
+
+    folder = str(tmp_path_factory.mktemp("studies"))
+    write(folder, 3, seed=11)
+    write(folder, 1, seed=40, labelled_fraction=0.0, with_cine=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(phantom_studies, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("model"))
+    srv = RunningServer(phantom_studies, model_dir, str(tmp_path_factory.mktemp("logs") / "server.log"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_server(server):
+    """The server after a short real training run through POST /train/segmentation."""
+    from CMRAssistLib.client import CMRAssistClient
+
+    client = CMRAssistClient(server.url)
+    client.train_start("segmentation", max_epochs=3, max_minutes=1.0, seed=1)
+    deadline = time.time() + 300
+    status = client.train_status()
+    while time.time() < deadline:
+        status = client.train_status()
+        if status.state in ("DONE", "ERROR", "STOPPED"):
+            break
+        time.sleep(1)
+    assert status.state == "DONE", f"training ended as {status}"
+    return server
