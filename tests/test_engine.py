@@ -83,3 +83,14 @@ def test_split_keeps_subjects_whole_and_every_group_in_both_parts():
     assert {groups[s] for s in val} == {"A", "B"} and {groups[s] for s in train} == {"A", "B"}
     with pytest.raises(ValueError):
         split_subjects(["only"], {}, 0.2, 0)
+
+
+def test_attention_unet_is_selectable_and_segments_at_any_size():
+    import torch
+
+    from cmrassist_server.network import NetworkSpec
+
+    for name in ("unet", "attention_unet"):
+        net = NetworkSpec(name=name).build().eval()
+        with torch.no_grad():
+            assert net(torch.zeros(2, 1, 96, 112)).shape == (2, 4, 96, 112)

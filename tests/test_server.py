@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +147,20 @@ def test_stopped_server_gives_a_readable_error():
     client = CMRAssistClient("127.0.0.1:9", timeout=2)
     with pytest.raises(ServerError, match="cannot reach server"):
         client.info()
+
+
+def test_training_can_be_stopped_and_the_served_model_stays(trained_server):
+    from cmrassist_server.network import load_checkpoint
+
+    client = CMRAssistClient(trained_server.url, timeout=30)
+    ckpt = os.path.join(trained_server.model_dir, "segmentation.pt")
+    client.train_start("segmentation", max_epochs=100, max_minutes=10)
+    deadline = time.time() + 60
+    while time.time() < deadline and client.train_status().state != "RUNNING":
+        time.sleep(0.2)
+    assert client.train_status().running
+    client.train_stop()
+    status = client.train_status()
+    assert status.state == "STOPPED" and not status.running and status.message == "training stopped"
+    load_checkpoint(ckpt)  # the served model is whole
+    assert client.info()["models"]["segmentation"]["trained"] is True

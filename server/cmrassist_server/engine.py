@@ -177,6 +177,15 @@ def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, mul
     return out
 
 
+def _remove_partial_files(checkpoint_path: str) -> None:
+    """Drop half-written files a killed run may have left (the served checkpoint itself is never partial)."""
+    folder = os.path.dirname(os.path.abspath(checkpoint_path))
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith("partial-"):
+                os.remove(os.path.join(folder, name))
+
+
 def history_path(checkpoint_path: str) -> str:
     return os.path.splitext(checkpoint_path)[0] + ".history.json"
 
@@ -222,6 +231,7 @@ def train_segmentation(
         log: progress callback ``log(event, **fields)``.
     """
     start = time.time()
+    _remove_partial_files(checkpoint_path)
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
