@@ -89,15 +89,12 @@ def crop_or_pad(array: np.ndarray, center: Tuple[float, float], size: Tuple[int,
     return out, CropBox(top=top, left=left, size=tuple(size), source=(h, w))  # type: ignore[arg-type]
 
 
-def undo_crop_or_pad(window: np.ndarray, box: CropBox, fill: float = 0.0) -> np.ndarray:
-    """Put a window back on its source grid; areas the window did not cover get ``fill``."""
-    h, w = box.source
-    out = np.full(window.shape[:-2] + (h, w), fill, dtype=window.dtype)
-    sy0, sx0 = max(box.top, 0), max(box.left, 0)
-    sy1, sx1 = min(box.top + box.size[0], h), min(box.left + box.size[1], w)
-    if sy1 > sy0 and sx1 > sx0:
-        out[..., sy0:sy1, sx0:sx1] = window[..., sy0 - box.top : sy1 - box.top, sx0 - box.left : sx1 - box.left]
-    return out
+def undo_crop_or_pad(window: torch.Tensor, box: CropBox, fill: float = 0.0) -> torch.Tensor:
+    """Put a ``(..., h, w)`` window back on its source grid; areas the window did not cover get ``fill``."""
+    (h, w), (bh, bw) = box.source, box.size
+    # F.pad with negative widths crops, so one call handles windows larger and smaller than the source.
+    pad = (box.left, w - box.left - bw, box.top, h - box.top - bh)
+    return F.pad(window, pad, value=fill)
 
 
 class CardiacPreprocessor:
@@ -138,11 +135,8 @@ class CardiacPreprocessor:
 
     def invert_probabilities(self, probs: torch.Tensor, ctx: StackContext) -> np.ndarray:
         """``(slices, C, H, W)`` class probabilities -> integer label map on the frame's ``(z, y, x)`` grid."""
-        back = torch.from_numpy(undo_crop_or_pad(probs.numpy(), ctx.box))
-        # Background outside the window; softmax outputs never leave it empty.
-        if ctx.box.top > 0 or ctx.box.left > 0 or ctx.box.size != ctx.box.source:
-            covered = torch.from_numpy(undo_crop_or_pad(np.ones(probs.shape[-2:], np.float32), ctx.box))
-            back[:, 0] += 1.0 - covered
-        full = resample_inplane(back, ctx.canonical_shape[1:])
-        labels = full.argmax(1).numpy().astype(np.uint8)
+        back = undo_crop_or_pad(probs, ctx.box)
+        outside = undo_crop_or_pad(torch.zeros(probs.shape[-2:]), ctx.box, fill=1.0)
+        back[:, 0] += outside  # background wherever the window did not reach
+        labels = resample_inplane(back, ctx.canonical_shape[1:]).argmax(1).numpy().astype(np.uint8)
         return ctx.orientation.from_canonical(labels)
