@@ -17,16 +17,18 @@ class AugmentConfig:
     """Ranges of the random transforms (each drawn per sample).
 
     Args:
-        rotate_deg: maximum absolute rotation.
+        rotate_deg: maximum absolute rotation (short-axis views vary by tens of degrees; canonical orientation
+            removes axis flips and swaps, so the whole circle is not needed and slows short training).
         scale: (min, max) zoom factor.
-        elastic_mm: displacement amplitude of the elastic field, in pixels of the network grid.
+        elastic_px: displacement amplitude of the elastic field, in pixels of the network grid.
         gamma: (min, max) gamma exponent.
         bias: strength of the smooth multiplicative bias field.
         noise_std: maximum standard deviation of additive Gaussian noise.
-        flip: probability of a left-right flip (off: the RV side carries meaning).
+        p_spatial: share of samples given a spatial transform.
+        p_intensity: share of samples given intensity transforms.
     """
 
-    rotate_deg: float = 180.0
+    rotate_deg: float = 45.0
     scale: tuple = (0.8, 1.25)
     elastic_px: float = 4.0
     gamma: tuple = (0.7, 1.5)

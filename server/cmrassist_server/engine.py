@@ -126,7 +126,7 @@ def split_subjects(subjects: Sequence[str], groups: Dict[str, str], val_split: f
 class PatchSampler:
     """Random training patches centred near the heart (jittered), sometimes anywhere in the image."""
 
-    def __init__(self, cases: List[PreparedCase], patch: int, rng: np.random.Generator, p_anywhere: float = 0.15):
+    def __init__(self, cases: List[PreparedCase], patch: int, rng: np.random.Generator, p_anywhere: float = 0.25):
         self.cases = cases
         self.index = [(c, z) for c, case in enumerate(cases) for z in range(case.image.shape[0])]
         self.patch = patch

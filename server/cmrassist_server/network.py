@@ -23,11 +23,14 @@ class NetworkSpec:
         name: ``unet`` (MONAI UNet with residual units) or ``attention_unet`` (MONAI AttentionUnet).
         channels: feature maps per level.
         num_classes: output classes including background.
+        norm: normalisation of the U-Net's layers; instance norm behaves the same in training and inference,
+            which matters when training sees heart-centred patches and inference whole slices.
     """
 
     name: str = "unet"
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256)
     num_classes: int = 4
+    norm: str = "instance"
 
     def build(self) -> torch.nn.Module:
         if self.name not in NETWORKS:
@@ -37,7 +40,7 @@ class NetworkSpec:
             return AttentionUnet(spatial_dims=2, in_channels=1, out_channels=self.num_classes,
                                  channels=self.channels, strides=strides)
         return UNet(spatial_dims=2, in_channels=1, out_channels=self.num_classes, channels=self.channels,
-                    strides=strides, num_res_units=1, norm="batch")
+                    strides=strides, num_res_units=1, norm=self.norm)
 
 
 @dataclass
@@ -84,7 +87,8 @@ def load_checkpoint(path: str, device: str = "cpu") -> Tuple[torch.nn.Module, Ne
     """Load a published checkpoint: the network in eval mode, its spec, its preprocessing and its record."""
     payload = torch.load(path, map_location=device, weights_only=False)
     net = payload["network"]
-    spec = NetworkSpec(name=net["name"], channels=tuple(net["channels"]), num_classes=net["num_classes"])
+    spec = NetworkSpec(name=net["name"], channels=tuple(net["channels"]), num_classes=net["num_classes"],
+                       norm=net.get("norm", "batch"))
     pre = payload["preprocess"]
     config = PreprocessConfig(**{**pre, "percentiles": tuple(pre["percentiles"])})
     model = spec.build().to(device)
