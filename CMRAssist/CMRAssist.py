@@ -1,13 +1,13 @@
-"""CMRAssist Slicer module (entry point).
-
-This release carries the module's identity, its logic entry point (the REST client) and its self-test; the
-annotation, review and ranking panels are built on this in the following releases (see the issues).
-"""
+"""CMRAssist Slicer module: wires the panels of CMRAssistLib to Slicer; the work is done there."""
 
 import os
+import tempfile
 
+import ctk
 import qt
 import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -15,7 +15,13 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-from CMRAssistLib.client import CMRAssistClient
+from CMRAssistLib.annotate_panel import AnnotatePanel
+from CMRAssistLib.annotation import AnnotationSession, Study
+from CMRAssistLib.background import BackgroundRunner
+from CMRAssistLib.connection_panel import ConnectionPanel
+from CMRAssistLib.settings import UserSettings, load_settings
+from CMRAssistLib.slicer_scene import SlicerScene
+from CMRAssistLib.train_panel import TrainPanel
 
 
 class CMRAssist(ScriptedLoadableModule):
@@ -23,34 +29,68 @@ class CMRAssist(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "CMRAssist"
         self.parent.categories = ["Cardiac"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations", "Sequences"]
         self.parent.contributors = ["CMRAssist team"]
         self.parent.helpText = (
             "Short-axis cine MRI with a CMRAssist MONAI Label server: one-click LV cavity, LV myocardium and RV "
             "cavity segmentation, correction, submission with annotator provenance, and retraining."
         )
-        self.parent.acknowledgementText = (
-            "Uses MONAI Label. ACDC data: O. Bernard et al., IEEE TMI 37(11):2514-2525, 2018."
-        )
+        self.parent.acknowledgementText = "Uses MONAI Label. ACDC data: O. Bernard et al., IEEE TMI 37(11):2514-2525, 2018."
+
+
+@parameterNodeWrapper
+class CMRAssistParameterNode:
+    """What the scene remembers: the study on screen and its segmentation."""
+
+    studyImageId: str
+    volume: vtkMRMLScalarVolumeNode
+    segmentation: vtkMRMLSegmentationNode
 
 
 class CMRAssistWidget(ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        label = qt.QLabel(
-            "Start a server with `make serve` in the CMRAssist repository; the annotation panels of this "
-            "module connect to it."
-        )
-        label.wordWrap = True
-        self.layout.addWidget(label)
+        self.logic = CMRAssistLogic()
+        self.runner = BackgroundRunner()
+        self.scene = SlicerScene()
+        self.session = self.logic.session(load_settings())
+        self.connection = ConnectionPanel(self.session, self.runner)
+        self.annotate = AnnotatePanel(self.session, self.runner, self.scene, consent_store=qt.QSettings())
+        self.annotate.editor_layout.addWidget(self.scene.editor_widget())
+        self.annotate.segmented_listeners.append(self.remember)
+        self.train = TrainPanel(self.session, self.runner)
+        self.connection.listeners += [self.annotate.server_changed, self.train.server_changed]
+        for title, panel, collapsed in (("Connection", self.connection, False), ("Annotate", self.annotate, False),
+                                        ("Train", self.train, True)):
+            box = ctk.ctkCollapsibleButton()
+            box.text = title
+            box.collapsed = collapsed
+            qt.QVBoxLayout(box).addWidget(panel.widget)
+            self.layout.addWidget(box)
         self.layout.addStretch(1)
+
+    def remember(self, study: Study) -> None:
+        params = self.logic.getParameterNode()
+        params.studyImageId = study.image_id
+        params.volume = self.scene.volume_node
+        params.segmentation = self.scene.segmentation_node
+
+    def enter(self):
+        self.annotate.refresh_volumes()
+
+    def cleanup(self):
+        self.train.poll_timer.stop()
+        self.runner.shutdown()
 
 
 class CMRAssistLogic(ScriptedLoadableModuleLogic):
-    """Entry points used by the panels and the self-test (no GUI code here)."""
+    """Entry points used by the widget and the self-test (no GUI code here)."""
 
-    def client(self, server_url: str) -> CMRAssistClient:
-        return CMRAssistClient(server_url)
+    def getParameterNode(self):
+        return CMRAssistParameterNode(super().getParameterNode())
+
+    def session(self, settings: UserSettings) -> AnnotationSession:
+        return AnnotationSession(settings, os.path.join(slicer.app.temporaryPath, "CMRAssist"))
 
 
 class CMRAssistTest(ScriptedLoadableModuleTest):
@@ -60,14 +100,37 @@ class CMRAssistTest(ScriptedLoadableModuleTest):
         self.setUp()
         url = os.environ.get("CMRASSIST_TEST_SERVER")
         if not url:
-            self.delayDisplay("CMRAssist self-test skipped: start `make serve` and set CMRASSIST_TEST_SERVER to its URL")
+            self.delayDisplay("CMRAssist self-test skipped: run `make serve` in the CMRAssist repository, then start "
+                              "Slicer with CMRASSIST_TEST_SERVER=http://127.0.0.1:8000 and run this test again.")
             return
-        self.test_server_answers(url)
+        self.test_segment_submit_read_back(url)
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def test_server_answers(self, url):
-        info = CMRAssistLogic().client(url).info()
-        self.assertIn("segmentation", info["models"])
-        self.delayDisplay("CMRAssist server answered")
+    def test_segment_submit_read_back(self, url):
+        import SimpleITK as sitk
+
+        from CMRAssistLib.measures import class_volumes_ml
+
+        session = AnnotationSession(UserSettings(url, "Slicer self-test", "expert"), tempfile.mkdtemp())
+        self.assertTrue(session.server_state().segmentation_trained, "the server has no trained model")
+        study = session.next_study(session.server_state().strategies[0])
+        target = session.frame_study(study, study.ed_frame or 1) if study.is_cine else study
+        scene = SlicerScene()
+        scene.show_study(target)
+        label_path = session.segment(target)
+        scene.show_segmentation(target, label_path)
+        segmentation = scene.segmentation_node.GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), 3)
+        label = sitk.ReadImage(label_path)
+        expected = class_volumes_ml(sitk.GetArrayFromImage(label), tuple(reversed(label.GetSpacing())))
+        shown = scene.segment_volumes_ml()
+        for name, key in (("LV cavity", "lv_cavity"), ("LV myocardium", "lv_myocardium"), ("RV cavity", "rv_cavity")):
+            self.assertGreater(shown[name], 1.0, f"{name} is empty")
+            self.assertAlmostEqual(shown[name], expected[key], delta=0.01 * expected[key])
+        exported = scene.export_label(target, os.path.join(session.workdir, "self_test_final.nii.gz"))
+        session.submit(target, exported)
+        info = session.client.label_info(target.image_id)
+        self.assertEqual(info["info"]["annotator"], "Slicer self-test")
+        self.delayDisplay("CMRAssist self-test passed")

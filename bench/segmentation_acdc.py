@@ -42,6 +42,7 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=60.0, help="training budget")
     ap.add_argument("--max-epochs", type=int, default=1000)
     ap.add_argument("--network", default="unet")
+    ap.add_argument("--val-split", type=float, default=0.2, help="share of training patients used for validation")
     ap.add_argument("--device", default=None)
     ap.add_argument("--train-patients", type=int, default=0, help="use only the first N training patients (0: all 80)")
     ap.add_argument("--out", default="out/segmentation_acdc")
@@ -59,7 +60,7 @@ def main(argv=None):
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
     task = SegmentationTrainTask(checkpoint, defaults={"max_epochs": args.max_epochs, "max_minutes": args.minutes,
-                                                       "network": args.network})
+                                                       "network": args.network, "val_split": args.val_split})
     t0 = time.time()
     summary = task({"device": args.device}, LocalDatastore(studies, extensions=("*.nii.gz",)))
     train_s = time.time() - t0
@@ -111,6 +112,7 @@ def main(argv=None):
     setting = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "device": predictor.device, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                "minutes": args.minutes, "network": args.network, "train_patients": len(train),
+               "val_split": args.val_split,
                "median_infer_s_per_volume": float(np.median(seconds))}
     print("setting: " + json.dumps(setting))
     json.dump({"results": results, "clinical_mae": clinical, "history": history, "setting": setting, "summary": summary},

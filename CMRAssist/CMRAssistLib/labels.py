@@ -18,6 +18,22 @@ COLOURS: Dict[int, Tuple[float, float, float]] = {
     LV_CAVITY: (0.95, 0.25, 0.25),
 }
 VALID_VALUES = frozenset((BACKGROUND, RV_CAVITY, LV_MYOCARDIUM, LV_CAVITY))
+#: Segment names shown in Slicer.
+SEGMENT_NAMES: Dict[int, str] = {RV_CAVITY: "RV cavity", LV_MYOCARDIUM: "LV myocardium", LV_CAVITY: "LV cavity"}
+
+
+def _terminology(code: str, meaning: str) -> str:
+    # Slicer's serialised terminology entry: context~category~type~modifier~region context~region~region modifier
+    return ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
+            f"SCT^{code}^{meaning}~^^~Anatomic codes - DICOM master list~^^~^^")
+
+
+#: SNOMED CT codes of the structures: right ventricle, myocardium, left ventricle.
+TERMINOLOGY: Dict[int, str] = {
+    RV_CAVITY: _terminology("53085002", "Right ventricle"),
+    LV_MYOCARDIUM: _terminology("74281007", "Myocardium"),
+    LV_CAVITY: _terminology("87878005", "Left ventricle"),
+}
 
 
 def parse_label_map(text: str) -> Dict[int, int]:

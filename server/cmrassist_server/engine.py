@@ -23,7 +23,7 @@ from CMRAssistLib.labels import SHORT_NAMES
 from .augment import AugmentConfig, augment_batch
 from .imageio import Orientation, read_image
 from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
-from .preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
+from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad
 
 PROGRESS_PREFIX = "CMRASSIST_PROGRESS "
 
@@ -165,7 +165,7 @@ def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, mul
         window, box = crop_or_pad(case.image, (h / 2, w / 2), size)
         logits = torch.cat([model(torch.from_numpy(window[i : i + 16])[:, None].to(device)).cpu()
                             for i in range(0, len(window), 16)])
-        pred = logits.argmax(1).numpy()
+        pred = class_map(logits).numpy()
         ref, _ = crop_or_pad(case.label, (h / 2, w / 2), size)
         for v in SHORT_NAMES:
             p, r = pred == v, ref == v

@@ -188,9 +188,10 @@ class Phantom:
 
     @property
     def info(self) -> Dict[str, object]:
+        """Image info; frame numbers count from 1 as in ACDC's ``Info.cfg`` (frame 1 = the cine's first)."""
         a = self.anatomy
-        return {"patient": self.name, "group": "PHANTOM", "n_frames": a.n_frames, "ed_frame": 0,
-                "es_frame": a.es_frame, "slice_mm": a.slice_mm, "pixel_mm": a.pixel_mm}
+        return {"patient": self.name, "group": "PHANTOM", "n_frames": a.n_frames, "ed_frame": 1,
+                "es_frame": a.es_frame + 1, "slice_mm": a.slice_mm, "pixel_mm": a.pixel_mm}
 
 
 def make_phantom(seed: int, *, name: Optional[str] = None, n_frames: int = 12, with_cine: bool = True) -> Phantom:

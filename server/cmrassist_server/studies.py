@@ -68,7 +68,7 @@ def phantom_studies(folder: str, n: int, seed: int, *, labelled_fraction: float 
     count = 0
     for i in range(n):
         p = make_phantom(seed + i, with_cine=with_cine)
-        for phase, image, label, frame in (("ED", p.ed_image, p.ed_label, 0), ("ES", p.es_image, p.es_label, p.anatomy.es_frame)):
+        for phase, image, label, frame in (("ED", p.ed_image, p.ed_label, 1), ("ES", p.es_image, p.es_label, p.anatomy.es_frame + 1)):
             image_id = f"{p.name}_{phase.lower()}"
             writer.add_image(image_id, image, {**p.info, "phase": phase, "frame": frame})
             if i < n_labelled:

@@ -1,0 +1,225 @@
+"""The annotation workflow without any GUI: connect, fetch a study, pick a frame, segment, submit, train.
+
+The panels call these methods from background jobs; everything here is plain Python (no Qt, no slicer),
+so it is tested against a real server with pytest.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .client import CMRAssistClient, ServerError, TrainStatus
+from .frames import count_frames, write_frame
+from .settings import UserSettings
+
+SEGMENTATION_MODEL = "segmentation"
+
+
+@dataclass
+class ServerState:
+    """What the Connection panel shows about a server."""
+
+    url: str
+    name: str = ""
+    version: str = ""
+    models: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    trainers: List[str] = field(default_factory=list)
+    strategies: List[str] = field(default_factory=list)
+    training: TrainStatus = field(default_factory=TrainStatus)
+
+    @property
+    def segmentation_trained(self) -> bool:
+        return bool(self.models.get(SEGMENTATION_MODEL, {}).get("trained"))
+
+    def summary(self) -> str:
+        """A few lines for the status label."""
+        lines = [f"{self.name} {self.version} at {self.url}".strip()]
+        for model, info in sorted(self.models.items()):
+            record = info.get("model_record") or {}
+            dice = record.get("val_dice") or {}
+            if info.get("trained"):
+                score = f", validation Dice {dice['mean']:.3f}" if "mean" in dice else ""
+                lines.append(f"model {model}: trained{score}")
+            else:
+                lines.append(f"model {model}: not trained yet (train it from labelled studies)")
+        lines.append("training: " + (f"running, {self.training.percent:.0f}%" if self.training.running
+                                     else self.training.state.lower()))
+        return "\n".join(lines)
+
+    @classmethod
+    def from_info(cls, url: str, info: Dict[str, Any], training: TrainStatus) -> "ServerState":
+        return cls(url=url, name=str(info.get("name", "")), version=str(info.get("version", "")),
+                   models=dict(info.get("models") or {}), trainers=sorted(info.get("trainers") or {}),
+                   strategies=sorted(info.get("strategies") or {}), training=training)
+
+
+@dataclass
+class Study:
+    """A study image held locally: a 3D frame, or a 4D cine.
+
+    Frame numbers in ``info`` (``ed_frame``, ``es_frame``, ``frame``) count from 1, as in ACDC's Info.cfg.
+    """
+
+    image_id: str
+    path: str
+    info: Dict[str, Any]
+    n_frames: int = 1
+
+    @property
+    def is_cine(self) -> bool:
+        return self.n_frames > 1
+
+    @property
+    def ed_frame(self) -> Optional[int]:
+        return _frame_number(self.info.get("ed_frame"))
+
+    @property
+    def es_frame(self) -> Optional[int]:
+        return _frame_number(self.info.get("es_frame"))
+
+    def frame_choices(self) -> List[Tuple[str, Optional[int]]]:
+        """``(text, frame number)`` pairs for the frame selector; ``None`` means the whole cine."""
+        if not self.is_cine:
+            phase = self.info.get("phase")
+            return [(f"{phase} frame" if phase else "3D frame", None)]
+        choices: List[Tuple[str, Optional[int]]] = []
+        for phase, number in (("ED", self.ed_frame), ("ES", self.es_frame)):
+            if number and 1 <= number <= self.n_frames:
+                choices.append((f"{phase} (frame {number})", number))
+        choices += [(f"frame {n}", n) for n in range(1, self.n_frames + 1) if n not in (self.ed_frame, self.es_frame)]
+        choices.append((f"whole cine ({self.n_frames} frames)", None))
+        return choices
+
+    def describe(self) -> str:
+        parts = [self.image_id]
+        for key in ("patient", "group", "phase"):
+            if self.info.get(key):
+                parts.append(f"{key} {self.info[key]}")
+        if self.is_cine:
+            parts.append(f"{self.n_frames} frames, ED {self.ed_frame}, ES {self.es_frame}")
+        return ", ".join(parts)
+
+
+def _frame_number(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def image_id_for(path: str) -> str:
+    """A datastore id from a file or node name (letters, digits, ``_`` and ``-`` only)."""
+    base = os.path.basename(path)
+    for ext in (".nii.gz", ".nii", ".nrrd", ".seq.nrrd"):
+        if base.lower().endswith(ext):
+            base = base[: -len(ext)]
+            break
+    return _SAFE_ID.sub("_", base).strip("_") or "study"
+
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, text: str) -> None:
+    pass
+
+
+class AnnotationSession:
+    """One annotator working with one server.
+
+    Args:
+        settings: server address, annotator name and expertise.
+        workdir: folder for downloaded studies and labels.
+    """
+
+    def __init__(self, settings: UserSettings, workdir: str):
+        self.settings = settings
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.client = CMRAssistClient(settings.server_url)
+
+    def set_settings(self, settings: UserSettings) -> None:
+        self.settings = settings
+        self.client = CMRAssistClient(settings.server_url)
+
+    # -- server -------------------------------------------------------------------------------------------
+    def server_state(self) -> ServerState:
+        info = self.client.info()
+        return ServerState.from_info(self.client.server_url, info, self.client.train_status())
+
+    # -- studies ------------------------------------------------------------------------------------------
+    def next_study(self, strategy: str, progress: Progress = _no_progress) -> Study:
+        """Ask the server for the next study with ``strategy`` and download it."""
+        progress(0.1, f"asking the server for the next study ({strategy})")
+        sample = self.client.next_sample(strategy)
+        image_id = sample.get("id")
+        if not image_id:
+            raise ServerError("The server has no study left to annotate with this strategy.")
+        return self.open_study(image_id, progress)
+
+    def open_study(self, image_id: str, progress: Progress = _no_progress) -> Study:
+        progress(0.3, f"downloading {image_id}")
+        info = self.client.image_info(image_id)
+        path = self.client.download_image(image_id, self.workdir)
+        progress(0.9, "reading frames")
+        return Study(image_id=image_id, path=path, info=dict(info.get("info") or info), n_frames=count_frames(path))
+
+    def upload_local(self, path: str, image_id: Optional[str] = None, progress: Progress = _no_progress) -> Study:
+        """Upload a volume that was already in the scene (after the user agreed) and open it as a study."""
+        image_id = image_id or image_id_for(path)
+        progress(0.2, f"uploading {image_id}")
+        stored_id = self.client.upload_image(path, image_id, {"source": "3D Slicer scene",
+                                                              "uploaded_by": self.settings.annotator})
+        n_frames = count_frames(path)
+        return Study(image_id=stored_id, path=path, info={"source": "3D Slicer scene"}, n_frames=n_frames)
+
+    def frame_study(self, cine: Study, frame: int, progress: Progress = _no_progress) -> Study:
+        """The 3D study of one cine frame (1-based), stored on the server once under ``<cine id>_frameNN``."""
+        if not cine.is_cine:
+            return cine
+        if not 1 <= frame <= cine.n_frames:
+            raise ValueError(f"frame {frame} is outside the cine's 1-{cine.n_frames}")
+        image_id = f"{cine.image_id}_frame{frame:02d}"
+        path = os.path.join(self.workdir, image_id + ".nii.gz")
+        write_frame(cine.path, frame - 1, path)
+        phase = "ED" if frame == cine.ed_frame else "ES" if frame == cine.es_frame else "CINE_FRAME"
+        info = {k: v for k, v in cine.info.items() if k in ("patient", "group", "ed_frame", "es_frame", "n_frames")}
+        info.update({"phase": phase, "frame": frame, "source_image": cine.image_id})
+        try:
+            self.client.image_info(image_id)
+        except ServerError as e:
+            if e.status != 404:
+                raise
+            progress(0.2, f"storing frame {frame} as {image_id}")
+            self.client.upload_image(path, image_id, info)
+        return Study(image_id=image_id, path=path, info=info, n_frames=1)
+
+    # -- segmentation and labels ---------------------------------------------------------------------------
+    def segment(self, study: Study, progress: Progress = _no_progress) -> str:
+        """One-click segmentation: the label file (image geometry; 4D for a whole cine)."""
+        progress(0.1, f"segmenting {study.image_id} on the server")
+        return self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL)
+
+    def submit(self, study: Study, label_path: str, progress: Progress = _no_progress) -> Dict[str, Any]:
+        """Store the corrected label as ``final`` with annotator, expertise and time."""
+        problem = self.settings.problems()
+        if problem:
+            raise ValueError(problem)
+        progress(0.2, f"submitting the label of {study.image_id}")
+        extra = {"frame": study.info["frame"]} if study.info.get("frame") else {}
+        return self.client.submit_label(study.image_id, label_path, annotator=self.settings.annotator,
+                                        expertise=self.settings.expertise, extra=extra)
+
+    # -- training -----------------------------------------------------------------------------------------
+    def start_training(self, *, max_minutes: float, max_epochs: int = 1000) -> Dict[str, Any]:
+        return self.client.train_start(SEGMENTATION_MODEL, max_minutes=max_minutes, max_epochs=max_epochs)
+
+    def stop_training(self) -> Dict[str, Any]:
+        return self.client.train_stop()
+
+    def training_status(self) -> TrainStatus:
+        return self.client.train_status()

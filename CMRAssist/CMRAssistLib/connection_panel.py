@@ -1,0 +1,96 @@
+"""Connection panel: server address, annotator name and expertise, and the server's state."""
+
+from typing import Callable, List
+
+from .annotation import AnnotationSession, ServerState
+from .background import BackgroundRunner
+from .client import EXPERTISE_LEVELS
+from .qt_compat import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget, prop
+from .settings import UserSettings, load_settings, save_settings
+
+
+class ConnectionPanel:
+    """Builds and drives the panel's widgets.
+
+    Args:
+        session: the annotation session (its settings are replaced on every connect).
+        runner: runs the server calls off the GUI thread.
+        settings_store: QSettings to load and save the user's settings (the application's by default).
+    """
+
+    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, *, settings_store=None):
+        self.session = session
+        self.runner = runner
+        self.settings_store = settings_store
+        self.state: ServerState = None
+        self.listeners: List[Callable[[ServerState], None]] = []
+
+        self.widget = QWidget()
+        self.widget.setObjectName("CMRAssistConnectionPanel")
+        layout = QVBoxLayout(self.widget)
+        form = QFormLayout()
+        self.url_edit = QLineEdit()
+        self.url_edit.setToolTip("Address of the CMRAssist server, e.g. http://127.0.0.1:8000 (`make serve`)")
+        self.annotator_edit = QLineEdit()
+        self.annotator_edit.setPlaceholderText("your name, recorded with every label you submit")
+        self.expertise_combo = QComboBox()
+        for level in EXPERTISE_LEVELS:
+            self.expertise_combo.addItem(level)
+        form.addRow("Server:", self.url_edit)
+        form.addRow("Annotator:", self.annotator_edit)
+        form.addRow("Expertise:", self.expertise_combo)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("Save these settings and ask the server for its models and training state")
+        row.addWidget(self.connect_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.status_label = QLabel("Not connected.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("status")
+        layout.addWidget(self.status_label)
+
+        self.connect_button.clicked.connect(lambda *_: self.connect())
+        self.url_edit.returnPressed.connect(self.connect)
+        self._fill(load_settings(settings_store))
+
+    def _fill(self, settings: UserSettings) -> None:
+        self.url_edit.setText(settings.server_url)
+        self.annotator_edit.setText(settings.annotator)
+        self.expertise_combo.setCurrentIndex(EXPERTISE_LEVELS.index(settings.expertise))
+
+    def settings(self) -> UserSettings:
+        return UserSettings(server_url=str(prop(self.url_edit, "text")).strip(),
+                            annotator=str(prop(self.annotator_edit, "text")).strip(),
+                            expertise=EXPERTISE_LEVELS[prop(self.expertise_combo, "currentIndex")])
+
+    def connect(self) -> None:
+        settings = self.settings()
+        if not settings.server_url:
+            self.status_label.setText("Type the server address first (e.g. http://127.0.0.1:8000).")
+            return
+        save_settings(settings, self.settings_store)
+        self.session.set_settings(settings)
+        self.connect_button.setEnabled(False)
+        self.status_label.setText(f"Connecting to {self.session.client.server_url} ...")
+        self.runner.submit("connect", lambda job: self.session.server_state(), on_done=self._connected,
+                           on_error=self._failed)
+
+    def refresh(self) -> None:
+        """Ask the server for its state again (after training or a submission)."""
+        if self.state is not None and not self.runner.busy("connect"):
+            self.runner.submit("connect", lambda job: self.session.server_state(), on_done=self._connected,
+                               on_error=self._failed)
+
+    def _connected(self, state: ServerState) -> None:
+        self.state = state
+        self.connect_button.setEnabled(True)
+        warning = self.session.settings.problems()
+        self.status_label.setText(state.summary() + (f"\n{warning}" if warning else ""))
+        for listener in self.listeners:
+            listener(state)
+
+    def _failed(self, error: BaseException) -> None:
+        self.connect_button.setEnabled(True)
+        self.status_label.setText(f"Not connected: {error}")

@@ -1,0 +1,53 @@
+"""The one place that chooses the Qt binding: Slicer's PythonQt ``qt`` inside Slicer, PySide6 elsewhere (tests).
+
+Panels use only classes that exist in both, through the names below, and only setter methods (PythonQt also
+offers properties, PySide6 does not), plain ``signal.connect`` and no custom signals (PythonQt has none).
+"""
+
+try:  # inside Slicer
+    import qt as _qt
+
+    QtCore = QtGui = QtWidgets = _qt
+    BINDING = "PythonQt"
+except ImportError:  # tests and tools outside Slicer
+    from PySide6 import QtCore, QtGui, QtWidgets
+
+    BINDING = "PySide6"
+
+Qt = QtCore.Qt
+QObject = QtCore.QObject
+QSettings = QtCore.QSettings
+QTimer = QtCore.QTimer
+QSize = QtCore.QSize
+
+QColor = QtGui.QColor
+QImage = QtGui.QImage
+QPixmap = QtGui.QPixmap
+
+QApplication = QtWidgets.QApplication
+QCheckBox = QtWidgets.QCheckBox
+QComboBox = QtWidgets.QComboBox
+QFormLayout = QtWidgets.QFormLayout
+QGroupBox = QtWidgets.QGroupBox
+QHBoxLayout = QtWidgets.QHBoxLayout
+QLabel = QtWidgets.QLabel
+QLineEdit = QtWidgets.QLineEdit
+QMessageBox = QtWidgets.QMessageBox
+QProgressBar = QtWidgets.QProgressBar
+QPushButton = QtWidgets.QPushButton
+QRadioButton = QtWidgets.QRadioButton
+QVBoxLayout = QtWidgets.QVBoxLayout
+QWidget = QtWidgets.QWidget
+QDoubleSpinBox = QtWidgets.QDoubleSpinBox
+
+
+def prop(widget, name: str):
+    """Read a Qt property in both bindings: PythonQt exposes ``text`` as an attribute, PySide6 as ``text()``."""
+    value = getattr(widget, name)
+    return value() if callable(value) else value
+
+
+def ask_yes_no(parent, title: str, question: str) -> bool:
+    """A modal yes/no question (the panels take it as a callable, so tests can answer it)."""
+    answer = QMessageBox.question(parent, title, question, QMessageBox.Yes | QMessageBox.No)
+    return answer == QMessageBox.Yes

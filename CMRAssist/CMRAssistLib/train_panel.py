@@ -1,0 +1,115 @@
+"""Train panel: start and stop retraining of the server's segmentation model, with progress and Dice."""
+
+from typing import Optional
+
+from .annotation import AnnotationSession, ServerState
+from .background import BackgroundRunner
+from .client import TrainStatus
+from .qt_compat import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTimer,
+                        QVBoxLayout, QWidget, prop)
+
+
+def describe_training(status: TrainStatus) -> str:
+    """One line: epoch, latest validation Dice per class, best mean Dice."""
+    if status.state == "NONE":
+        return status.message or "No training has run yet."
+    parts = [status.state.lower()]
+    if status.epoch:
+        parts.append(f"epoch {status.epoch}" + (f"/{status.max_epochs}" if status.max_epochs else ""))
+    if status.val_dice:
+        dice = ", ".join(f"{c} {status.val_dice[c]:.3f}" for c in ("LV", "MYO", "RV") if c in status.val_dice)
+        parts.append(f"validation Dice {dice}")
+    if status.best_val_dice.get("mean") is not None:
+        parts.append(f"best mean {status.best_val_dice['mean']:.3f}")
+    if status.message and not status.running:
+        parts.append(status.message)
+    return "; ".join(parts)
+
+
+class TrainPanel:
+    """Builds and drives the panel's widgets.
+
+    Args:
+        session: the annotation session.
+        runner: runs the server calls off the GUI thread.
+        poll_ms: how often the training state is read while training runs.
+    """
+
+    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, *, poll_ms: int = 2000):
+        self.session = session
+        self.runner = runner
+        self.last_status: Optional[TrainStatus] = None
+
+        self.widget = QWidget()
+        self.widget.setObjectName("CMRAssistTrainPanel")
+        layout = QVBoxLayout(self.widget)
+        form = QFormLayout()
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.5, 24 * 60)
+        self.minutes_spin.setDecimals(1)
+        self.minutes_spin.setValue(10.0)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setToolTip("Training time budget; the best validation checkpoint is published as it improves")
+        form.addRow("Time budget:", self.minutes_spin)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.stop_button = QPushButton("Stop")
+        row.addWidget(self.start_button)
+        row.addWidget(self.stop_button)
+        layout.addLayout(row)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        layout.addWidget(self.progress_bar)
+        self.status_label = QLabel("Connect to a server to train its model.")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+
+        self.poll_timer = QTimer()
+        self.poll_timer.setInterval(poll_ms)
+        self.poll_timer.timeout.connect(self.poll)
+        self.start_button.clicked.connect(lambda *_: self.start())
+        self.stop_button.clicked.connect(lambda *_: self.stop())
+        self._set_running(False, connected=False)
+
+    def _set_running(self, running: bool, connected: bool = True) -> None:
+        self.start_button.setEnabled(connected and not running)
+        self.stop_button.setEnabled(connected and running)
+
+    def server_changed(self, state: ServerState) -> None:
+        """Connection panel listener: show the server's training state and follow a running training."""
+        self._show(state.training)
+
+    def start(self) -> None:
+        minutes = float(prop(self.minutes_spin, "value"))
+        self._set_running(True)
+        self.status_label.setText(f"Starting training for at most {minutes:g} minutes ...")
+        self.runner.submit("train-start", lambda job: self.session.start_training(max_minutes=minutes),
+                           on_done=lambda _: self.poll(), on_error=self._failed)
+
+    def stop(self) -> None:
+        self.stop_button.setEnabled(False)
+        self.status_label.setText("Stopping training ...")
+        self.runner.submit("train-stop", lambda job: self.session.stop_training(), on_done=lambda _: self.poll(),
+                           on_error=self._failed)
+
+    def poll(self) -> None:
+        if not self.runner.busy("train-status"):
+            self.runner.submit("train-status", lambda job: self.session.training_status(), on_done=self._show,
+                               on_error=self._failed)
+
+    def _show(self, status: TrainStatus) -> None:
+        self.last_status = status
+        self.progress_bar.setValue(int(round(status.percent)))
+        self.status_label.setText(describe_training(status))
+        self._set_running(status.running)
+        if status.running and not self.poll_timer.isActive():
+            self.poll_timer.start()
+        elif not status.running:
+            self.poll_timer.stop()
+
+    def _failed(self, error: BaseException) -> None:
+        self.poll_timer.stop()
+        self._set_running(False)
+        self.status_label.setText(f"Training request failed: {error}")

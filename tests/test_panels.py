@@ -1,0 +1,207 @@
+"""The Slicer module's panels as real PySide6 widgets (offscreen), driven by clicks and keys against a real server."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from CMRAssistLib.annotate_panel import AnnotatePanel  # noqa: E402
+from CMRAssistLib.annotation import AnnotationSession  # noqa: E402
+from CMRAssistLib.background import BackgroundRunner  # noqa: E402
+from CMRAssistLib.client import CMRAssistClient  # noqa: E402
+from CMRAssistLib.connection_panel import ConnectionPanel  # noqa: E402
+from CMRAssistLib.labels import RV_CAVITY  # noqa: E402
+from CMRAssistLib.settings import UserSettings, load_settings  # noqa: E402
+from CMRAssistLib.train_panel import TrainPanel  # noqa: E402
+from file_scene import FileScene  # noqa: E402
+
+SCREENSHOTS = os.environ.get("CMRASSIST_SCREENSHOTS",
+                             os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "screenshots"))
+
+
+@pytest.fixture(scope="module")
+def app():
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+
+
+@pytest.fixture()
+def runner(app):
+    r = BackgroundRunner(poll_ms=20)
+    yield r
+    r.shutdown()
+
+
+def wait_for(app, predicate, timeout=120.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        app.processEvents()
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def screenshot(widget, name):
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    widget.resize(460, max(widget.sizeHint().height(), 200))
+    widget.show()
+    QApplication.processEvents()
+    assert widget.grab().save(os.path.join(SCREENSHOTS, name))
+
+
+def click(button):
+    assert button.isEnabled(), f"{button.text()} is disabled"
+    QTest.mouseClick(button, Qt.LeftButton)
+
+
+def connect(app, runner, store, url, tmp_path, *, name="Dr Ada", expertise="non-expert"):
+    session = AnnotationSession(UserSettings(), str(tmp_path / "work"))
+    panel = ConnectionPanel(session, runner, settings_store=store)
+    panel.url_edit.clear()
+    QTest.keyClicks(panel.url_edit, url)
+    panel.annotator_edit.clear()
+    QTest.keyClicks(panel.annotator_edit, name)
+    panel.expertise_combo.setCurrentIndex(panel.expertise_combo.findText(expertise))
+    click(panel.connect_button)
+    wait_for(app, lambda: panel.connect_button.isEnabled(), what="the connection answer")
+    return session, panel
+
+
+def test_connection_panel_shows_the_server_and_keeps_settings(app, runner, store, trained_server, tmp_path):
+    session, panel = connect(app, runner, store, trained_server.url, tmp_path, expertise="expert")
+    text = panel.status_label.text()
+    assert "model segmentation: trained" in text and "validation Dice" in text
+    assert panel.state.strategies and "random" in panel.state.strategies
+    saved = load_settings(store)
+    assert (saved.server_url, saved.annotator, saved.expertise) == (trained_server.url, "Dr Ada", "expert")
+    again = ConnectionPanel(AnnotationSession(UserSettings(), str(tmp_path / "w2")), runner, settings_store=store)
+    assert again.url_edit.text() == trained_server.url and again.expertise_combo.currentText() == "expert"
+    screenshot(panel.widget, "connection_panel.png")
+
+
+def test_a_stopped_server_gives_a_readable_message(app, runner, store, tmp_path):
+    from cmrassist_server.launcher import free_port
+
+    _, panel = connect(app, runner, store, f"http://127.0.0.1:{free_port()}", tmp_path)
+    text = panel.status_label.text()
+    assert text.startswith("Not connected: cannot reach server at http://127.0.0.1:")
+    assert "Traceback" not in text and panel.state is None
+    screenshot(panel.widget, "connection_panel_server_down.png")
+
+
+def annotate_panel(app, runner, store, url, tmp_path, scene, answers):
+    session, connection = connect(app, runner, store, url, tmp_path)
+    asked = []
+
+    def ask(title, question):
+        asked.append(question)
+        return answers.pop(0)
+
+    panel = AnnotatePanel(session, runner, scene, ask=ask, consent_store=store)
+    connection.listeners.append(panel.server_changed)
+    connection._connected(connection.state)  # deliver the state to the new listener
+    return session, panel, asked
+
+
+def test_next_study_segment_correct_submit(app, runner, store, trained_server, tmp_path):
+    scene = FileScene()
+    session, panel, asked = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [False])
+    assert not panel.segment_button.isEnabled() and not panel.submit_button.isEnabled()
+    panel.strategy_combo.setCurrentIndex(panel.strategy_combo.findText("random"))
+    click(panel.next_button)
+    wait_for(app, lambda: panel.study is not None and panel.job is None, what="the next study")
+    assert scene.study.image_id == panel.study.image_id and panel.study.image_id in panel.study_label.text()
+    while panel.study.is_cine:  # this test wants a single frame; the cine has its own test
+        click(panel.next_button)
+        wait_for(app, lambda: panel.job is None, what="the next study")
+    click(panel.segment_button)
+    wait_for(app, lambda: panel.label_path is not None and panel.job is None, what="the segmentation")
+    assert scene.label.GetSize() == sitk.ReadImage(panel.study.path).GetSize()
+    assert "LV cavity" in panel.measures_label.text() and " ml" in panel.measures_label.text()
+
+    def erase_rv_on_first_slice(array):
+        array[0][array[0] == RV_CAVITY] = 0
+
+    corrected = scene.correct(erase_rv_on_first_slice)
+    screenshot(panel.widget, "annotate_panel.png")
+    click(panel.submit_button)
+    wait_for(app, lambda: panel.job is None and panel.label_path is None, what="the submission")
+    assert "Submitted" in panel.message_label.text() and asked == ["Load the next study?"]
+    client = CMRAssistClient(trained_server.url)
+    info = client.image_info(panel.target.image_id)
+    stored = client.download_label(panel.target.image_id, str(tmp_path))
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(stored)), corrected)
+    labels = __import__("json").loads(trained_server.datastore_json())["objects"][panel.target.image_id]["labels"]
+    assert labels["final"]["info"]["annotator"] == "Dr Ada" and labels["final"]["info"]["expertise"] == "non-expert"
+    assert info  # the image is still there, unchanged
+
+
+def test_cine_frame_is_segmented_and_stored_as_its_own_study(app, runner, store, trained_server, tmp_path):
+    scene = FileScene()
+    session, panel, _ = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [])
+    panel._run("open", lambda job: session.open_study("phantom040_cine", job.report), panel._study_loaded, "opening")
+    wait_for(app, lambda: panel.study is not None and panel.job is None, what="the cine")
+    texts = [panel.frame_combo.itemText(i) for i in range(panel.frame_combo.count())]
+    assert texts[0].startswith("ED (frame 1)") and texts[1].startswith("ES (frame") and texts[-1].startswith("whole cine")
+    es = panel.study.es_frame
+    panel.frame_combo.setCurrentIndex(1)
+    assert scene.frame == es
+    click(panel.segment_button)
+    wait_for(app, lambda: panel.label_path is not None and panel.job is None, what="the frame segmentation")
+    assert panel.target.image_id == f"phantom040_cine_frame{es:02d}"
+    assert scene.label.GetDimension() == 3
+    info = CMRAssistClient(trained_server.url).image_info(panel.target.image_id)
+    assert info["frame"] == es and info["phase"] == "ES" and info["source_image"] == "phantom040_cine"
+    screenshot(panel.widget, "annotate_panel_cine.png")
+
+
+def test_scene_volume_is_uploaded_only_after_consent(app, runner, store, trained_server, tmp_path):
+    from cmrassist_server.phantoms import make_phantom
+
+    path = str(tmp_path / "local.nii.gz")
+    sitk.WriteImage(make_phantom(91, with_cine=False).ed_image, path)
+    scene = FileScene({"Local SAX stack": path})
+    session, panel, asked = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [False, True])
+    before = set(__import__("json").loads(trained_server.datastore_json())["objects"])
+    click(panel.use_volume_button)
+    assert "Not uploaded" in panel.message_label.text() and len(asked) == 1
+    assert set(__import__("json").loads(trained_server.datastore_json())["objects"]) == before
+    click(panel.use_volume_button)
+    wait_for(app, lambda: panel.study is not None and panel.job is None, what="the upload")
+    assert panel.study.image_id == "Local_SAX_stack" and len(asked) == 2
+    assert "Local_SAX_stack" in __import__("json").loads(trained_server.datastore_json())["objects"]
+    # Consent is remembered for this server: no third question.
+    panel._upload_consent()
+    assert len(asked) == 2
+
+
+def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner, store, trained_server, tmp_path):
+    session, connection = connect(app, runner, store, trained_server.url, tmp_path)
+    panel = TrainPanel(session, runner, poll_ms=300)
+    connection.listeners.append(panel.server_changed)
+    connection._connected(connection.state)
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    panel.minutes_spin.setValue(1.0)
+    click(panel.start_button)
+    wait_for(app, lambda: panel.last_status is not None and panel.last_status.running and panel.progress_bar.value() > 0,
+             timeout=180, what="training progress")
+    wait_for(app, lambda: "validation Dice" in panel.status_label.text(), timeout=180, what="a validation Dice")
+    screenshot(panel.widget, "train_panel.png")
+    click(panel.stop_button)
+    wait_for(app, lambda: panel.last_status is not None and not panel.last_status.running, timeout=60,
+             what="training to stop")
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.last_status.state in ("STOPPED", "DONE")
