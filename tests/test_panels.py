@@ -29,7 +29,14 @@ SCREENSHOTS = os.environ.get("CMRASSIST_SCREENSHOTS",
 
 @pytest.fixture(scope="module")
 def app():
-    return QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])
+    yield app
+    # Destroy every widget while the application still exists: left to interpreter exit, PySide6 may crash.
+    for widget in QApplication.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    QApplication.sendPostedEvents(None, 0)
+    app.processEvents()
 
 
 @pytest.fixture()
@@ -188,8 +195,22 @@ def test_scene_volume_is_uploaded_only_after_consent(app, runner, store, trained
     assert len(asked) == 2
 
 
-def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner, store, trained_server, tmp_path):
-    session, connection = connect(app, runner, store, trained_server.url, tmp_path)
+@pytest.fixture()
+def own_server(phantom_studies, tmp_path):
+    """A server of its own (copied studies, empty model folder): this test leaves a stopped training behind."""
+    import shutil
+
+    from cmrassist_server.launcher import RunningServer
+
+    studies = str(tmp_path / "studies")
+    shutil.copytree(phantom_studies, studies)
+    srv = RunningServer(studies, str(tmp_path / "model"), str(tmp_path / "server.log"))
+    yield srv
+    srv.stop()
+
+
+def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner, store, own_server, tmp_path):
+    session, connection = connect(app, runner, store, own_server.url, tmp_path)
     panel = TrainPanel(session, runner, poll_ms=300)
     connection.listeners.append(panel.server_changed)
     connection._connected(connection.state)

@@ -275,7 +275,7 @@ def train_segmentation(
         for step in range(steps_per_epoch):
             done = max((epoch - 1 + step / steps_per_epoch) / options.max_epochs, (time.time() - start) / budget_s)
             for group in optimizer.param_groups:
-                group["lr"] = options.learning_rate * max(0.0, 1 - min(done, 1.0)) ** 0.9 + 1e-6
+                group["lr"] = options.learning_rate * max(1 - min(done, 1.0), 0.01) ** 0.9  # poly decay to 1%
             image, label = sampler.batch(options.batch_size)
             image, label = augment_batch(image, label, aug, gen)
             logits = model(image.to(device))
