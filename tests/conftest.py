@@ -31,6 +31,18 @@ def server(phantom_studies, tmp_path_factory):
     srv.stop()
 
 
+@pytest.fixture()
+def fresh_server(phantom_studies, tmp_path):
+    """A server of its own: a copy of the phantom studies and an empty model folder (no model trained yet)."""
+    import shutil
+
+    studies = str(tmp_path / "own_studies")
+    shutil.copytree(phantom_studies, studies)
+    srv = RunningServer(studies, str(tmp_path / "own_model"), str(tmp_path / "own_server.log"))
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="session")
 def trained_server(server):
     """The server after a short real training run through POST /train/segmentation."""

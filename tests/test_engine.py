@@ -94,3 +94,29 @@ def test_attention_unet_is_selectable_and_segments_at_any_size():
         net = NetworkSpec(name=name).build().eval()
         with torch.no_grad():
             assert net(torch.zeros(2, 1, 96, 112)).shape == (2, 4, 96, 112)
+
+
+def test_a_cine_label_trains_on_its_labelled_frames_and_a_3d_label_on_a_cine_is_skipped(tmp_path):
+    import numpy as np
+
+    from cmrassist_server.engine import prepare_cases
+    from cmrassist_server.preprocess import CardiacPreprocessor
+
+    p = make_phantom(8, n_frames=5)
+    cine = str(tmp_path / "cine.nii.gz")
+    sitk.WriteImage(p.cine, cine)
+    ed, es = p.info["ed_frame"] - 1, p.info["es_frame"] - 1
+    labels = np.zeros((5,) + sitk.GetArrayFromImage(p.ed_label).shape, np.uint8)
+    labels[ed], labels[es] = sitk.GetArrayFromImage(p.ed_label), sitk.GetArrayFromImage(p.es_label)
+    label4d = sitk.JoinSeries([sitk.GetImageFromArray(f) for f in labels])
+    label4d.CopyInformation(p.cine)
+    sitk.WriteImage(label4d, str(tmp_path / "cine_label.nii.gz"))
+    sitk.WriteImage(p.ed_label, str(tmp_path / "ed_label.nii.gz"))
+    pre = CardiacPreprocessor()
+    cases = prepare_cases("cine", "s", cine, str(tmp_path / "cine_label.nii.gz"), pre)
+    assert [c.key for c in cases] == [f"cine#frame{ed + 1}", f"cine#frame{es + 1}"]
+    ed_image = str(tmp_path / "ed.nii.gz")
+    sitk.WriteImage(p.ed_image, ed_image)
+    (reference,) = prepare_cases("ed", "s", ed_image, str(tmp_path / "ed_label.nii.gz"), pre)
+    assert np.array_equal(cases[0].label, reference.label) and np.allclose(cases[0].image, reference.image)
+    assert prepare_cases("cine", "s", cine, str(tmp_path / "ed_label.nii.gz"), pre) == []

@@ -158,7 +158,7 @@ def test_next_study_segment_correct_submit(app, runner, store, trained_server, t
 
 def test_cine_frame_is_segmented_and_stored_as_its_own_study(app, runner, store, trained_server, tmp_path):
     scene = FileScene()
-    session, panel, _ = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [])
+    session, panel, _ = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [False])
     panel._run("open", lambda job: session.open_study("phantom040_cine", job.report), panel._study_loaded, "opening")
     wait_for(app, lambda: panel.study is not None and panel.job is None, what="the cine")
     texts = [panel.frame_combo.itemText(i) for i in range(panel.frame_combo.count())]
@@ -173,6 +173,16 @@ def test_cine_frame_is_segmented_and_stored_as_its_own_study(app, runner, store,
     info = CMRAssistClient(trained_server.url).image_info(panel.target.image_id)
     assert info["frame"] == es and info["phase"] == "ES" and info["source_image"] == "phantom040_cine"
     screenshot(panel.widget, "annotate_panel_cine.png")
+    # The whole cine: a 4D segmentation, submitted as the cine's own label.
+    panel.frame_combo.setCurrentIndex(panel.frame_combo.count() - 1)
+    assert scene.frame is None
+    click(panel.segment_button)
+    wait_for(app, lambda: panel.job is None and panel.target.image_id == "phantom040_cine", what="the cine segmentation")
+    assert scene.label.GetDimension() == 4 and scene.label.GetSize() == sitk.ReadImage(panel.study.path).GetSize()
+    click(panel.submit_button)
+    wait_for(app, lambda: panel.job is None and panel.label_path is None, what="the cine submission")
+    stored = __import__("json").loads(trained_server.datastore_json())["objects"]["phantom040_cine"]["labels"]
+    assert stored["final"]["info"]["annotator"] == "Dr Ada"
 
 
 def test_scene_volume_is_uploaded_only_after_consent(app, runner, store, trained_server, tmp_path):
@@ -195,22 +205,9 @@ def test_scene_volume_is_uploaded_only_after_consent(app, runner, store, trained
     assert len(asked) == 2
 
 
-@pytest.fixture()
-def own_server(phantom_studies, tmp_path):
-    """A server of its own (copied studies, empty model folder): this test leaves a stopped training behind."""
-    import shutil
-
-    from cmrassist_server.launcher import RunningServer
-
-    studies = str(tmp_path / "studies")
-    shutil.copytree(phantom_studies, studies)
-    srv = RunningServer(studies, str(tmp_path / "model"), str(tmp_path / "server.log"))
-    yield srv
-    srv.stop()
-
-
-def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner, store, own_server, tmp_path):
-    session, connection = connect(app, runner, store, own_server.url, tmp_path)
+def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner, store, fresh_server, tmp_path):
+    session, connection = connect(app, runner, store, fresh_server.url, tmp_path)
+    assert "model segmentation: not trained yet" in connection.status_label.text()
     panel = TrainPanel(session, runner, poll_ms=300)
     connection.listeners.append(panel.server_changed)
     connection._connected(connection.state)
@@ -226,3 +223,27 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
              what="training to stop")
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.last_status.state in ("STOPPED", "DONE")
+
+
+def test_background_runner_reports_errors_progress_and_cancellation_on_the_gui_thread(app, runner):
+    import threading
+
+    events = []
+    gui = threading.current_thread()
+
+    def work(job):
+        job.report(0.5, "half")
+        time.sleep(0.2)
+        return 42
+
+    runner.submit("ok", work, on_done=lambda r: events.append(("done", r, threading.current_thread() is gui)),
+                  on_error=lambda e: events.append(("error", e)), on_progress=lambda f, t: events.append(("progress", f, t)))
+    runner.submit("bad", lambda job: 1 / 0, on_done=lambda r: events.append(("done", r)),
+                  on_error=lambda e: events.append(("error", type(e).__name__)))
+    slow = runner.submit("slow", lambda job: time.sleep(0.3) or "late", on_done=lambda r: events.append(("done", r)),
+                         on_error=lambda e: events.append(("error", type(e).__name__)))
+    slow.cancel()
+    wait_for(app, lambda: not runner.busy(), timeout=10, what="the jobs")
+    assert ("progress", 0.5, "half") in events and ("done", 42, True) in events
+    assert ("error", "ZeroDivisionError") in events and ("error", "Cancelled") in events
+    assert ("done", "late") not in events

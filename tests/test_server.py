@@ -22,9 +22,8 @@ def write(img, path):
     return str(path)
 
 
-def test_info_lists_the_untrained_model_and_infer_refuses_clearly(server, client, tmp_path):
-    if os.path.exists(os.path.join(server.model_dir, "segmentation.pt")):
-        pytest.skip("model already trained by an earlier test in this session")
+def test_info_lists_the_untrained_model_and_infer_refuses_clearly(fresh_server, tmp_path):
+    client = CMRAssistClient(fresh_server.url, timeout=30)
     info = client.info()
     assert info["models"]["segmentation"]["trained"] is False
     assert set(info["models"]["segmentation"]["labels"]) == {"lv_cavity", "lv_myocardium", "rv_cavity"}

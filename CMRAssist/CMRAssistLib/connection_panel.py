@@ -1,6 +1,6 @@
 """Connection panel: server address, annotator name and expertise, and the server's state."""
 
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
@@ -22,7 +22,7 @@ class ConnectionPanel:
         self.session = session
         self.runner = runner
         self.settings_store = settings_store
-        self.state: ServerState = None
+        self.state: Optional[ServerState] = None
         self.listeners: List[Callable[[ServerState], None]] = []
 
         self.widget = QWidget()
@@ -93,4 +93,6 @@ class ConnectionPanel:
 
     def _failed(self, error: BaseException) -> None:
         self.connect_button.setEnabled(True)
-        self.status_label.setText(f"Not connected: {error}")
+        unreachable = getattr(error, "status", None) == 0
+        hint = " Is the server running (`make serve` in the CMRAssist repository) and the address right?" if unreachable else ""
+        self.status_label.setText(f"Not connected: {error}.{hint}")

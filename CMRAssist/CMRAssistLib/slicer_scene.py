@@ -1,8 +1,9 @@
 """The Slicer-bound layer: volumes, cine sequences, segmentation nodes and the Segment Editor.
 
-The only file of CMRAssistLib that imports ``slicer``. API followed: Slicer 5.10 (checked against Slicer's
-source: ``slicer.util``, ``sitkUtils``, vtkMRMLSequenceBrowserNode, vtkMRMLSegmentationNode, vtkSegment,
-qMRMLSegmentEditorWidget); ``setMasterVolumeNode`` is used where ``setSourceVolumeNode`` is missing (5.0).
+The only file of CMRAssistLib that imports ``slicer``. API followed: Slicer 5.10.0, every call checked against
+Slicer's source (``slicer.util``, ``sitkUtils``, vtkMRMLSequenceBrowserNode, vtkMRMLSequenceNode,
+vtkMRMLSegmentationNode, vtkSegment, qMRMLSegmentEditorWidget); all of them exist from 5.4 on, the oldest
+Slicer the module supports (``parameterNodeWrapper`` came in 5.4).
 Label files are read and written with SimpleITK on the study file's own grid, so what goes back to the
 server has exactly the geometry of the image it came from.
 """
@@ -46,8 +47,7 @@ class SlicerScene(SceneAdapter):
         if self.editor is None:
             return
         self.editor.setSegmentationNode(self.segmentation_node)
-        set_source = getattr(self.editor, "setSourceVolumeNode", None) or self.editor.setMasterVolumeNode
-        set_source(self.volume_node)
+        self.editor.setSourceVolumeNode(self.volume_node)
 
     # -- studies ------------------------------------------------------------------------------------------------
     def show_study(self, study: Study) -> None:

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 from monai.losses import DiceCELoss
 
 from CMRAssistLib.labels import SHORT_NAMES
 
 from .augment import AugmentConfig, augment_batch
-from .imageio import Orientation, read_image
+from .imageio import Orientation, frames_of, read_image
 from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad
 
@@ -90,16 +91,29 @@ class PreparedCase:
     heart_center: Tuple[float, float]
 
 
-def prepare_case(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor) -> PreparedCase:
+def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor) -> List[PreparedCase]:
+    """The labelled frames of one datastore item, preprocessed: a 3D frame, or each labelled frame of a cine.
+
+    A 3D label on a 4D cine gives nothing: it does not say which frame it belongs to.
+    """
     image = read_image(image_path)
     orientation = Orientation.of(image)
-    import SimpleITK as sitk
-
-    stack, _ = pre.resampled_stack(sitk.GetArrayFromImage(image).astype(np.float32), orientation)
-    label = pre.resampled_label(sitk.GetArrayFromImage(read_image(label_path)), orientation)
-    fg = np.argwhere(label > 0)
-    center = tuple(fg[:, 1:].mean(0)) if len(fg) else (label.shape[1] / 2, label.shape[2] / 2)
-    return PreparedCase(key=key, subject=subject, image=stack, label=label, heart_center=center)  # type: ignore[arg-type]
+    frames = frames_of(image)
+    labels = sitk.GetArrayFromImage(read_image(label_path))
+    if image.GetDimension() == 3:
+        pairs = [(key, frames[0], labels)]
+    elif labels.ndim == 4:
+        pairs = [(f"{key}#frame{t + 1}", frames[t], labels[t]) for t in range(len(frames)) if labels[t].any()]
+    else:
+        pairs = []
+    cases = []
+    for case_key, frame, label_zyx in pairs:
+        stack, _ = pre.resampled_stack(frame, orientation)
+        label = pre.resampled_label(label_zyx, orientation)
+        fg = np.argwhere(label > 0)
+        center = tuple(fg[:, 1:].mean(0)) if len(fg) else (label.shape[1] / 2, label.shape[2] / 2)
+        cases.append(PreparedCase(key=case_key, subject=subject, image=stack, label=label, heart_center=center))  # type: ignore[arg-type]
+    return cases
 
 
 def split_subjects(subjects: Sequence[str], groups: Dict[str, str], val_split: float, seed: int) -> Tuple[set, set]:
@@ -253,7 +267,8 @@ def train_segmentation(
     groups = {s: it.get("group", "") for s, it in zip(subjects, items)}
     train_subjects, val_subjects = split_subjects(subjects, groups, options.val_split, options.seed)
     log("loading", images=len(items))
-    cases = [prepare_case(os.path.basename(it["image"]), s, it["image"], it["label"], pre) for it, s in zip(items, subjects)]
+    cases = [case for it, s in zip(items, subjects)
+             for case in prepare_cases(os.path.basename(it["image"]), s, it["image"], it["label"], pre)]
     train_cases = [c for c in cases if c.subject in train_subjects]
     val_cases = [c for c in cases if c.subject in val_subjects]
     best = validate(served, val_cases, device) if served_ok else {"mean": -1.0}
