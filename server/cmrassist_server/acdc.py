@@ -3,7 +3,6 @@
 Cite: O. Bernard et al., IEEE TMI 37(11):2514-2525, 2018, doi:10.1109/TMI.2018.2837502.
 """
 
-import glob
 import os
 import re
 from dataclasses import dataclass

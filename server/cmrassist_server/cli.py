@@ -1,7 +1,6 @@
 """``cmrassist``: command-line parts of CMRAssist (phantoms, ACDC import, evaluation, demo preparation)."""
 
 import argparse
-import json
 import os
 import sys
 from typing import List, Optional
