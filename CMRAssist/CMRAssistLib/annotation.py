@@ -137,10 +137,9 @@ class AnnotationSession:
     """
 
     def __init__(self, settings: UserSettings, workdir: str):
-        self.settings = settings
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
-        self.client = CMRAssistClient(settings.server_url)
+        self.set_settings(settings)
 
     def set_settings(self, settings: UserSettings) -> None:
         self.settings = settings

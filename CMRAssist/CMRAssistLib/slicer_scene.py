@@ -18,6 +18,7 @@ import slicer
 from .annotation import Study
 from .frames import extract_frame
 from .labels import COLOURS, SEGMENT_NAMES, TERMINOLOGY
+from .measures import class_volumes_ml
 from .scene import SceneAdapter
 
 
@@ -182,11 +183,9 @@ class SlicerScene(SceneAdapter):
             setattr(self, attr, None)
 
     def segment_volumes_ml(self) -> Dict[str, float]:
-        """Volumes of the shown segments (ml), for the self-test."""
-        label = self._read(self.segmentation_node)
-        spacing = self.volume_node.GetSpacing()
-        voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
-        return {SEGMENT_NAMES[v]: float((label == v).sum()) * voxel_ml for v in SEGMENT_NAMES}
+        """Volumes (ml) of the shown segments, keyed as :func:`measures.class_volumes_ml` (for the self-test)."""
+        # Slicer's spacing is (i, j, k); the array from _read is (k, j, i).
+        return class_volumes_ml(self._read(self.segmentation_node), tuple(reversed(self.volume_node.GetSpacing())))
 
 
 def _segment_id(value: int) -> str:
