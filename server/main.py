@@ -14,11 +14,14 @@ from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
 from cmrassist_server.conf import AppConf
-from cmrassist_server.datastore import CheckedDatastore, check_id
+from cmrassist_server.datastore import SAFE_TAG, CheckedDatastore, check_id
 from cmrassist_server.routes import install_train_checks
+from lib.configs.qc import QCConfig
 from lib.configs.segmentation import SegmentationConfig
 
 logger = logging.getLogger(__name__)
@@ -30,7 +33,11 @@ _UPLOAD_TMP = re.compile(r"^tmp[A-Za-z0-9_]+(\.nii(\.gz)?|\.nrrd)$")
 class CMRAssistApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]):
         self.app_conf = AppConf.parse(conf, app_dir)
-        self.models = {SegmentationConfig.name: SegmentationConfig(self.app_conf)}
+        segmentation = SegmentationConfig(self.app_conf)
+        local = not studies.startswith(("http://", "https://"))
+        results = os.path.join(studies, ".cmrassist", "qc") if local else os.path.join(self.app_conf.model_dir, "qc-results")
+        self.qc = QCConfig(self.app_conf, segmentation.predictors, results)
+        self.models = {SegmentationConfig.name: segmentation, QCConfig.name: self.qc}
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="CMRAssist",
                          description="Short-axis cine MRI: LV cavity, LV myocardium and RV cavity", version="0.1.0")
         if "monailabel.app" in sys.modules:  # serving (not a train/scoring child process)
@@ -47,17 +54,42 @@ class CMRAssistApp(MONAILabelApp):
     def init_trainers(self) -> Dict[str, TrainTask]:
         return {name: cfg.trainer() for name, cfg in self.models.items()}
 
+    def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
+        return {QCConfig.name: self.qc.scoring()}
+
+    def init_strategies(self) -> Dict[str, Strategy]:
+        return {**super().init_strategies(), QCConfig.name: self.qc.strategy()}
+
     def infer(self, request, datastore=None):
         model = request.get("model")
         if model not in self._infers:
             raise HTTPException(status_code=404, detail=f"unknown model {model!r}; available: {sorted(self._infers)}")
         image = request.get("image")
+        datastore = datastore or self.datastore()
+        uploaded = True
         if isinstance(image, str):
             uploaded = os.path.dirname(image) == tempfile.gettempdir() and _UPLOAD_TMP.match(os.path.basename(image))
             if not uploaded:
                 check_id(image)
-                (datastore or self.datastore()).get_image_uri(image)  # 404 for unknown ids
+                datastore.get_image_uri(image)  # 404 for unknown ids
+        if model == QCConfig.name:
+            request["cmrassist"] = self._qc_context(request, None if uploaded else image, datastore)
         return super().infer(request, datastore)
+
+    @staticmethod
+    def _qc_context(request: Dict, image_id, datastore: Datastore) -> Dict:
+        """Resolve what QC checks on the server side: never a path a client sent."""
+        tag = request.get("label") or "prediction"
+        if tag != "prediction" and (not isinstance(tag, str) or not SAFE_TAG.match(tag)):
+            raise HTTPException(status_code=400, detail=f"invalid label tag {tag!r}")
+        if tag != "prediction" and image_id is None:
+            raise HTTPException(status_code=422, detail="an uploaded image has no stored labels: check its prediction")
+        context = {"image_id": image_id}
+        if image_id is not None:
+            context["image_info"] = datastore.get_image_info(image_id) or {}
+            if tag != "prediction":
+                context["label_path"] = datastore.get_label_uri(image_id, tag)
+        return context
 
     def train(self, request):
         model = request.get("model")

@@ -50,12 +50,30 @@ def trained_server(server):
 
     client = CMRAssistClient(server.url)
     client.train_start("segmentation", max_epochs=3, max_minutes=1.0, seed=1)
-    deadline = time.time() + 300
-    status = client.train_status()
+    status = wait_training(client)
+    assert status.state == "DONE", f"training ended as {status}"
+    return server
+
+
+def wait_training(client, timeout=300):
+    """The train task's final status (DONE, ERROR or STOPPED)."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
         status = client.train_status()
         if status.state in ("DONE", "ERROR", "STOPPED"):
-            break
+            return status
         time.sleep(1)
-    assert status.state == "DONE", f"training ended as {status}"
-    return server
+    raise AssertionError("training did not finish")
+
+
+@pytest.fixture(scope="session")
+def qc_server(trained_server):
+    """The trained server after a short real QC training through POST /train/qc."""
+    from CMRAssistLib.client import CMRAssistClient
+
+    client = CMRAssistClient(trained_server.url)
+    wait_training(client)
+    client.train_start("qc", max_epochs=2, max_minutes=0.5, snapshots=0, corruptions_per_case=3, seed=3)
+    status = wait_training(client)
+    assert status.state == "DONE", f"QC training ended as {status}"
+    return trained_server

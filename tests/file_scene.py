@@ -22,6 +22,7 @@ class FileScene(SceneAdapter):
         self.label: Optional[sitk.Image] = None
         self.shown_label_path: Optional[str] = None
         self.history: List[str] = []
+        self.shown_slice: Optional[Tuple[str, Tuple[float, ...]]] = None
 
     def show_study(self, study: Study) -> None:
         self.study, self.frame, self.label = study, None, None
@@ -35,6 +36,10 @@ class FileScene(SceneAdapter):
         self.label = sitk.ReadImage(label_path)
         self.shown_label_path = label_path
         self.history.append(f"segmentation {study.image_id}")
+
+    def show_slice(self, study: Study, center_lps) -> None:
+        self.history.append(f"slice at {[round(float(v), 1) for v in center_lps]}")
+        self.shown_slice = (study.image_id, tuple(float(v) for v in center_lps))
 
     def correct(self, edit: Callable[[np.ndarray], None]) -> np.ndarray:
         """Edit the shown segmentation in place (as the Segment Editor would) and return the new array."""

@@ -41,3 +41,21 @@ def test_ids_from_node_names_and_settings_problems():
     assert UserSettings("http://x", "", "expert").problems().startswith("Type your name")
     assert "expert or a non-expert" in UserSettings("http://x", "Ada", "guru").problems()
     assert UserSettings("http://x", "Ada", "non-expert").problems() is None
+
+
+def test_train_status_reads_segmentation_and_qc_progress_lines():
+    import json
+
+    from CMRAssistLib.client import PROGRESS_PREFIX, parse_train_status
+    from CMRAssistLib.train_panel import describe_training
+
+    seg = {"event": "epoch", "epoch": 3, "max_epochs": 10, "percent": 30.0, "val_dice": {"LV": 0.9, "MYO": 0.8, "RV": 0.7},
+           "best_val_dice": {"mean": 0.8}}
+    status = parse_train_status({"status": "RUNNING", "details": ["loading", PROGRESS_PREFIX + json.dumps(seg)]})
+    assert status.running and status.epoch == 3 and status.val_mae is None
+    assert "validation Dice LV 0.900, MYO 0.800, RV 0.700" in describe_training(status)
+    qc = {"event": "epoch", "epoch": 2, "max_epochs": 30, "percent": 12.5, "val": {"mae": 0.0812}, "best_val": {"mae": 0.0812}}
+    status = parse_train_status({"status": "RUNNING", "details": [PROGRESS_PREFIX + json.dumps(qc)]})
+    assert status.percent == 12.5 and status.val_mae == 0.0812 and not status.val_dice
+    assert "QC validation slice-Dice error 0.081" in describe_training(status)
+

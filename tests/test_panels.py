@@ -212,6 +212,8 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
     connection.listeners.append(panel.server_changed)
     connection._connected(connection.state)
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    models = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
+    assert models == ["qc", "segmentation"] and panel.model_combo.currentText() == "segmentation"
     panel.minutes_spin.setValue(1.0)
     click(panel.start_button)
     wait_for(app, lambda: panel.last_status is not None and panel.last_status.running and panel.progress_bar.value() > 0,
@@ -247,3 +249,59 @@ def test_background_runner_reports_errors_progress_and_cancellation_on_the_gui_t
     assert ("progress", 0.5, "half") in events and ("done", 42, True) in events
     assert ("error", "ZeroDivisionError") in events and ("error", "Cancelled") in events
     assert ("done", "late") not in events
+
+
+def test_review_panel_flags_a_spoiled_slice_jumps_to_it_and_corrects_the_measures(app, runner, store, qc_server, tmp_path):
+    from CMRAssistLib.review_panel import ReviewPanel
+
+    scene = FileScene()
+    session, annotate, _ = annotate_panel(app, runner, store, qc_server.url, tmp_path, scene, [False])
+    review = ReviewPanel(session, runner, scene)
+    review.server_changed(session.server_state())
+    annotate.segmented_listeners.append(review.study_segmented)
+    annotate.submitted_listeners.append(review.label_submitted)
+    assert not review.check_button.isEnabled()  # nothing to check yet
+
+    client = CMRAssistClient(qc_server.url)
+    objects = client.datastore()["objects"]
+    study_id = sorted(i for i in objects if i.endswith("_ed") and objects[i].get("labels", {}).get("final"))[0]
+    client.quality(study_id[: -len("_ed")] + "_es", label="final")  # the ES frame checked before: EF can be shown
+    annotate._finish(annotate._study_loaded, session.open_study(study_id))  # as a finished fetch job delivers it
+    click(annotate.segment_button)
+    wait_for(app, lambda: review.report is not None and review.job is None, what="QC of the prediction")
+    assert review.report["label"] == "prediction" and review.slice_table.rowCount() == review.report["summary"]["slices"]
+    flags = [review.rows[r].any_flagged for r in range(len(review.rows))]
+    assert flags == sorted(flags, reverse=True)  # flagged rows first
+
+    # Replace the segmentation by the stored final label with one mid-ventricular slice left out, and submit it.
+    final = sitk.GetArrayFromImage(sitk.ReadImage(client.download_label(study_id, str(tmp_path))))
+    lv_slices = np.flatnonzero((final == 3).any((1, 2)))
+    mid = int(lv_slices[len(lv_slices) // 2])
+
+    def spoil(array):
+        array[...] = final
+        array[mid] = 0
+
+    scene.correct(spoil)
+    # The test server's QC model trained for seconds and doubts most slices; a low threshold leaves the flags to
+    # the rule checks, which are exact, so the correction is predictable.
+    review.threshold_spin.setValue(0.05)
+    click(annotate.submit_button)
+    wait_for(app, lambda: review.job is None and review.report is not None and review.report["label"] == "final",
+             what="QC of the submitted label")
+    top = review.rows[0]
+    assert top.slice == mid and top.any_flagged and any("no LV" in r for r in top.reasons)
+    measures = {review.measures_table.item(r, 0).text(): (review.measures_table.item(r, 1).text(),
+                                                          review.measures_table.item(r, 2).text())
+                for r in range(review.measures_table.rowCount())}
+    raw_edv, corrected_edv = (float(v) for v in measures["LV EDV (ml)"])
+    true_edv = review.report["volumes"]["raw"]["lv_cavity_ml"]
+    assert raw_edv == pytest.approx(true_edv, abs=0.06) and corrected_edv > raw_edv  # the left-out slice is filled in
+    assert measures["LV EF (%)"][0] != "-"  # ED and ES both checked: ejection fraction shown
+
+    rect = review.slice_table.visualItemRect(review.slice_table.item(0, 1))
+    QTest.mouseClick(review.slice_table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    app.processEvents()
+    assert scene.shown_slice == (study_id, tuple(float(v) for v in top.center_lps))
+    assert f"Slice {mid}" in review.message_label.text()
+    screenshot(review.widget, "review_panel.png")

@@ -5,9 +5,9 @@ from typing import Callable, List, Optional, Tuple
 
 from .annotation import AnnotationSession, ServerState, Study, image_id_for
 from .background import BackgroundRunner, Cancelled, Job
-from .qt_compat import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
-                        QWidget, ask_yes_no, prop)
+from .qt_compat import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget, ask_yes_no, prop
 from .scene import SceneAdapter
+from .widgets import add_busy_row
 
 UPLOAD_QUESTION = ("Upload this volume to the CMRAssist server at {url}?\n\nThe image is stored in the server's "
                    "datastore, where other annotators and training can use it. Only upload images you are allowed "
@@ -52,6 +52,7 @@ class AnnotatePanel:
         self.frames: List[Tuple[str, Optional[int]]] = []
         self.job: Optional[Job] = None
         self.segmented_listeners: List[Callable[[Study], None]] = []
+        self.submitted_listeners: List[Callable[[Study], None]] = []
 
         self.widget = QWidget()
         self.widget.setObjectName("CMRAssistAnnotatePanel")
@@ -92,17 +93,7 @@ class AnnotatePanel:
         self.submit_button.setToolTip("Store the corrected segmentation on the server as a final label, with your "
                                       "name and expertise")
         layout.addWidget(self.submit_button)
-        busy_row = QHBoxLayout()
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 100)
-        self.cancel_button = QPushButton("Cancel")
-        busy_row.addWidget(self.progress_bar)
-        busy_row.addWidget(self.cancel_button)
-        layout.addLayout(busy_row)
-        self.message_label = QLabel("")
-        self.message_label.setWordWrap(True)
-        self.message_label.setObjectName("message")
-        layout.addWidget(self.message_label)
+        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
         self.next_button.clicked.connect(lambda *_: self.next_study())
         self.use_volume_button.clicked.connect(lambda *_: self.use_scene_volume())
@@ -261,5 +252,7 @@ class AnnotatePanel:
         s = self.session.settings
         self.message_label.setText(f"Submitted {self.target.image_id} as a final label by {s.annotator} ({s.expertise}).")
         self.label_path = None
+        for listener in self.submitted_listeners:
+            listener(self.target)
         if self.strategy_combo.count() and self.ask("Label submitted", "Load the next study?"):
             self.next_study()

@@ -213,9 +213,14 @@ class AnnotationSession:
         return self.client.submit_label(study.image_id, label_path, annotator=self.settings.annotator,
                                         expertise=self.settings.expertise, extra=extra)
 
+    def quality(self, study: Study, *, label: str = "prediction", threshold: Optional[float] = None) -> Dict[str, Any]:
+        """QC report of a 3D study's model prediction or stored label (see ``docs/qc-report.schema.json``)."""
+        return self.client.quality(study.image_id, label=label, threshold=threshold)
+
     # -- training -----------------------------------------------------------------------------------------
-    def start_training(self, *, max_minutes: float, max_epochs: int = 1000) -> Dict[str, Any]:
-        return self.client.train_start(SEGMENTATION_MODEL, max_minutes=max_minutes, max_epochs=max_epochs)
+    def start_training(self, *, max_minutes: float, max_epochs: int = 1000, model: str = SEGMENTATION_MODEL) -> Dict[str, Any]:
+        """Retrain ``model`` (``segmentation``, or ``qc`` for the quality-control model) within the budget."""
+        return self.client.train_start(model, max_minutes=max_minutes, max_epochs=max_epochs)
 
     def stop_training(self) -> Dict[str, Any]:
         return self.client.train_stop()

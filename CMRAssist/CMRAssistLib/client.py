@@ -37,6 +37,7 @@ class TrainStatus:
     percent: float = 0.0
     val_dice: Dict[str, float] = field(default_factory=dict)
     best_val_dice: Dict[str, float] = field(default_factory=dict)
+    val_mae: Optional[float] = None  # QC model: validation slice-Dice MAE
     message: str = ""
 
 
@@ -59,6 +60,7 @@ def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
             out.percent = float(event.get("percent", 0.0))
             out.val_dice = event.get("val_dice") or {}
             out.best_val_dice = event.get("best_val_dice") or {}
+            out.val_mae = (event.get("val") or {}).get("mae", out.val_mae)
         elif event.get("event") == "done":
             out.percent = 100.0
             out.best_val_dice = event.get("best_val_dice") or out.best_val_dice
@@ -214,6 +216,27 @@ class CMRAssistClient:
         with open(path, "wb") as f:
             f.write(raw)
         return path
+
+    def quality(self, image_id: str, label: str = "prediction", threshold: Optional[Any] = None) -> Dict[str, Any]:
+        """``POST /infer/qc``: QC report of a study's label (a tag such as ``final``) or of the model's prediction.
+
+        Args:
+            image_id: the study (a 3D frame).
+            label: ``prediction`` (the served model's segmentation) or a label tag.
+            threshold: flag threshold, a number or ``{"lv_cavity": 0.8, ...}``; the server's default when omitted.
+        """
+        params: Dict[str, Any] = {"label": label}
+        if threshold is not None:
+            params["threshold"] = threshold
+        body, ctype = _multipart({"params": json.dumps(params)}, {})
+        return self._json("POST", "/infer/qc", query={"image": image_id, "output": "json"}, body=body, ctype=ctype,
+                          timeout=self.long_timeout)
+
+    def run_scoring(self, method: str = "qc", params: Optional[Dict] = None, run_sync: bool = False) -> Dict[str, Any]:
+        """``POST /scoring/{method}``: score the datastore (in the background unless ``run_sync``)."""
+        return self._json("POST", f"/scoring/{parse.quote(method)}", query={"run_sync": str(run_sync).lower()},
+                          body=json.dumps(params or {}).encode(), ctype="application/json",
+                          timeout=self.long_timeout if run_sync else None)
 
     def train_start(self, model: str = "segmentation", **params) -> Dict[str, Any]:
         """``POST /train/{model}`` with request params (``max_epochs``, ``max_minutes``, ``val_split``, ``device``)."""

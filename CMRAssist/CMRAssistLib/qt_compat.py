@@ -20,10 +20,12 @@ QSettings = QtCore.QSettings
 QTimer = QtCore.QTimer
 QSize = QtCore.QSize
 
+QBrush = QtGui.QBrush
 QColor = QtGui.QColor
 QImage = QtGui.QImage
 QPixmap = QtGui.QPixmap
 
+QAbstractItemView = QtWidgets.QAbstractItemView
 QApplication = QtWidgets.QApplication
 QCheckBox = QtWidgets.QCheckBox
 QComboBox = QtWidgets.QComboBox
@@ -36,6 +38,8 @@ QMessageBox = QtWidgets.QMessageBox
 QProgressBar = QtWidgets.QProgressBar
 QPushButton = QtWidgets.QPushButton
 QRadioButton = QtWidgets.QRadioButton
+QTableWidget = QtWidgets.QTableWidget
+QTableWidgetItem = QtWidgets.QTableWidgetItem
 QVBoxLayout = QtWidgets.QVBoxLayout
 QWidget = QtWidgets.QWidget
 QDoubleSpinBox = QtWidgets.QDoubleSpinBox

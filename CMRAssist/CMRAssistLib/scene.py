@@ -5,7 +5,7 @@ Segment Editor); outside Slicer the tests use a file-backed implementation. Meth
 must be quick: downloads and uploads happen in the session, off the GUI thread.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .annotation import Study
 
@@ -23,6 +23,10 @@ class SceneAdapter:
 
     def show_segmentation(self, study: Study, label_path: str) -> None:
         """Show a label map (0 bg, 1 RV, 2 MYO, 3 LV) as LV cavity, LV myocardium and RV cavity segments."""
+        raise NotImplementedError
+
+    def show_slice(self, study: Study, center_lps: Sequence[float]) -> None:
+        """Move the slice views to a slice of the study, given its centre in physical LPS millimetres."""
         raise NotImplementedError
 
     def export_label(self, study: Study, out_path: str) -> str:

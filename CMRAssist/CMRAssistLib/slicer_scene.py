@@ -2,13 +2,13 @@
 
 The only file of CMRAssistLib that imports ``slicer``. API followed: Slicer 5.10.0, every call checked against
 Slicer's source (``slicer.util``, ``sitkUtils``, vtkMRMLSequenceBrowserNode, vtkMRMLSequenceNode,
-vtkMRMLSegmentationNode, vtkSegment, qMRMLSegmentEditorWidget); all of them exist from 5.4 on, the oldest
+vtkMRMLSegmentationNode, vtkSegment, qMRMLSegmentEditorWidget, vtkSlicerMarkupsLogic::JumpSlicesToLocation); all of them exist from 5.4 on, the oldest
 Slicer the module supports (``parameterNodeWrapper`` came in 5.4).
 Label files are read and written with SimpleITK on the study file's own grid, so what goes back to the
 server has exactly the geometry of the image it came from.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -79,6 +79,11 @@ class SlicerScene(SceneAdapter):
             return
         self.browser_node.SetSelectedItemNumber(frame - 1)
         slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
+
+    def show_slice(self, study: Study, center_lps: Sequence[float]) -> None:
+        # Slicer's world is RAS; ITK (and the QC report) give LPS: flip x and y.
+        x, y, z = (float(v) for v in center_lps)
+        slicer.modules.markups.logic().JumpSlicesToLocation(-x, -y, z, True)
 
     # -- segmentations ------------------------------------------------------------------------------------------
     def show_segmentation(self, study: Study, label_path: str) -> None:

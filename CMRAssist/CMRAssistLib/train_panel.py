@@ -1,11 +1,11 @@
-"""Train panel: start and stop retraining of the server's segmentation model, with progress and Dice."""
+"""Train panel: start and stop retraining of the server's models (segmentation, QC), with progress and validation."""
 
 from typing import Optional
 
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
 from .client import TrainStatus
-from .qt_compat import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTimer,
+from .qt_compat import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTimer,
                         QVBoxLayout, QWidget, prop)
 
 
@@ -19,6 +19,8 @@ def describe_training(status: TrainStatus) -> str:
     if status.val_dice:
         dice = ", ".join(f"{c} {status.val_dice[c]:.3f}" for c in ("LV", "MYO", "RV") if c in status.val_dice)
         parts.append(f"validation Dice {dice}")
+    if status.val_mae is not None:
+        parts.append(f"QC validation slice-Dice error {status.val_mae:.3f}")
     if status.best_val_dice.get("mean") is not None:
         parts.append(f"best mean {status.best_val_dice['mean']:.3f}")
     if status.message and not status.running:
@@ -44,6 +46,11 @@ class TrainPanel:
         self.widget.setObjectName("CMRAssistTrainPanel")
         layout = QVBoxLayout(self.widget)
         form = QFormLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.addItem("segmentation")
+        self.model_combo.setToolTip("segmentation: the LV/MYO/RV model; qc: the model that predicts slice Dice "
+                                    "for quality control")
+        form.addRow("Model:", self.model_combo)
         self.minutes_spin = QDoubleSpinBox()
         self.minutes_spin.setRange(0.5, 24 * 60)
         self.minutes_spin.setDecimals(1)
@@ -78,14 +85,22 @@ class TrainPanel:
         self.stop_button.setEnabled(connected and running)
 
     def server_changed(self, state: ServerState) -> None:
-        """Connection panel listener: show the server's training state and follow a running training."""
+        """Connection panel listener: offer the server's trainable models; show and follow its training state."""
+        current = str(prop(self.model_combo, "currentText"))
+        self.model_combo.clear()
+        for name in state.trainers or ["segmentation"]:
+            self.model_combo.addItem(name)
+        names = state.trainers or ["segmentation"]
+        self.model_combo.setCurrentIndex(names.index(current) if current in names else
+                                         names.index("segmentation") if "segmentation" in names else 0)
         self._show(state.training)
 
     def start(self) -> None:
         minutes = float(prop(self.minutes_spin, "value"))
+        model = str(prop(self.model_combo, "currentText")) or "segmentation"
         self._set_running(True)
-        self.status_label.setText(f"Starting training for at most {minutes:g} minutes ...")
-        self.runner.submit("train-start", lambda job: self.session.start_training(max_minutes=minutes),
+        self.status_label.setText(f"Starting training of {model} for at most {minutes:g} minutes ...")
+        self.runner.submit("train-start", lambda job: self.session.start_training(max_minutes=minutes, model=model),
                            on_done=lambda _: self.poll(), on_error=self._failed)
 
     def stop(self) -> None:

@@ -21,6 +21,8 @@ class AppConf:
         train_max_epochs: default epoch cap of a train request.
         demo_phantoms: phantom subjects written when the server starts with an empty studies folder.
         bootstrap_minutes: budget of the bootstrap training run made before serving when no model exists.
+        qc_threshold: predicted slice Dice under which QC flags a slice (LV, MYO and RV alike; a request may
+            set its own per class).
     """
 
     model_dir: str
@@ -30,6 +32,7 @@ class AppConf:
     train_max_epochs: int = 50
     demo_phantoms: int = 12
     bootstrap_minutes: float = 3.0
+    qc_threshold: float = 0.7
 
     @classmethod
     def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":
@@ -46,3 +49,7 @@ class AppConf:
     @property
     def segmentation_checkpoint(self) -> str:
         return os.path.join(self.model_dir, "segmentation.pt")
+
+    @property
+    def qc_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "qc.pt")

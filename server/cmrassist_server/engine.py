@@ -24,7 +24,7 @@ from CMRAssistLib.labels import SHORT_NAMES
 from .augment import AugmentConfig, augment_batch
 from .imageio import Orientation, frames_of, read_image
 from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
-from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad
+from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad, undo_crop_or_pad
 
 PROGRESS_PREFIX = "CMRASSIST_PROGRESS "
 
@@ -169,18 +169,27 @@ class PatchSampler:
 
 
 @torch.no_grad()
+def predict_stack(model: torch.nn.Module, image: np.ndarray, device: str, multiple: int = 16) -> np.ndarray:
+    """Labels of a preprocessed ``(slices, H, W)`` stack, whole slices padded to the network's stride."""
+    was_training = model.training
+    model.eval()
+    h, w = image.shape[1:]
+    size = (int(math.ceil(h / multiple) * multiple), int(math.ceil(w / multiple) * multiple))
+    center = (h / 2, w / 2)
+    window, box = crop_or_pad(image, center, size)
+    logits = torch.cat([model(torch.from_numpy(window[i : i + 16])[:, None].to(device)).cpu()
+                        for i in range(0, len(window), 16)])
+    model.train(was_training)
+    return undo_crop_or_pad(class_map(logits), box).numpy().astype(np.uint8)
+
+
+@torch.no_grad()
 def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, multiple: int = 16) -> Dict[str, float]:
     """Mean per-volume Dice per class on whole (padded) slices at the network spacing."""
     model.eval()
     scores: Dict[int, List[float]] = {v: [] for v in SHORT_NAMES}
     for case in cases:
-        h, w = case.image.shape[1:]
-        size = (int(math.ceil(h / multiple) * multiple), int(math.ceil(w / multiple) * multiple))
-        window, box = crop_or_pad(case.image, (h / 2, w / 2), size)
-        logits = torch.cat([model(torch.from_numpy(window[i : i + 16])[:, None].to(device)).cpu()
-                            for i in range(0, len(window), 16)])
-        pred = class_map(logits).numpy()
-        ref, _ = crop_or_pad(case.label, (h / 2, w / 2), size)
+        pred, ref = predict_stack(model, case.image, device, multiple), case.label
         for v in SHORT_NAMES:
             p, r = pred == v, ref == v
             denom = p.sum() + r.sum()
@@ -232,6 +241,7 @@ def train_segmentation(
     *,
     preprocess: Optional[PreprocessConfig] = None,
     augment: Optional[AugmentConfig] = None,
+    spec: Optional[NetworkSpec] = None,
     log: Callable[..., None] = report,
 ) -> TrainResult:
     """Train on labelled frames and publish the best validation checkpoint to ``checkpoint_path``.
@@ -242,6 +252,7 @@ def train_segmentation(
         options: run options.
         preprocess: preprocessing (the served model's when fine-tuning it).
         augment: augmentation ranges.
+        spec: network architecture (``options.network`` with default capacity when omitted).
         log: progress callback ``log(event, **fields)``.
     """
     start = time.time()
@@ -249,7 +260,7 @@ def train_segmentation(
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    spec = NetworkSpec(name=options.network)
+    spec = spec or NetworkSpec(name=options.network)
     model = spec.build().to(device)
     served_ok = os.path.isfile(checkpoint_path) and not options.from_scratch
     if served_ok:

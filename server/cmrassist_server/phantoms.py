@@ -110,13 +110,15 @@ def _frame_tissue(anatomy: PhantomAnatomy, c: float, z_mm: np.ndarray, y: np.nda
     for side in (-1, 1):
         ly, lx = dy - 10, dx - side * (epi_r + 55)
         tissue[((ly / 80) ** 2 + (lx / 45) ** 2 < 1)[None].repeat(tissue.shape[0], 0)] = 6
-    # RV crescent: ellipse beside the LV, minus the LV epicardium; shorter than the LV.
-    ry_c = a.heart_center_mm[0] + a.rv_offset_mm * math.sin(a.rv_angle_rad)
-    rx_c = a.heart_center_mm[1] + a.rv_offset_mm * math.cos(a.rv_angle_rad)
+    # RV crescent: ellipse beside the LV, minus the LV epicardium; shorter than the LV. Its centre follows the
+    # epicardium towards the apex, so the RV stays against the septum on every slice, as in real hearts.
+    offset = a.rv_offset_mm * r_epi / epi_r
+    ry_c = a.heart_center_mm[0] + offset * math.sin(a.rv_angle_rad)
+    rx_c = a.heart_center_mm[1] + offset * math.cos(a.rv_angle_rad)
     rv_scale = _ellipsoid_radius(depth, 0.75 * length, 1.0) * (1 - 0.6 * c * a.contraction)
     ca, sa = math.cos(a.rv_angle_rad), math.sin(a.rv_angle_rad)
-    u = ((x - rx_c) * ca + (y - ry_c) * sa)[None]
-    v = (-(x - rx_c) * sa + (y - ry_c) * ca)[None]
+    u = (x - rx_c) * ca + (y - ry_c) * sa
+    v = -(x - rx_c) * sa + (y - ry_c) * ca
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(rv_scale > 0, (u / (a.rv_axes_mm[0] * rv_scale)) ** 2 + (v / (a.rv_axes_mm[1] * rv_scale)) ** 2, 9)
         q_wall = np.where(rv_scale > 0, (u / (a.rv_axes_mm[0] * rv_scale + 3)) ** 2 + (v / (a.rv_axes_mm[1] * rv_scale + 3)) ** 2, 9)

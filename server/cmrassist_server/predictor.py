@@ -29,6 +29,15 @@ class SegmentationPredictor:
         self.preprocessor = CardiacPreprocessor(config)
         self.batch_slices = batch_slices
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, config, *, device: str = "cpu", batch_slices: int = 16) -> "SegmentationPredictor":
+        """A predictor around a network already in memory (e.g. a training snapshot) and its preprocessing."""
+        self = cls.__new__(cls)
+        self.device, self.model, self.spec, self.record = device, model.eval(), None, {}
+        self.preprocessor = CardiacPreprocessor(config)
+        self.batch_slices = batch_slices
+        return self
+
     @torch.no_grad()
     def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
         """Softmax class probabilities ``(slices, C, H, W)`` of a preprocessed ``(slices, 1, H, W)`` stack."""
@@ -60,8 +69,9 @@ class SegmentationPredictor:
 class PredictorCache:
     """Reloads the predictor only when the published checkpoint file changes (atomic replace => new mtime)."""
 
-    def __init__(self, checkpoint: str):
+    def __init__(self, checkpoint: str, *, device: Optional[str] = None):
         self.checkpoint = checkpoint
+        self.device = device
         self._lock = threading.Lock()
         self._stamp: Optional[Tuple[float, int]] = None
         self._predictor: Optional[SegmentationPredictor] = None
@@ -70,6 +80,7 @@ class PredictorCache:
         return os.path.isfile(self.checkpoint)
 
     def get(self, device: Optional[str] = None) -> SegmentationPredictor:
+        device = device or self.device
         st = os.stat(self.checkpoint)
         stamp = (st.st_mtime, st.st_ino)
         with self._lock:

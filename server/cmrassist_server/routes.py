@@ -28,7 +28,8 @@ def install_train_checks(app: FastAPI, trainers) -> None:
         if model not in trainers:
             raise HTTPException(status_code=404, detail=f"unknown model {model!r}; available: {sorted(trainers)}")
         try:
-            TrainOptions.from_request({**getattr(trainers[model], "defaults", {}), **(params or {})})
+            options_type = getattr(trainers[model], "options_type", TrainOptions)
+            options_type.from_request({**getattr(trainers[model], "defaults", {}), **(params or {})})
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         return run_model(model, params, run_sync, enqueue)

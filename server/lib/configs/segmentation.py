@@ -3,6 +3,7 @@
 from typing import Dict
 
 from cmrassist_server.conf import AppConf
+from cmrassist_server.predictor import PredictorCache
 
 from ..infers.segmentation import SegmentationInferTask
 from ..trainers.segmentation import SegmentationTrainTask
@@ -15,9 +16,10 @@ class SegmentationConfig:
 
     def __init__(self, conf: AppConf):
         self.conf = conf
+        self.predictors = PredictorCache(conf.segmentation_checkpoint, device=conf.device)
 
     def infer(self) -> SegmentationInferTask:
-        return SegmentationInferTask(self.conf.segmentation_checkpoint, device=self.conf.device)
+        return SegmentationInferTask(self.predictors)
 
     def trainer(self) -> SegmentationTrainTask:
         defaults: Dict = {"max_epochs": self.conf.train_max_epochs, "max_minutes": self.conf.train_max_minutes,

@@ -4,7 +4,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
@@ -21,17 +21,16 @@ class SegmentationInferTask(InferTask):
     """One-click segmentation; answers 409 with a clear message before any model has been trained.
 
     Args:
-        checkpoint: the served checkpoint path (reloaded whenever training publishes a better one).
-        device: ``cuda``/``cpu``; CUDA when present by default.
+        predictors: the served checkpoint (reloaded whenever training publishes a better one) and its device.
     """
 
-    def __init__(self, checkpoint: str, *, device: Optional[str] = None):
+    def __init__(self, predictors: PredictorCache):
         super().__init__(type=InferType.SEGMENTATION, labels=dict(CARDIAC_CLASSES), dimension=3,
                          description="2D slice-wise U-Net: LV cavity (3), LV myocardium (2), RV cavity (1)",
-                         config={"device": device or "auto"})
-        self.checkpoint = checkpoint
-        self.device = device
-        self.cache = PredictorCache(checkpoint)
+                         config={"device": predictors.device or "auto"})
+        self.checkpoint = predictors.checkpoint
+        self.device = predictors.device
+        self.cache = predictors
 
     def info(self) -> Dict:
         record = read_record(self.checkpoint) if self.cache.exists() else None

@@ -1,0 +1,201 @@
+"""Review panel: QC of the current study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
+
+from typing import Any, Dict, List, Optional
+
+from .annotation import AnnotationSession, Study
+from .background import BackgroundRunner, Cancelled, Job
+from .qt_compat import (QAbstractItemView, QBrush, QColor, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton,
+                        QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget, prop)
+from .review import CLASS_COLUMNS, SliceRow, dice_colour, measure_rows, slice_rows, summary_text
+from .scene import SceneAdapter
+from .widgets import add_busy_row
+
+LABEL_CHOICES = (("Model prediction", "prediction"), ("Submitted label (final)", "final"))
+
+
+def _item(text: str, colour=None, tip: str = "") -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if tip:
+        item.setToolTip(tip)
+    if colour is not None:
+        item.setBackground(QBrush(QColor(*colour)))
+    return item
+
+
+class ReviewPanel:
+    """Builds and drives the panel's widgets.
+
+    Args:
+        session: the annotation session (its client asks the server for QC).
+        runner: runs QC requests off the GUI thread.
+        scene: the viewer; clicking a slice row shows that slice.
+    """
+
+    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, scene: SceneAdapter):
+        self.session = session
+        self.runner = runner
+        self.scene = scene
+        self.study: Optional[Study] = None
+        self.report: Optional[Dict[str, Any]] = None
+        self.rows: List[SliceRow] = []
+        self.job: Optional[Job] = None
+        self.connected = False
+
+        self.widget = QWidget()
+        self.widget.setObjectName("CMRAssistReviewPanel")
+        layout = QVBoxLayout(self.widget)
+        form = QFormLayout()
+        self.label_combo = QComboBox()
+        for text, _ in LABEL_CHOICES:
+            self.label_combo.addItem(text)
+        self.label_combo.setToolTip("Check the model's segmentation, or the label submitted for this study")
+        form.addRow("Check:", self.label_combo)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setValue(0.7)
+        self.threshold_spin.setToolTip("Slices whose predicted Dice is below this are flagged")
+        form.addRow("Flag below Dice:", self.threshold_spin)
+        layout.addLayout(form)
+        self.check_button = QPushButton("Check quality")
+        self.check_button.setToolTip("Predict each slice's Dice without ground truth, run the rule checks, and "
+                                     "correct the volumes for flagged slices")
+        layout.addWidget(self.check_button)
+        self.summary_label = QLabel("No study checked yet.")
+        self.summary_label.setWordWrap(True)
+        layout.addWidget(self.summary_label)
+
+        self.slice_table = QTableWidget(0, 2 + len(CLASS_COLUMNS))
+        self.slice_table.setHorizontalHeaderLabels(["Slice"] + [short + " Dice" for _, short in CLASS_COLUMNS] + ["Why flagged"])
+        self.slice_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.slice_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.slice_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.slice_table.setToolTip("Flagged slices first; click a row to show that slice")
+        self.slice_table.setMinimumHeight(180)
+        self.slice_table.verticalHeader().setVisible(False)
+        layout.addWidget(self.slice_table)
+
+        self.measures_table = QTableWidget(0, 3)
+        self.measures_table.setHorizontalHeaderLabels(["Measure", "Raw", "QC-corrected"])
+        self.measures_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.measures_table.setToolTip("Corrected: each flagged slice's areas replaced by its nearest good neighbours'")
+        self.measures_table.setMinimumHeight(150)
+        self.measures_table.verticalHeader().setVisible(False)
+        layout.addWidget(self.measures_table)
+
+        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
+
+        self.check_button.clicked.connect(lambda *_: self.check())
+        self.cancel_button.clicked.connect(lambda *_: self.cancel())
+        self.slice_table.cellClicked.connect(lambda row, column: self.show_row(row))
+        self.slice_table.currentCellChanged.connect(lambda row, *_: self.show_row(row))
+        self._update_buttons()
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def _update_buttons(self) -> None:
+        busy = self.job is not None
+        self.check_button.setEnabled(self.connected and not busy and self.study is not None)
+        self.cancel_button.setEnabled(busy)
+
+    def server_changed(self, state) -> None:
+        """Connection panel listener."""
+        self.connected = True
+        if not state.models.get("qc", {}).get("trained"):
+            self.message_label.setText("The server's QC model is not trained yet: only the rule checks run "
+                                       "(train it with POST /train/qc once labels exist).")
+        self._update_buttons()
+
+    def study_segmented(self, study: Study) -> None:
+        """Annotate panel listener: a new segmentation is on screen; check the model's prediction at once."""
+        self._follow(study, 0)
+
+    def label_submitted(self, study: Study) -> None:
+        """Annotate panel listener: the corrected label was stored; check it again and refresh the tables."""
+        self._follow(study, 1)
+
+    def _follow(self, study: Study, label_index: int) -> None:
+        self.study = None if study.is_cine else study
+        if study.is_cine:
+            self.message_label.setText("QC checks one frame at a time: segment the ED or ES frame to review it.")
+            self._update_buttons()
+            return
+        self.label_combo.setCurrentIndex(label_index)
+        self.check()
+
+    def selected_label(self) -> str:
+        return LABEL_CHOICES[max(0, prop(self.label_combo, "currentIndex"))][1]
+
+    # -- work -------------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        if self.study is None or not self.connected:
+            return
+        if self.job is not None:
+            self.job.cancel()
+        study, label, threshold = self.study, self.selected_label(), float(prop(self.threshold_spin, "value"))
+
+        def work(job: Job) -> Dict[str, Any]:
+            job.report(0.2, f"checking {study.image_id} on the server")
+            return self.session.quality(study, label=label, threshold=threshold)
+
+        self.message_label.setText(f"Checking {study.image_id} ({label}) ...")
+        self.progress_bar.setValue(0)
+        self.job = self.runner.submit("qc", work, on_done=self._checked, on_error=self._failed, on_progress=self._progress)
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _progress(self, fraction: float, text: str) -> None:
+        self.progress_bar.setValue(int(round(100 * fraction)))
+
+    def _failed(self, error: BaseException) -> None:
+        self.job = None
+        self.progress_bar.setValue(0)
+        self.message_label.setText("Cancelled." if isinstance(error, Cancelled) else f"QC failed: {error}")
+        self._update_buttons()
+
+    def _checked(self, report: Dict[str, Any]) -> None:
+        self.job = None
+        self.progress_bar.setValue(100)
+        self.show_report(report)
+        flagged = sum(1 for r in self.rows if r.any_flagged)
+        self.message_label.setText(f"{flagged} slice(s) to look at; click a row to show it." if flagged
+                                   else "No slice flagged.")
+        self._update_buttons()
+
+    # -- display ----------------------------------------------------------------------------------------------
+    def show_report(self, report: Dict[str, Any]) -> None:
+        self.report = report
+        self.rows = slice_rows(report)
+        thresholds = report.get("thresholds", {})
+        self.summary_label.setText(summary_text(report))
+        table = self.slice_table
+        table.blockSignals(True)
+        table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            table.setItem(r, 0, _item(str(row.slice), dice_colour(None, 0, row.any_flagged) if row.any_flagged else None))
+            for c, (name, _) in enumerate(CLASS_COLUMNS, start=1):
+                dice = row.dice[name]
+                colour = dice_colour(dice, float(thresholds.get(name, 0.7)), row.flagged[name])
+                table.setItem(r, c, _item("-" if dice is None else f"{dice:.2f}", colour))
+            why = "; ".join(row.reasons)
+            table.setItem(r, len(CLASS_COLUMNS) + 1, _item(why, tip=why))
+        table.resizeColumnsToContents()
+        table.blockSignals(False)
+        rows = measure_rows(report)
+        self.measures_table.setRowCount(len(rows))
+        for r, (name, raw, corrected) in enumerate(rows):
+            changed = raw is not None and corrected is not None and abs(raw - corrected) > 0.05
+            self.measures_table.setItem(r, 0, _item(name))
+            self.measures_table.setItem(r, 1, _item("-" if raw is None else f"{raw:.1f}"))
+            self.measures_table.setItem(r, 2, _item("-" if corrected is None else f"{corrected:.1f}",
+                                                    (240, 200, 110) if changed else None))
+        self.measures_table.resizeColumnsToContents()
+
+    def show_row(self, row: int) -> None:
+        """Show the slice of a table row in the slice views."""
+        if self.study is not None and 0 <= row < len(self.rows):
+            self.scene.show_slice(self.study, self.rows[row].center_lps)
+            self.message_label.setText(f"Slice {self.rows[row].slice}: " + ("; ".join(self.rows[row].reasons) or "not flagged"))

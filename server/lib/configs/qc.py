@@ -1,0 +1,42 @@
+"""Wiring of the QC model: infer task, train task, scoring method and review strategy share one checker."""
+
+from cmrassist_server.conf import AppConf
+from cmrassist_server.predictor import PredictorCache
+from cmrassist_server.qc_check import QualityChecker
+from cmrassist_server.qc_store import QCStore
+
+from ..activelearning.qc import ReviewFirst
+from ..infers.qc import QCInferTask
+from ..scoring.qc import QCScoring
+from ..trainers.qc import QCTrainTask
+
+
+class QCConfig:
+    """The ``qc`` model.
+
+    Args:
+        conf: the app configuration.
+        segmentation: the served segmentation model (QC checks its predictions).
+        results_folder: where per-image QC reports are kept.
+    """
+
+    name = "qc"
+
+    def __init__(self, conf: AppConf, segmentation: PredictorCache, results_folder: str):
+        self.conf = conf
+        self.segmentation = segmentation
+        self.checker = QualityChecker(conf.qc_checkpoint, device=conf.device)
+        self.store = QCStore(results_folder)
+
+    def infer(self) -> QCInferTask:
+        return QCInferTask(self.checker, self.segmentation, self.store, threshold=self.conf.qc_threshold)
+
+    def trainer(self) -> QCTrainTask:
+        return QCTrainTask(self.conf.qc_checkpoint, segmentation_checkpoint=self.conf.segmentation_checkpoint,
+                           defaults={"max_minutes": self.conf.train_max_minutes})
+
+    def scoring(self) -> QCScoring:
+        return QCScoring(self.checker, self.segmentation, self.store, threshold=self.conf.qc_threshold)
+
+    def strategy(self) -> ReviewFirst:
+        return ReviewFirst(self.store)

@@ -1,0 +1,82 @@
+"""Scoring method ``qc``: QC of every stored 3D frame, kept per image for the review strategy."""
+
+import logging
+from typing import Dict, List
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+
+from cmrassist_server.imageio import InvalidInputError, check_label, read_image
+from cmrassist_server.predictor import PredictorCache
+from cmrassist_server.qc_check import QualityChecker, parse_thresholds
+from cmrassist_server.qc_store import QCStore
+
+from ..infers.qc import PREDICTION, stamp
+
+logger = logging.getLogger(__name__)
+
+
+def label_to_check(datastore: Datastore, image_id: str) -> str:
+    """The label QC looks at: a submitted ``final`` label, else a stored ``original`` prediction, else a new one."""
+    labels = datastore.get_labels_by_image_id(image_id) or {}
+    for tag in ("final", "original"):
+        if tag in labels:
+            return tag
+    return PREDICTION
+
+
+class QCScoring(ScoringMethod):
+    """Runs QC over the datastore; images whose stored report is current (same stamp) are skipped.
+
+    Args:
+        checker: the QC checker.
+        segmentation: the served segmentation model (checks images without labels through its prediction).
+        store: the per-image QC results.
+        threshold: flag threshold.
+    """
+
+    def __init__(self, checker: QualityChecker, segmentation: PredictorCache, store: QCStore, *, threshold: float):
+        super().__init__("QC of every 3D frame's label or prediction; the 'qc' strategy serves the worst first")
+        self.checker = checker
+        self.segmentation = segmentation
+        self.store = store
+        self.threshold = threshold
+
+    def __call__(self, request, datastore: Datastore) -> Dict:
+        thresholds = parse_thresholds(request.get("threshold", self.threshold))
+        checked: List[str] = []
+        skipped: List[str] = []
+        failed: Dict[str, str] = {}
+        for image_id in datastore.list_images():
+            tag = label_to_check(datastore, image_id)
+            if tag == PREDICTION and not self.segmentation.exists():
+                skipped.append(image_id)
+                continue
+            image_path = datastore.get_image_uri(image_id)
+            label_path = self.segmentation.checkpoint if tag == PREDICTION else datastore.get_label_uri(image_id, tag)
+            current = stamp(image_path, label_path, self.checker.checkpoint)
+            previous = self.store.get(image_id)
+            if previous and previous.get("stamp") == current and previous.get("label") == tag:
+                skipped.append(image_id)
+                continue
+            try:
+                image = read_image(image_path)
+                if image.GetDimension() != 3:
+                    skipped.append(image_id)  # cines are checked through their ED/ES frame studies
+                    continue
+                label = self.segmentation.get().segment(image) if tag == PREDICTION else check_label(read_image(label_path), image)
+                if label.ndim != 3:
+                    skipped.append(image_id)
+                    continue
+                report = self.checker.check(image, label, thresholds=thresholds)
+            except (InvalidInputError, ValueError, RuntimeError) as e:
+                failed[image_id] = str(e)
+                logger.warning(f"QC of {image_id} failed: {e}")
+                continue
+            info = datastore.get_image_info(image_id) or {}
+            report.update(image=image_id, label=tag, image_info=info, stamp=current,
+                          seconds={"qc": report.pop("seconds")})
+            self.store.save(image_id, report)
+            checked.append(image_id)
+        logger.info(f"QC scoring: {len(checked)} checked, {len(skipped)} skipped, {len(failed)} failed")
+        return {"checked": checked, "skipped": len(skipped), "failed": failed}
