@@ -133,6 +133,13 @@ class CMRAssistTest(ScriptedLoadableModuleTest):
         for key in ("lv_cavity", "lv_myocardium", "rv_cavity"):
             self.assertGreater(shown[key], 1.0, f"{key} is empty")
             self.assertAlmostEqual(shown[key], expected[key], delta=0.01 * expected[key])
+        # Review: the QC report's slice centres move the slice views there (the red view is axial: offset = S).
+        report = session.quality(target)
+        self.assertEqual(len(report["slices"]), report["summary"]["slices"])
+        centre = report["slices"][len(report["slices"]) // 2]["center_lps"]
+        scene.show_slice(target, centre)
+        red = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
+        self.assertAlmostEqual(red.GetSliceOffset(), centre[2], delta=0.5)
         exported = scene.export_label(target, os.path.join(session.workdir, "self_test_final.nii.gz"))
         session.submit(target, exported)
         info = session.client.label_info(target.image_id)
