@@ -20,6 +20,8 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from cmrassist_server.conf import AppConf
 from cmrassist_server.datastore import SAFE_TAG, CheckedDatastore, check_id
+from cmrassist_server.ranking_api import RankingService, install_ranking_routes
+from cmrassist_server.ranking_store import RankingStore
 from cmrassist_server.routes import install_train_checks
 from lib.configs.qc import QCConfig
 from lib.configs.segmentation import SegmentationConfig
@@ -42,6 +44,11 @@ class CMRAssistApp(MONAILabelApp):
                          description="Short-axis cine MRI: LV cavity, LV myocardium and RV cavity", version="0.1.0")
         if "monailabel.app" in sys.modules:  # serving (not a train/scoring child process)
             install_train_checks(sys.modules["monailabel.app"].app, self._trainers)
+            state = os.path.join(studies, ".cmrassist") if local else self.app_conf.model_dir
+            self.ranking = RankingService(RankingStore(os.path.join(state, "ranking.sqlite")), self.datastore,
+                                          os.path.join(state, "thumbnails"))
+            self.ranking.sync()
+            install_ranking_routes(sys.modules["monailabel.app"].app, self.ranking)
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):

@@ -59,6 +59,16 @@ def test_rebuild_estimates_a_missing_slice_from_its_neighbours(phantom):
     assert abs(rebuilt[3] - true[3]) < 0.02  # without the neighbour estimate the rebuild says 1.0
 
 
+def test_an_empty_segmentation_rebuilds_to_zero_where_the_reference_has_the_class(phantom):
+    _, ref = phantom
+    empty = np.zeros_like(ref)
+    dice, mvsf = slice_dice_mvsf(ref, empty)
+    np.testing.assert_array_equal(rebuild_dice_3d(slice_counts(empty), dice, mvsf)[1:], [0.0, 0.0, 0.0])
+    nothing = np.zeros_like(ref)
+    dice, mvsf = slice_dice_mvsf(nothing, empty)
+    np.testing.assert_array_equal(rebuild_dice_3d(slice_counts(empty), dice, mvsf), [1.0, 1.0, 1.0, 1.0])
+
+
 def test_correction_restores_the_volume_of_a_study_whose_mid_slice_was_replaced_by_a_bad_one(phantom):
     _, ref = phantom
     areas = slice_counts(ref)[:, 3]

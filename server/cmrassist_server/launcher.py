@@ -43,18 +43,26 @@ class RunningServer:
     """
 
     def __init__(self, studies: str, model_dir: str, log_path: str, extra_conf: Optional[List[str]] = None):
-        self.studies, self.model_dir, self.log_path = studies, model_dir, log_path
+        self.studies, self.model_dir, self.log_path, self.extra_conf = studies, model_dir, log_path, extra_conf or []
+        self._start("w")
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same studies and models (on a new port)."""
+        self.stop()
+        self._start("a")
+
+    def _start(self, log_mode: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         bindir = os.path.dirname(sys.executable)
         env = {**os.environ, "MONAI_LABEL_TRACKING_ENABLED": "false", "MONAILABEL_PYEXE": sys.executable,
                "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-        cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", APP_DIR, "--studies", studies,
-               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "model_dir", model_dir, *(extra_conf or [])]
-        self.log = open(log_path, "w")
+        cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", APP_DIR, "--studies", self.studies,
+               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "model_dir", self.model_dir, *self.extra_conf]
+        self.log = open(self.log_path, log_mode)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            self.startup_s = wait_for_info(self.url, 120, self.proc, log_path)
+            self.startup_s = wait_for_info(self.url, 120, self.proc, self.log_path)
         except RuntimeError:
             self.stop()
             raise

@@ -83,7 +83,9 @@ def rebuild_dice_3d(seg_counts: np.ndarray, slice_dice: np.ndarray, slice_mvsf: 
         y[i, c] = float(np.mean(below + above)) if below or above else 0.0
     inter = np.asarray(slice_dice, dtype=float) * (y + z) / 2
     total = y.sum(0) + z.sum(0)
-    return np.where(total > 0, 2 * inter.sum(0) / np.maximum(total, 1e-12), 1.0)
+    # Nothing segmented and nothing rebuilt: right (1) unless MVSF says the reference has the class (0).
+    empty = np.where((m >= 1.0).any(0), 0.0, 1.0)
+    return np.where(total > 0, 2 * inter.sum(0) / np.maximum(total, 1e-12), empty)
 
 
 def flag_slices(slice_dice: np.ndarray, thresholds: Dict[int, float]) -> np.ndarray:
