@@ -19,6 +19,7 @@ from CMRAssistLib.annotate_panel import AnnotatePanel
 from CMRAssistLib.annotation import AnnotationSession, Study
 from CMRAssistLib.background import BackgroundRunner
 from CMRAssistLib.connection_panel import ConnectionPanel
+from CMRAssistLib.rank_panel import RankPanel
 from CMRAssistLib.review_panel import ReviewPanel
 from CMRAssistLib.settings import UserSettings, load_settings
 from CMRAssistLib.slicer_scene import SlicerScene
@@ -62,10 +63,13 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget):
         self.review = ReviewPanel(self.session, self.runner, self.scene)
         self.annotate.segmented_listeners.append(self.review.study_segmented)
         self.annotate.submitted_listeners.append(self.review.label_submitted)
+        self.rank = RankPanel(self.session, self.runner)
         self.train = TrainPanel(self.session, self.runner)
-        self.connection.listeners += [self.annotate.server_changed, self.review.server_changed, self.train.server_changed]
+        self.connection.listeners += [self.annotate.server_changed, self.review.server_changed, self.rank.server_changed,
+                                      self.train.server_changed]
         for title, panel, collapsed in (("Connection", self.connection, False), ("Annotate", self.annotate, False),
-                                        ("Review", self.review, True), ("Train", self.train, True)):
+                                        ("Review", self.review, True), ("Rank slices", self.rank, True),
+                                        ("Train", self.train, True)):
             box = ctk.ctkCollapsibleButton()
             box.text = title
             box.collapsed = collapsed

@@ -305,3 +305,53 @@ def test_review_panel_flags_a_spoiled_slice_jumps_to_it_and_corrects_the_measure
     assert scene.shown_slice == (study_id, tuple(float(v) for v in top.center_lps))
     assert f"Slice {mid}" in review.message_label.text()
     screenshot(review.widget, "review_panel.png")
+
+
+def test_rank_panel_orders_submits_and_gets_the_next_batch_and_saves_cut_points(app, runner, store, fresh_server, tmp_path):
+    from CMRAssistLib.rank_panel import RankPanel
+
+    session, connection = connect(app, runner, store, fresh_server.url, tmp_path, name="Dr Rank", expertise="expert")
+    panel = RankPanel(session, runner)
+    connection.listeners.append(panel.server_changed)
+    connection._connected(connection.state)
+    assert not panel.submit_button.isEnabled()
+    click(panel.fetch_button)
+    wait_for(app, lambda: panel.batch is not None and panel.job is None, what="the first batch")
+    assert panel.slice_list.count() == 8 and not panel.slice_list.item(0).icon().isNull()
+    first = panel.order()
+
+    panel.slice_list.setCurrentRow(3)
+    click(panel.earlier_button)
+    assert panel.order() == first[:2] + [first[3], first[2]] + first[4:]
+    panel.widget.show()
+    panel.widget.activateWindow()
+    assert QTest.qWaitForWindowActive(panel.widget, 5000)  # shortcuts reach only the active window
+    panel.slice_list.setFocus()
+    panel.slice_list.setCurrentRow(0)
+    QTest.keyClick(panel.slice_list, Qt.Key_Right, Qt.AltModifier)  # keyboard move: one place more apical
+    # A button shortcut "animates" the click: it lands about 100 ms later.
+    wait_for(app, lambda: panel.order()[:2] == [first[1], first[0]], timeout=5, what="the keyboard move")
+
+    # Order the slices by their true level (slice index within each phantom stack runs from base to apex).
+    wanted = [i["id"] for i in sorted(panel.batch["items"], key=lambda it: it["slice"] / 20)]
+    for target, item_id in enumerate(wanted):
+        panel.slice_list.setCurrentRow(panel.order().index(item_id))
+        while panel.order().index(item_id) > target:
+            click(panel.earlier_button)
+    assert panel.order() == wanted
+    screenshot(panel.widget, "rank_panel.png")
+    old_batch = panel.batch["batch"]
+    click(panel.submit_button)
+    wait_for(app, lambda: panel.job is None and panel.batch["batch"] != old_batch, what="the next batch")
+    assert not set(panel.order()) & set(wanted) and "you: 1 batches" in panel.progress_label.text()
+    client = CMRAssistClient(fresh_server.url)
+    assert client.ranking_progress()["annotators"] == {"Dr Rank": {"batches": 1, "expertise": "expert"}}
+
+    panel.basal_spin.setValue(1510)
+    panel.apical_spin.setValue(1490)
+    click(panel.save_cuts_button)
+    wait_for(app, lambda: panel.job is None and "saved" in panel.message_label.text(), what="the cut points")
+    assert client._json("GET", "/ranking/cut_points") == {"basal_end": 1510.0, "apical_start": 1490.0}
+    click(panel.show_cuts_button)
+    wait_for(app, lambda: panel.job is None and panel.cut_list.count() > 0, what="the slices around the cuts")
+    assert "views" in panel.cut_list.item(0).text()

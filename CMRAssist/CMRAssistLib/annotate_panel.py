@@ -4,10 +4,10 @@ import os
 from typing import Callable, List, Optional, Tuple
 
 from .annotation import AnnotationSession, ServerState, Study, image_id_for
-from .background import BackgroundRunner, Cancelled, Job
+from .background import BackgroundRunner, Job
 from .qt_compat import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget, ask_yes_no, prop
 from .scene import SceneAdapter
-from .widgets import add_busy_row
+from .widgets import JobPanel, add_busy_row
 
 UPLOAD_QUESTION = ("Upload this volume to the CMRAssist server at {url}?\n\nThe image is stored in the server's "
                    "datastore, where other annotators and training can use it. Only upload images you are allowed "
@@ -28,7 +28,7 @@ def label_summary(label_path: str) -> str:
             f"LV myocardium {volumes['lv_myocardium'] * MYOCARDIAL_DENSITY_G_PER_ML:.1f} g")
 
 
-class AnnotatePanel:
+class AnnotatePanel(JobPanel):
     """Builds and drives the panel's widgets.
 
     Args:
@@ -139,38 +139,6 @@ class AnnotatePanel:
     def selected_frame(self) -> Optional[int]:
         index = prop(self.frame_combo, "currentIndex")
         return self.frames[index][1] if 0 <= index < len(self.frames) else None
-
-    # -- background work ------------------------------------------------------------------------------------
-    def _run(self, name: str, fn: Callable[[Job], object], on_done: Callable[[object], None], text: str) -> None:
-        self.message_label.setText(text)
-        self.progress_bar.setValue(0)
-        self.job = self.runner.submit(name, fn, on_done=lambda result: self._finish(on_done, result),
-                                      on_error=self._failed, on_progress=self._progress)
-        self._update_buttons()
-
-    def _progress(self, fraction: float, text: str) -> None:
-        self.progress_bar.setValue(int(round(100 * fraction)))
-        if text:
-            self.message_label.setText(text)
-
-    def _finish(self, on_done: Callable[[object], None], result: object) -> None:
-        self.job = None
-        self.progress_bar.setValue(100)
-        try:
-            on_done(result)
-        finally:
-            self._update_buttons()
-
-    def _failed(self, error: BaseException) -> None:
-        self.job = None
-        self.progress_bar.setValue(0)
-        self.message_label.setText("Cancelled." if isinstance(error, Cancelled) else f"Failed: {error}")
-        self._update_buttons()
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.message_label.setText(f"Cancelling {self.job.name} ...")
 
     # -- actions ---------------------------------------------------------------------------------------------
     def next_study(self) -> None:

@@ -238,6 +238,32 @@ class CMRAssistClient:
                           body=json.dumps(params or {}).encode(), ctype="application/json",
                           timeout=self.long_timeout if run_sync else None)
 
+    # -- slice-position ranking ---------------------------------------------------------------------------
+    def ranking_batch(self, annotator: str, expertise: str) -> Dict[str, Any]:
+        """``POST /ranking/batch``: 8 slices (with base64 PNG thumbnails) to order from most basal to most apical."""
+        return self._json("POST", "/ranking/batch", body=json.dumps({"annotator": annotator, "expertise": expertise}).encode(),
+                          ctype="application/json", timeout=self.long_timeout)
+
+    def ranking_submit(self, batch: str, annotator: str, order: List[int], seconds: Optional[float] = None) -> Dict[str, Any]:
+        """``POST /ranking/submit``: the batch's item ids from most basal to most apical."""
+        body = {"batch": batch, "annotator": annotator, "order": [int(i) for i in order], "seconds": seconds}
+        return self._json("POST", "/ranking/submit", body=json.dumps(body).encode(), ctype="application/json")
+
+    def ranking_progress(self) -> Dict[str, Any]:
+        return self._json("GET", "/ranking/progress")
+
+    def ranking_ordered(self) -> Dict[str, Any]:
+        return self._json("GET", "/ranking/ordered", timeout=self.long_timeout)
+
+    def ranking_set_cut_points(self, basal_end: float, apical_start: float) -> Dict[str, Any]:
+        body = json.dumps({"basal_end": basal_end, "apical_start": apical_start}).encode()
+        return self._json("PUT", "/ranking/cut_points", body=body, ctype="application/json")
+
+    def ranking_thumbnail(self, item_id: int) -> bytes:
+        """PNG bytes of one ranked slice."""
+        raw, _ = self._send("GET", "/ranking/thumbnail", query={"item": int(item_id)}, timeout=self.long_timeout)
+        return raw
+
     def train_start(self, model: str = "segmentation", **params) -> Dict[str, Any]:
         """``POST /train/{model}`` with request params (``max_epochs``, ``max_minutes``, ``val_split``, ``device``)."""
         return self._json("POST", f"/train/{parse.quote(model)}", body=json.dumps(params).encode(),

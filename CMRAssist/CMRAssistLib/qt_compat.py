@@ -22,6 +22,8 @@ QSize = QtCore.QSize
 
 QBrush = QtGui.QBrush
 QColor = QtGui.QColor
+QIcon = QtGui.QIcon
+QKeySequence = QtGui.QKeySequence
 QImage = QtGui.QImage
 QPixmap = QtGui.QPixmap
 
@@ -34,6 +36,9 @@ QGroupBox = QtWidgets.QGroupBox
 QHBoxLayout = QtWidgets.QHBoxLayout
 QLabel = QtWidgets.QLabel
 QLineEdit = QtWidgets.QLineEdit
+QListView = QtWidgets.QListView
+QListWidget = QtWidgets.QListWidget
+QListWidgetItem = QtWidgets.QListWidgetItem
 QMessageBox = QtWidgets.QMessageBox
 QProgressBar = QtWidgets.QProgressBar
 QPushButton = QtWidgets.QPushButton

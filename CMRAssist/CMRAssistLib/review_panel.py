@@ -3,12 +3,12 @@
 from typing import Any, Dict, List, Optional
 
 from .annotation import AnnotationSession, Study
-from .background import BackgroundRunner, Cancelled, Job
+from .background import BackgroundRunner, Job
 from .qt_compat import (QAbstractItemView, QBrush, QColor, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton,
                         QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget, prop)
 from .review import CLASS_COLUMNS, SliceRow, dice_colour, measure_rows, slice_rows, summary_text
 from .scene import SceneAdapter
-from .widgets import add_busy_row
+from .widgets import JobPanel, add_busy_row
 
 LABEL_CHOICES = (("Model prediction", "prediction"), ("Submitted label (final)", "final"))
 
@@ -22,7 +22,9 @@ def _item(text: str, colour=None, tip: str = "") -> QTableWidgetItem:
     return item
 
 
-class ReviewPanel:
+class ReviewPanel(JobPanel):
+    failure_prefix = "QC failed"
+
     """Builds and drives the panel's widgets.
 
     Args:
@@ -138,32 +140,13 @@ class ReviewPanel:
             job.report(0.2, f"checking {study.image_id} on the server")
             return self.session.quality(study, label=label, threshold=threshold)
 
-        self.message_label.setText(f"Checking {study.image_id} ({label}) ...")
-        self.progress_bar.setValue(0)
-        self.job = self.runner.submit("qc", work, on_done=self._checked, on_error=self._failed, on_progress=self._progress)
-        self._update_buttons()
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-
-    def _progress(self, fraction: float, text: str) -> None:
-        self.progress_bar.setValue(int(round(100 * fraction)))
-
-    def _failed(self, error: BaseException) -> None:
-        self.job = None
-        self.progress_bar.setValue(0)
-        self.message_label.setText("Cancelled." if isinstance(error, Cancelled) else f"QC failed: {error}")
-        self._update_buttons()
+        self._run("qc", work, self._checked, f"Checking {study.image_id} ({label}) ...")
 
     def _checked(self, report: Dict[str, Any]) -> None:
-        self.job = None
-        self.progress_bar.setValue(100)
         self.show_report(report)
         flagged = sum(1 for r in self.rows if r.any_flagged)
         self.message_label.setText(f"{flagged} slice(s) to look at; click a row to show it." if flagged
                                    else "No slice flagged.")
-        self._update_buttons()
 
     # -- display ----------------------------------------------------------------------------------------------
     def show_report(self, report: Dict[str, Any]) -> None:

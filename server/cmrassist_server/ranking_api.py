@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
 from pydantic import BaseModel
 
 from .imageio import Orientation, frames_of
@@ -168,6 +168,13 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
     @router.get("/ordered", summary="Every slice from most basal to most apical")
     def ordered(user: User = reviewer):
         return {"items": [_item_json(it) for it in service.store.ordered()], "cut_points": service.store.cut_points()}
+
+    @router.get("/thumbnail", summary="PNG of one ranked slice", response_class=Response)
+    def thumbnail(item: int, user: User = user_role):
+        found = service.store.items([item])
+        if not found:
+            raise HTTPException(status_code=404, detail=f"unknown ranking item {item}")
+        return Response(content=base64.b64decode(service.thumbnail(found[0])), media_type="image/png")
 
     @router.get("/cut_points")
     def get_cut_points(user: User = user_role):
