@@ -64,9 +64,10 @@ def rebuild_dice_3d(seg_counts: np.ndarray, slice_dice: np.ndarray, slice_mvsf: 
 
     ``|y_i| = |z_i| (2 + MVSF_i) / (2 - MVSF_i)``, ``|y_i & z_i| = Dice_i (|y_i| + |z_i|) / 2``,
     ``Dice_3D = 2 sum|y_i & z_i| / (sum|y_i| + sum|z_i|)``. A slice where the checked segmentation has none of a
-    class cannot give ``|y_i|`` from the formula; when its MVSF says the reference has the class there (MVSF
-    >= 1), ``|y_i|`` is taken as the mean checked area of the nearest slices above and below that have it
-    (a missing slice inside the stack looks like its neighbours), else 0.
+    class cannot give ``|y_i|`` from the formula; when the slice's figures say the reference has the class there
+    (MVSF >= 1 or Dice < 0.5: with nothing segmented, Dice is 1 only if the reference is empty too), ``|y_i|``
+    is taken as the mean checked area of the nearest slices above and below that have it (a missing slice
+    inside the stack looks like its neighbours), else 0.
 
     Args:
         seg_counts: ``(slices, classes)`` pixel counts of the checked segmentation.
@@ -76,15 +77,17 @@ def rebuild_dice_3d(seg_counts: np.ndarray, slice_dice: np.ndarray, slice_mvsf: 
     z = np.asarray(seg_counts, dtype=float)
     m = np.clip(np.asarray(slice_mvsf, dtype=float), -2.0, _MVSF_LIMIT)  # only MVSF near +2 blows |y| up
     y = z * (2 + m) / (2 - m)
-    for i, c in zip(*np.nonzero((z == 0) & (m >= 1.0))):
+    # On a slice without the class, a low slice Dice or a high MVSF both say that the reference has it there.
+    missed = (z == 0) & ((m >= 1.0) | (np.asarray(slice_dice, dtype=float) < 0.5))
+    for i, c in zip(*np.nonzero(missed)):
         column = z[:, c]
         below = [column[j] for j in range(i - 1, -1, -1) if column[j] > 0][:1]
         above = [column[j] for j in range(i + 1, len(column)) if column[j] > 0][:1]
         y[i, c] = float(np.mean(below + above)) if below or above else 0.0
     inter = np.asarray(slice_dice, dtype=float) * (y + z) / 2
     total = y.sum(0) + z.sum(0)
-    # Nothing segmented and nothing rebuilt: right (1) unless MVSF says the reference has the class (0).
-    empty = np.where((m >= 1.0).any(0), 0.0, 1.0)
+    # Nothing segmented and nothing rebuilt: right (1) unless some slice says the reference has the class (0).
+    empty = np.where(missed.any(0), 0.0, 1.0)
     return np.where(total > 0, 2 * inter.sum(0) / np.maximum(total, 1e-12), empty)
 
 
