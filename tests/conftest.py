@@ -37,7 +37,8 @@ def fresh_server(phantom_studies, tmp_path):
     import shutil
 
     studies = str(tmp_path / "own_studies")
-    shutil.copytree(phantom_studies, studies)
+    # Without the session server's own state (QC reports, ranking store): this server starts from the studies alone.
+    shutil.copytree(phantom_studies, studies, ignore=shutil.ignore_patterns(".cmrassist"))
     srv = RunningServer(studies, str(tmp_path / "own_model"), str(tmp_path / "own_server.log"))
     yield srv
     srv.stop()
@@ -67,13 +68,24 @@ def wait_training(client, timeout=300):
 
 
 @pytest.fixture(scope="session")
-def qc_server(trained_server):
-    """The trained server after a short real QC training through POST /train/qc."""
+def qc_server(trained_server, phantom_studies, tmp_path_factory):
+    """A server of its own with the trained segmentation model, after a short real QC training (POST /train/qc).
+
+    Its own, so that its QC training is not what ``GET /train/`` of the shared server reports.
+    """
+    import shutil
+
     from CMRAssistLib.client import CMRAssistClient
 
-    client = CMRAssistClient(trained_server.url)
-    wait_training(client)
+    wait_training(CMRAssistClient(trained_server.url))
+    root = tmp_path_factory.mktemp("qc_server")
+    studies, model_dir = str(root / "studies"), str(root / "model")
+    shutil.copytree(phantom_studies, studies, ignore=shutil.ignore_patterns(".cmrassist"))
+    shutil.copytree(trained_server.model_dir, model_dir)
+    srv = RunningServer(studies, model_dir, str(root / "server.log"))
+    client = CMRAssistClient(srv.url)
     client.train_start("qc", max_epochs=2, max_minutes=0.5, snapshots=0, corruptions_per_case=3, seed=3)
     status = wait_training(client)
     assert status.state == "DONE", f"QC training ended as {status}"
-    return trained_server
+    yield srv
+    srv.stop()

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -31,9 +32,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY, image_id TEXT NOT NULL, frame INTEGER NOT NULL, slice INTEGER NOT NULL,
     mu REAL NOT NULL, sigma REAL NOT NULL, views INTEGER NOT NULL DEFAULT 0, volatility REAL NOT NULL DEFAULT 0,
-    shuffle REAL NOT NULL DEFAULT (abs(random()) / 9223372036854775807.0), UNIQUE (image_id, frame, slice));
+    shuffle REAL NOT NULL, priority REAL NOT NULL DEFAULT 0, UNIQUE (image_id, frame, slice));
 CREATE INDEX IF NOT EXISTS items_novelty ON items (views, shuffle);
-CREATE INDEX IF NOT EXISTS items_volatility ON items (volatility DESC, shuffle);
+CREATE INDEX IF NOT EXISTS items_priority ON items (priority DESC, shuffle);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, annotator TEXT NOT NULL, expertise TEXT NOT NULL, items TEXT NOT NULL,
     created REAL NOT NULL, expires REAL NOT NULL, status TEXT NOT NULL);
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS submissions (
     ordered_items TEXT NOT NULL, seconds REAL, submitted REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _shuffle_key(image_id: str, frame: int, slice_index: int) -> float:
+    """A fixed pseudo-random number per item: mixes studies in the selection order, the same on every run."""
+    return zlib.crc32(f"{image_id}/{int(frame)}/{int(slice_index)}".encode()) / 2.0**32
 
 
 class RankingError(ValueError):
@@ -128,8 +134,9 @@ class RankingStore:
         """Register every slice of one frame (again: nothing changes); returns how many were new."""
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO items (image_id, frame, slice, mu, sigma) VALUES (?, ?, ?, ?, ?)",
-                           [(image_id, int(frame), s, self.model.mu, self.model.sigma) for s in range(int(slices))])
+            db.executemany("INSERT OR IGNORE INTO items (image_id, frame, slice, mu, sigma, shuffle) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(image_id, int(frame), s, self.model.mu, self.model.sigma, _shuffle_key(image_id, frame, s))
+                            for s in range(int(slices))])
             return db.total_changes - before
 
     def items(self, ids: Optional[Sequence[int]] = None) -> List[Item]:
@@ -147,6 +154,9 @@ class RankingStore:
     def next_batch(self, annotator: str, expertise: str, *, size: int = BATCH_SIZE, min_views: int = MIN_VIEWS,
                    seed: Optional[int] = None) -> Batch:
         """A new open batch for ``annotator``: unseen and less-seen items first, then the most volatile.
+
+        Once every item has ``min_views``, priority is volatility x sigma / initial sigma: items annotators disagree
+        about come first, but an item already seen many times (small sigma) yields its turn.
 
         Items in other open batches are never chosen, so concurrent annotators get different batches. Within
         the batch, items come from as many different frames as possible and have ratings close to each other
@@ -168,7 +178,7 @@ class RankingStore:
             want = 2 * size + len(busy)
             rows = db.execute("SELECT * FROM items WHERE views < ? ORDER BY views, shuffle LIMIT ?", (min_views, want)).fetchall()
             if len(rows) < want:
-                rows += db.execute("SELECT * FROM items WHERE views >= ? ORDER BY volatility DESC, shuffle LIMIT ?",
+                rows += db.execute("SELECT * FROM items WHERE views >= ? ORDER BY priority DESC, shuffle LIMIT ?",
                                    (min_views, want)).fetchall()
             pool = [self._item(r) for r in rows if r["id"] not in busy][: 2 * size]
             if len(pool) < size:
@@ -247,8 +257,11 @@ class RankingStore:
                 expected = higher + ties / 2  # expected position from the ratings before this answer
                 surprise = abs(pos - expected) / (n - 1)
                 volatility = (1 - _VOLATILITY_RATE) * volatility + _VOLATILITY_RATE * surprise
-            db.execute("UPDATE items SET mu=?, sigma=?, views=views+1, volatility=? WHERE id=?",
-                       (team[0].mu, team[0].sigma, min(1.0, max(0.0, volatility)), it.id))
+            volatility = min(1.0, max(0.0, volatility))
+            # Volatile and still uncertain first: an item seen many times has a small sigma and yields its turn.
+            priority = volatility * team[0].sigma / self.model.sigma
+            db.execute("UPDATE items SET mu=?, sigma=?, views=views+1, volatility=?, priority=? WHERE id=?",
+                       (team[0].mu, team[0].sigma, volatility, priority, it.id))
 
     # -- what reviewers see ---------------------------------------------------------------------------------------
     def progress(self, min_views: int = MIN_VIEWS) -> Dict:
