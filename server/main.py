@@ -21,6 +21,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from cmrassist_server.conf import AppConf
 from cmrassist_server.datastore import SAFE_TAG, CheckedDatastore, check_id
 from cmrassist_server.ranking_api import RankingService, install_ranking_routes
+from cmrassist_server.qc_store import sibling_ids
 from cmrassist_server.ranking_store import RankingStore
 from cmrassist_server.routes import install_train_checks
 from lib.configs.qc import QCConfig
@@ -93,7 +94,10 @@ class CMRAssistApp(MONAILabelApp):
             raise HTTPException(status_code=422, detail="an uploaded image has no stored labels: check its prediction")
         context = {"image_id": image_id}
         if image_id is not None:
-            context["image_info"] = datastore.get_image_info(image_id) or {}
+            context["image_info"] = info = datastore.get_image_info(image_id) or {}
+            # The other phase of the same subject, from the datastore's image infos (in memory), for EF.
+            context["siblings"] = sibling_ids(image_id, info, ((i, datastore.get_image_info(i) or {})
+                                                                for i in datastore.list_images()))
             if tag != "prediction":
                 context["label_path"] = datastore.get_label_uri(image_id, tag)
         return context

@@ -72,12 +72,17 @@ class TrainOptions:
             raise ValueError(f"invalid train option: {e}") from None
         if opts.max_epochs < 1 or opts.max_minutes <= 0 or not 0 < opts.val_split < 1 or opts.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be >= 1, max_minutes > 0 and 0 < val_split < 1")
-        if opts.device not in (None, "cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', not {opts.device!r}")
-        if opts.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available on the server")
+        check_device(opts.device)
         NetworkSpec(name=opts.network).build()  # raises on unknown names
         return opts
+
+
+def check_device(device: Optional[str]) -> None:
+    """Refuse a training device the server cannot use (``None``: CUDA when present, else CPU)."""
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available on the server")
 
 
 @dataclass

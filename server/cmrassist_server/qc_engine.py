@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .engine import prepare_cases, report, split_subjects
+from .engine import check_device, prepare_cases, report, split_subjects
 from .network import load_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig
 from .qc_dataset import BalancedSampler, QCTrainingSet, build_training_set, snapshot_plans, train_snapshots
@@ -74,10 +74,7 @@ class QCTrainOptions:
             raise ValueError("corruptions_per_case and snapshots must be >= 0 and snapshot_minutes > 0")
         if opts.corruptions_per_case == 0 and opts.snapshots == 0:
             raise ValueError("the QC set needs corruptions_per_case > 0 or snapshots > 0 (references alone are all perfect)")
-        if opts.device not in (None, "cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', not {opts.device!r}")
-        if opts.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available on the server")
+        check_device(opts.device)
         return opts
 
 

@@ -8,7 +8,7 @@ in-memory copy on its next write.
 import json
 import os
 import tempfile
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from CMRAssistLib.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
@@ -72,20 +72,30 @@ def sibling_phase(info: Dict) -> Optional[str]:
     return {"ED": "ES", "ES": "ED"}.get(phase)
 
 
-def with_function(store: QCStore, image_id: str, report: Dict) -> Dict:
-    """Add ``function`` (EF etc.) when the stored QC of the same subject's other phase (ED/ES) is known."""
-    info = report.get("image_info") or {}
+def sibling_ids(image_id: str, info: Dict, infos: Iterator[Tuple[str, Dict]]) -> list:
+    """Ids of the same subject's other phase (ED for ES and back), from ``(id, image info)`` pairs."""
     other = sibling_phase(info)
     subject = info.get("source_image") or info.get("patient")
     if not other or not subject:
-        return report
-    siblings = [result for other_id, result in store.items() if other_id != image_id
-                and str((result.get("image_info") or {}).get("phase", "")).upper() == other
-                and ((result.get("image_info") or {}).get("source_image") or (result.get("image_info") or {}).get("patient")) == subject]
-    if not siblings:
+        return []
+    return [i for i, oinfo in infos if i != image_id and str(oinfo.get("phase", "")).upper() == other
+            and (oinfo.get("source_image") or oinfo.get("patient")) == subject]
+
+
+def with_function(store: QCStore, report: Dict, siblings: Iterable[str]) -> Dict:
+    """Add ``function`` (EF etc.) when a stored QC report of the same subject's other phase exists.
+
+    Args:
+        store: the per-image reports.
+        report: this frame's report (with ``image_info``).
+        siblings: ids of the subject's frames of the other phase (:func:`sibling_ids`).
+    """
+    results = [r for r in (store.get(i) for i in siblings) if r is not None and "volumes" in r]
+    if not results:
         return report
     # Prefer the other phase checked on the same kind of label (final with final, prediction with prediction).
-    result = sorted(siblings, key=lambda r: r.get("label") != report.get("label"))[0]
+    result = sorted(results, key=lambda r: r.get("label") != report.get("label"))[0]
+    other = sibling_phase(report.get("image_info") or {})
     ed, es = (report, result) if other == "ES" else (result, report)
     return {**report, "function": {"ed_image": ed.get("image"), "es_image": es.get("image"), "ed_label": ed.get("label"),
                                    "es_label": es.get("label"), **cardiac_function(ed, es)}}

@@ -86,7 +86,7 @@ class QCInferTask(InferTask):
         if image_id:
             report["stamp"] = stamp(request["image"], label_path, self.checker.checkpoint)
             self.store.save(image_id, report)
-            report = with_function(self.store, image_id, report)
+            report = with_function(self.store, report, context.get("siblings") or [])
         return None, report
 
 
