@@ -176,7 +176,7 @@ def test_rule_only_report_before_any_qc_model_matches_the_schema(phantom, tmp_pa
         jsonschema.validate(report, json.load(f))
     assert report["learned"] is False and report["dice_3d"] is None
     assert report["volumes"]["raw"] == report["volumes"]["corrected"]  # good label: nothing flagged, nothing changed
-    spacing = sitk.GetArrayFromImage(image).shape and image.GetSpacing()
+    spacing = image.GetSpacing()
     assert report["volumes"]["raw"]["lv_cavity_ml"] == pytest.approx((ref == 3).sum() * np.prod(spacing) / 1000, rel=1e-3)
 
 

@@ -75,7 +75,7 @@ def test_selection_unseen_first_then_volatile_no_repeats_mixed_frames(tmp_path):
     assert all(it.views == 1 for it in store.items())
     while min(it.views for it in store.items()) < 3:
         answer(store, "Dr A", truth, rng=rng)
-    store.submit  # every item has 3 views now: the most volatile come first
+    # every item has 3 views now: the most volatile come first
     vol = sorted((it.volatility for it in store.items()), reverse=True)
     batch = store.next_batch("Dr A", "expert", seed=3)
     assert min(it.volatility for it in batch.items) >= vol[15]  # drawn from the volatile top of the pool

@@ -102,9 +102,9 @@ class QualityChecker:
                 self._stamp = (st.st_mtime, st.st_ino)
             return self._model
 
-    def predict(self, image_zyx: np.ndarray, label_zyx: np.ndarray, orientation: Orientation) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def predict(self, image_zyx: np.ndarray, label_zyx: np.ndarray, orientation: Orientation,
+                loaded: Optional[Tuple[QCNet, PreprocessConfig, Dict]]) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Predicted slice Dice, MVSF and the checked label's slice counts at the QC spacing (``None`` untrained)."""
-        loaded = self.model()
         if loaded is None:
             return None
         model, config, _ = loaded
@@ -136,7 +136,8 @@ class QualityChecker:
                 cols = [QC_CLASSES.index(f.cls)] if f.cls else list(CHECKED_CLASSES)
                 rule_flags[f.slice, cols] = True
 
-        predicted = self.predict(frame, label_zyx, orientation)
+        loaded = self.model()
+        predicted = self.predict(frame, label_zyx, orientation, loaded)
         learned_flags = np.zeros_like(rule_flags)
         dice_3d = None
         if predicted is not None:
@@ -171,7 +172,7 @@ class QualityChecker:
         return {
             "schema_version": SCHEMA_VERSION,
             "learned": predicted is not None,
-            "qc_model": (self.model() or (None, None, None))[2] if predicted is not None else None,
+            "qc_model": loaded[2] if loaded is not None else None,
             "thresholds": {QC_CLASSES[c]: thresholds[c] for c in CHECKED_CLASSES},
             "slice_axis": slice_k,
             "spacing_mm": [slice_mm, row_mm, col_mm],
