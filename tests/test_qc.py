@@ -202,13 +202,18 @@ def test_qc_training_publishes_a_model_whose_predictions_follow_quality(tmp_path
     assert record["kind"] == "qc" and record["epochs"] >= 1 and set(record["sources"]) >= {"reference", "corruption", "snapshot"}
     assert result.best_val["mae"] < result.history[0]["val"]["mae"] - 0.05  # it learned something
 
-    image = sitk.ReadImage(items[0]["image"])
-    ref = sitk.GetArrayFromImage(sitk.ReadImage(items[0]["label"])).astype(np.uint8)
     checker = QualityChecker(checkpoint)
-    good = checker.check(image, ref)
-    bad_label = ref.copy()
-    bad_label[bad_label == 3], bad_label[ref == 1] = 1, 3  # LV and RV swapped everywhere
-    bad = checker.check(image, bad_label)
-    assert good["learned"] and bad["learned"]
-    assert bad["dice_3d"]["lv_cavity"] < good["dice_3d"]["lv_cavity"]
-    assert bad["summary"]["review_priority"] > good["summary"]["review_priority"]
+    good_dice, bad_dice = [], []
+    # Averaged over the frames: a 12-epoch model on 4 phantoms is weak, one frame alone may go either way.
+    for item in items:
+        image = sitk.ReadImage(item["image"])
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(item["label"])).astype(np.uint8)
+        good = checker.check(image, ref)
+        bad_label = ref.copy()
+        bad_label[bad_label == 3], bad_label[ref == 1] = 1, 3  # LV and RV swapped everywhere
+        bad = checker.check(image, bad_label)
+        assert good["learned"] and bad["learned"]
+        assert bad["summary"]["review_priority"] > good["summary"]["review_priority"]
+        good_dice.append(good["dice_3d"]["lv_cavity"])
+        bad_dice.append(bad["dice_3d"]["lv_cavity"])
+    assert np.mean(bad_dice) < np.mean(good_dice) - 0.02

@@ -169,6 +169,7 @@ class QualityChecker:
         corrected = frame_volumes({c: corrected_areas(areas[c], flags[:, c]) for c in CHECKED_CLASSES}, slice_mm)
         worst = min(dice_3d.values()) if dice_3d else None
         flagged_cells = int(flags[:, list(CHECKED_CLASSES)].sum())
+        rule_slices = len({f.slice for f in findings if f.slice is not None})
         return {
             "schema_version": SCHEMA_VERSION,
             "learned": predicted is not None,
@@ -185,9 +186,11 @@ class QualityChecker:
                 "flagged_slices": [s["slice"] for s in slices if s["flagged"]],
                 "worst_dice_3d": worst,
                 "rule_findings": len(findings),
-                # Higher = more in need of review: 1 - worst rebuilt Dice, plus the share of flagged slice-classes.
+                # Higher = more in need of review: 1 - worst rebuilt Dice, the share of flagged slice-classes and
+                # the share of slices breaking a rule (a rule finding is a certain error, a low prediction a likely one).
                 "review_priority": round((1 - worst if worst is not None else 0.0)
                                          + flagged_cells / max(1, n * len(CHECKED_CLASSES))
+                                         + rule_slices / max(1, n)
                                          + (1.0 if any(f.slice is None for f in findings) else 0.0), 4),
             },
             "seconds": round(time.time() - start, 4),
