@@ -25,6 +25,7 @@ from cmrassist_server.qc_store import sibling_ids
 from cmrassist_server.ranking_store import RankingStore
 from cmrassist_server.routes import install_train_checks
 from lib.configs.qc import QCConfig
+from lib.configs.slice_position import PositionConfig
 from lib.configs.segmentation import SegmentationConfig
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,16 @@ class CMRAssistApp(MONAILabelApp):
         local = not studies.startswith(("http://", "https://"))
         results = os.path.join(studies, ".cmrassist", "qc") if local else os.path.join(self.app_conf.model_dir, "qc-results")
         self.qc = QCConfig(self.app_conf, segmentation.predictors, results)
-        self.models = {SegmentationConfig.name: segmentation, QCConfig.name: self.qc}
+        # Ranking state lives beside a local datastore (with the model folder for a remote one).
+        state = os.path.join(studies, ".cmrassist") if local else self.app_conf.model_dir
+        ranking_db = os.path.join(state, "ranking.sqlite")
+        position = PositionConfig(self.app_conf, ranking_db)
+        self.models = {SegmentationConfig.name: segmentation, QCConfig.name: self.qc, PositionConfig.name: position}
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="CMRAssist",
                          description="Short-axis cine MRI: LV cavity, LV myocardium and RV cavity", version="0.1.0")
         if "monailabel.app" in sys.modules:  # serving (not a train/scoring child process)
             install_train_checks(sys.modules["monailabel.app"].app, self._trainers)
-            state = os.path.join(studies, ".cmrassist") if local else self.app_conf.model_dir
-            self.ranking = RankingService(RankingStore(os.path.join(state, "ranking.sqlite")), self.datastore,
+            self.ranking = RankingService(RankingStore(ranking_db), self.datastore,
                                           os.path.join(state, "thumbnails"))
             self.ranking.sync()
             install_ranking_routes(sys.modules["monailabel.app"].app, self.ranking)

@@ -232,6 +232,17 @@ class CMRAssistClient:
         return self._json("POST", "/infer/qc", query={"image": image_id, "output": "json"}, body=body, ctype=ctype,
                           timeout=self.long_timeout)
 
+    def slice_positions(self, image_id: str, frame: Optional[int] = None) -> Dict[str, Any]:
+        """``POST /infer/slice_position``: per slice too basal / in the LV / too apical, and a continuous position.
+
+        Args:
+            image_id: the study (a 3D frame, or a 4D cine with ``frame``).
+            frame: 1-based frame of a cine.
+        """
+        body, ctype = _multipart({"params": json.dumps({} if frame is None else {"frame": int(frame)})}, {})
+        return self._json("POST", "/infer/slice_position", query={"image": image_id, "output": "json"}, body=body,
+                          ctype=ctype, timeout=self.long_timeout)
+
     def run_scoring(self, method: str = "qc", params: Optional[Dict] = None, run_sync: bool = False) -> Dict[str, Any]:
         """``POST /scoring/{method}``: score the datastore (in the background unless ``run_sync``)."""
         return self._json("POST", f"/scoring/{parse.quote(method)}", query={"run_sync": str(run_sync).lower()},

@@ -53,3 +53,7 @@ class AppConf:
     @property
     def qc_checkpoint(self) -> str:
         return os.path.join(self.model_dir, "qc.pt")
+
+    @property
+    def position_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "slice_position.pt")

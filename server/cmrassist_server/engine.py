@@ -23,6 +23,7 @@ from CMRAssistLib.labels import SHORT_NAMES
 
 from .augment import AugmentConfig, augment_batch
 from .imageio import Orientation, frames_of, read_image
+from .options import check_budget, request_values
 from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad, undo_crop_or_pad
 
@@ -58,31 +59,10 @@ class TrainOptions:
     @classmethod
     def from_request(cls, request: Dict) -> "TrainOptions":
         """Validate request params; raise ``ValueError`` with a readable message on bad ones."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: request[k] for k in known if k in request and request[k] is not None}
-        try:
-            opts = cls(**values)
-            opts = cls(
-                max_epochs=int(opts.max_epochs), max_minutes=float(opts.max_minutes), val_split=float(opts.val_split),
-                device=str(opts.device) if opts.device else None, network=str(opts.network),
-                batch_size=int(opts.batch_size), learning_rate=float(opts.learning_rate),
-                from_scratch=str(opts.from_scratch).lower() in ("1", "true", "yes"), seed=int(opts.seed),
-            )
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"invalid train option: {e}") from None
-        if opts.max_epochs < 1 or opts.max_minutes <= 0 or not 0 < opts.val_split < 1 or opts.batch_size < 1:
-            raise ValueError("max_epochs and batch_size must be >= 1, max_minutes > 0 and 0 < val_split < 1")
-        check_device(opts.device)
+        opts = cls(**request_values(cls, request))
+        check_budget(opts)
         NetworkSpec(name=opts.network).build()  # raises on unknown names
         return opts
-
-
-def check_device(device: Optional[str]) -> None:
-    """Refuse a training device the server cannot use (``None``: CUDA when present, else CPU)."""
-    if device not in (None, "cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available on the server")
 
 
 @dataclass

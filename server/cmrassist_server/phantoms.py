@@ -46,10 +46,11 @@ class PhantomAnatomy:
     integer_storage: bool
 
     @classmethod
-    def random(cls, rng: np.random.Generator, *, n_frames: int = 12) -> "PhantomAnatomy":
+    def random(cls, rng: np.random.Generator, *, n_frames: int = 12, apical_margin_slices: int = 0) -> "PhantomAnatomy":
+        """A random anatomy; ``apical_margin_slices`` extends the stack beyond the apex (slices with no LV)."""
         slice_mm = float(rng.uniform(5.0, 10.0))
         lv_length = float(rng.uniform(70.0, 95.0))
-        n_slices = int(np.clip(round(lv_length / slice_mm) + 2, 6, 17))
+        n_slices = int(np.clip(round(lv_length / slice_mm) + 2, 6, 17)) + int(apical_margin_slices)
         pixel_mm = float(rng.uniform(1.0, 2.0))
         fov = rng.uniform(200.0, 300.0, size=2)
         matrix = tuple(int(round(f / pixel_mm)) for f in fov)
@@ -196,7 +197,8 @@ class Phantom:
                 "es_frame": a.es_frame + 1, "slice_mm": a.slice_mm, "pixel_mm": a.pixel_mm}
 
 
-def make_phantom(seed: int, *, name: Optional[str] = None, n_frames: int = 12, with_cine: bool = True) -> Phantom:
+def make_phantom(seed: int, *, name: Optional[str] = None, n_frames: int = 12, with_cine: bool = True,
+                 apical_margin_slices: int = 0) -> Phantom:
     """Build one phantom deterministically from ``seed``.
 
     Args:
@@ -204,9 +206,10 @@ def make_phantom(seed: int, *, name: Optional[str] = None, n_frames: int = 12, w
         name: subject name; ``phantom{seed:03d}`` by default.
         n_frames: frames in the cine (ED is frame 0).
         with_cine: also render every frame as a 4D image.
+        apical_margin_slices: extra slices beyond the apex.
     """
     rng = np.random.default_rng(seed)
-    anatomy = PhantomAnatomy.random(rng, n_frames=n_frames)
+    anatomy = PhantomAnatomy.random(rng, n_frames=n_frames, apical_margin_slices=apical_margin_slices)
     frames = range(n_frames) if with_cine else (0, anatomy.es_frame)
     rendered = {t: render_frame(anatomy, t, rng) for t in frames}
     integer = anatomy.integer_storage

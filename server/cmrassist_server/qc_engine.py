@@ -13,7 +13,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .engine import check_device, prepare_cases, report, split_subjects
+from .engine import prepare_cases, report, split_subjects
+from .options import check_budget, request_values
 from .network import load_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig
 from .qc_dataset import BalancedSampler, QCTrainingSet, build_training_set, snapshot_plans, train_snapshots
@@ -54,27 +55,12 @@ class QCTrainOptions:
     @classmethod
     def from_request(cls, request: Dict) -> "QCTrainOptions":
         """Validate request params; raise ``ValueError`` with a readable message on bad ones."""
-        types = {"max_epochs": int, "max_minutes": float, "val_split": float, "corruptions_per_case": int,
-                 "snapshots": int, "snapshot_minutes": float, "batch_size": int, "learning_rate": float, "seed": int}
-        values: Dict = {}
-        for key, kind in types.items():
-            if request.get(key) is not None:
-                try:
-                    values[key] = kind(request[key])
-                except (TypeError, ValueError):
-                    raise ValueError(f"invalid train option {key}={request[key]!r}: {kind.__name__} expected") from None
-        if request.get("device"):
-            values["device"] = str(request["device"])
-        if request.get("from_scratch") is not None:
-            values["from_scratch"] = str(request["from_scratch"]).lower() in ("1", "true", "yes")
-        opts = cls(**values)
-        if opts.max_epochs < 1 or opts.max_minutes <= 0 or not 0 < opts.val_split < 1 or opts.batch_size < 1:
-            raise ValueError("max_epochs and batch_size must be >= 1, max_minutes > 0 and 0 < val_split < 1")
+        opts = cls(**request_values(cls, request))
+        check_budget(opts)
         if opts.corruptions_per_case < 0 or opts.snapshots < 0 or opts.snapshot_minutes <= 0:
             raise ValueError("corruptions_per_case and snapshots must be >= 0 and snapshot_minutes > 0")
         if opts.corruptions_per_case == 0 and opts.snapshots == 0:
             raise ValueError("the QC set needs corruptions_per_case > 0 or snapshots > 0 (references alone are all perfect)")
-        check_device(opts.device)
         return opts
 
 

@@ -31,7 +31,13 @@ def install_train_checks(app: FastAPI, trainers) -> None:
             options_type = getattr(trainers[model], "options_type", TrainOptions)
             options_type.from_request({**getattr(trainers[model], "defaults", {}), **(params or {})})
         except ValueError as e:
-            raise HTTPException(status_code=422, detail=str(e)) from None
+            raise HTTPException(status_code=getattr(e, "status", 422), detail=str(e)) from None
+        precheck = getattr(trainers[model], "precheck", None)
+        if precheck is not None:
+            try:
+                precheck()  # e.g. nothing ranked yet: say so now rather than in a failed training process
+            except ValueError as e:
+                raise HTTPException(status_code=getattr(e, "status", 409), detail=str(e)) from None
         return run_model(model, params, run_sync, enqueue)
 
     path = settings.MONAI_LABEL_API_STR + "/train/{model}"

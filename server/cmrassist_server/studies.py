@@ -56,10 +56,11 @@ def label_info(annotator: str, expertise: str, **extra) -> Dict:
 
 
 def phantom_studies(folder: str, n: int, seed: int, *, labelled_fraction: float = 1.0, with_cine: bool = False,
-                    progress: Optional[callable] = None) -> int:
+                    apical_margin_slices: int = 0, progress: Optional[callable] = None) -> int:
     """Write ``n`` phantom subjects (ED and ES frames, optionally the cine) to a studies folder.
 
-    Labels go to the first ``round(n * labelled_fraction)`` subjects. Returns the number of images written.
+    Labels go to the first ``round(n * labelled_fraction)`` subjects; ``apical_margin_slices`` extends every
+    stack beyond the apex. Returns the number of images written.
     """
     from .phantoms import make_phantom
 
@@ -67,7 +68,7 @@ def phantom_studies(folder: str, n: int, seed: int, *, labelled_fraction: float 
     n_labelled = int(round(n * labelled_fraction))
     count = 0
     for i in range(n):
-        p = make_phantom(seed + i, with_cine=with_cine)
+        p = make_phantom(seed + i, with_cine=with_cine, apical_margin_slices=apical_margin_slices)
         for phase, image, label, frame in (("ED", p.ed_image, p.ed_label, 1), ("ES", p.es_image, p.es_label, p.anatomy.es_frame + 1)):
             image_id = f"{p.name}_{phase.lower()}"
             writer.add_image(image_id, image, {**p.info, "phase": phase, "frame": frame})

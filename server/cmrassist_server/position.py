@@ -1,0 +1,165 @@
+"""The slice-position classifier: is a short-axis slice too basal, in the LV, or too apical?
+
+Input per slice: the slice and its two neighbours in the stack (2.5D: the slice's place in the stack shows in
+how its neighbours look), a 192 mm square around the image centre at 3 mm, plus the slice's relative place in
+the stack. Output: three class logits and a continuous position (0 at the basal cut point, 1 at the apical one,
+below 0 above the base, above 1 beyond the apex).
+"""
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from .imageio import Orientation, frames_of
+from .network import _atomic_write, record_path
+from .preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
+
+POSITIONS: Tuple[str, ...] = ("too_basal", "in_lv", "too_apical")
+
+
+@dataclass(frozen=True)
+class PositionSpec:
+    """Architecture and input of the slice-position network.
+
+    Args:
+        channels: feature maps of the strided convolution stages.
+        window: input edge in pixels at ``spacing_mm`` (64 at 3 mm = 192 mm, both ventricles and the atria).
+        spacing_mm: in-plane spacing the network sees.
+    """
+
+    channels: Tuple[int, ...] = (16, 32, 64, 128)
+    window: int = 64
+    spacing_mm: float = 3.0
+
+    def build(self) -> "PositionNet":
+        return PositionNet(self)
+
+
+class PositionNet(nn.Module):
+    """Strided conv stages and global pooling, then a head that also sees the relative place in the stack.
+
+    ``forward(x, place)`` with ``x`` ``(N, 3, window, window)`` and ``place`` ``(N, 2)``
+    returns ``(N, 4)``: three class logits, then the continuous position.
+    """
+
+    def __init__(self, spec: PositionSpec):
+        super().__init__()
+        self.spec = spec
+        layers, c_in = [], 3
+        for c in spec.channels:
+            # Group norm: no running statistics, so a model trained for a few hundred steps evaluates as it trained.
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.LeakyReLU(0.1),
+                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(8, c), nn.LeakyReLU(0.1)]
+            c_in = c
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(c_in + 2, 64), nn.LeakyReLU(0.1), nn.Linear(64, len(POSITIONS) + 1))
+
+    def forward(self, x: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.features(x), place], dim=1))
+
+
+def stack_inputs(stack: np.ndarray, spec: PositionSpec) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs for every slice of one normalised, resampled ``(slices, H, W)`` stack.
+
+    Returns ``(x, place)``: ``x`` ``(slices, 3, window, window)`` (previous, this, next slice; zeros past the
+    stack's ends) and ``place`` ``(slices, 2)`` (relative index 0..1 and stack length / 20).
+    """
+    n, h, w = stack.shape
+    window, _ = crop_or_pad(stack.astype(np.float32), (h / 2, w / 2), (spec.window, spec.window))
+    padded = np.concatenate([np.zeros_like(window[:1]), window, np.zeros_like(window[:1])])
+    x = np.stack([padded[:-2], padded[1:-1], padded[2:]], axis=1)
+    index = np.arange(n, dtype=np.float32)
+    place = np.stack([index / max(n - 1, 1), np.full(n, n / 20.0, np.float32)], axis=1)
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(place.astype(np.float32))
+
+
+def frame_stack(image: sitk.Image, spec: PositionSpec, frame: int = 0) -> np.ndarray:
+    """One frame of an image as the canonical, normalised ``(slices, H, W)`` stack at ``spec.spacing_mm``."""
+    pre = CardiacPreprocessor(PreprocessConfig(spacing_mm=spec.spacing_mm))
+    stack, _ = pre.resampled_stack(frames_of(image)[frame], Orientation.of(image))
+    return stack
+
+
+def publish_position(path: str, model: PositionNet, record: Dict[str, Any]) -> None:
+    """Write the checkpoint and its JSON record atomically."""
+    payload = {"state_dict": model.state_dict(), "position_spec": asdict(model.spec), "record": record}
+    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    _atomic_write(record_path(path), lambda tmp: open(tmp, "w").write(json.dumps(record, indent=2)))
+
+
+def load_position(path: str, device: str = "cpu") -> Tuple[PositionNet, Dict[str, Any]]:
+    """The network (eval mode) and its record."""
+    payload = torch.load(path, map_location=device, weights_only=False)
+    s = payload["position_spec"]
+    spec = PositionSpec(channels=tuple(s["channels"]), window=int(s["window"]), spacing_mm=float(s["spacing_mm"]))
+    model = spec.build().to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload.get("record", {})
+
+
+@torch.no_grad()
+def predict_positions(model: PositionNet, x: torch.Tensor, place: torch.Tensor, device: str,
+                      batch: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+    """``(probabilities (N, 3), position (N,))`` for :func:`stack_inputs` tensors."""
+    model.eval()
+    outs = [model(x[i : i + batch].to(device), place[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
+    out = torch.cat(outs) if outs else torch.zeros((0, len(POSITIONS) + 1))
+    return torch.softmax(out[:, : len(POSITIONS)], dim=1).numpy().astype(np.float64), out[:, -1].numpy().astype(np.float64)
+
+
+def slice_report(probabilities: np.ndarray, position: np.ndarray) -> Dict[str, Any]:
+    """The infer JSON for one frame: per slice the three probabilities, the predicted class and the position."""
+    slices: List[Dict[str, Any]] = []
+    for k, (p, t) in enumerate(zip(probabilities, position)):
+        slices.append({"slice": k, "probabilities": {name: round(float(v), 4) for name, v in zip(POSITIONS, p)},
+                       "position": POSITIONS[int(np.argmax(p))], "continuous_position": round(float(t), 4)})
+    in_lv = [s["slice"] for s in slices if s["position"] == "in_lv"]
+    first: Optional[int] = min(in_lv) if in_lv else None
+    last: Optional[int] = max(in_lv) if in_lv else None
+    return {"slices": slices, "in_lv": {"first": first, "last": last, "count": len(in_lv)}}
+
+
+class PositionClassifier:
+    """The served slice-position model, loaded once and again only when its checkpoint changes.
+
+    Args:
+        checkpoint: checkpoint path (may not exist yet).
+        device: inference device; CUDA when present by default.
+    """
+
+    def __init__(self, checkpoint: str, *, device: Optional[str] = None):
+        self.checkpoint = checkpoint
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._lock = threading.Lock()
+        self._loaded: Optional[Tuple[PositionNet, Dict[str, Any]]] = None
+        self._stamp: Optional[Tuple[float, int]] = None
+
+    def model(self) -> Optional[Tuple[PositionNet, Dict[str, Any]]]:
+        """The network and its record; ``None`` before one is trained."""
+        if not os.path.isfile(self.checkpoint):
+            return None
+        st = os.stat(self.checkpoint)
+        with self._lock:
+            if self._loaded is None or (st.st_mtime, st.st_ino) != self._stamp:
+                self._loaded = load_position(self.checkpoint, self.device)
+                self._stamp = (st.st_mtime, st.st_ino)
+            return self._loaded
+
+    def classify(self, image: sitk.Image, frame: int = 0) -> Dict[str, Any]:
+        """:func:`slice_report` of one frame, with the model record. Raises ``LookupError`` when untrained."""
+        loaded = self.model()
+        if loaded is None:
+            raise LookupError("no slice-position model has been trained yet")
+        model, record = loaded
+        x, place = stack_inputs(frame_stack(image, model.spec, frame), model.spec)
+        probabilities, position = predict_positions(model, x, place, self.device)
+        return {**slice_report(probabilities, position), "model": {"trained_at": record.get("trained_at"),
+                                                                   "val": record.get("val")}}

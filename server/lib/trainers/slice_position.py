@@ -1,0 +1,66 @@
+"""Train task ``slice_position``: the slice-position classifier from the ranking's derived positions."""
+
+import logging
+import os
+from dataclasses import asdict
+from typing import Dict
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from cmrassist_server.engine import report
+from cmrassist_server.network import read_record
+from cmrassist_server.position_data import labelled_stacks, ranking_positions
+from cmrassist_server.position_engine import PositionTrainOptions, train_position
+from cmrassist_server.ranking_store import RankingError, RankingStore
+
+logger = logging.getLogger(__name__)
+
+
+class PositionTrainTask(TrainTask):
+    """Trains the classifier from the ranked slices (positions from the reviewer's cut points).
+
+    Args:
+        checkpoint: served checkpoint path.
+        ranking_db: the ranking store's SQLite file.
+        defaults: default request params.
+    """
+
+    options_type = PositionTrainOptions
+
+    def __init__(self, checkpoint: str, *, ranking_db: str, defaults: Dict):
+        super().__init__("Train the slice-position classifier (too basal / in the LV / too apical) from ranked slices")
+        self.checkpoint = checkpoint
+        self.ranking_db = ranking_db
+        self.defaults = defaults
+
+    def config(self):
+        return {**asdict(PositionTrainOptions()), **self.defaults, "device": "cuda or cpu (auto)"}
+
+    def stats(self):
+        return read_record(self.checkpoint) or {}
+
+    def precheck(self) -> None:
+        """Refuse (409) before a training process starts when there is nothing to learn from yet."""
+        store = RankingStore(self.ranking_db) if os.path.isfile(self.ranking_db) else None
+        if store is None or not store.progress()["annotators"]:
+            raise RankingError("no slices have been ranked yet: rank some batches in the Rank panel first", 409)
+        ranking_positions(store)  # 409 without cut points
+
+    def __call__(self, request, datastore: Datastore):
+        options = PositionTrainOptions.from_request({**self.defaults, **request})
+        self.precheck()
+        positions = ranking_positions(RankingStore(self.ranking_db))
+        known = set(datastore.list_images())
+        positions = {i: p for i, p in positions.items() if i in known}  # studies removed since they were ranked
+
+        def subject(image_id: str) -> str:
+            return str((datastore.get_image_info(image_id) or {}).get("patient") or image_id)
+
+        stacks = labelled_stacks(positions, datastore.get_image_uri, subject,
+                                 progress=lambda done, total: report("loading", frames=done, total=total))
+        if len({s.subject for s in stacks}) < 2:
+            raise ValueError("slice-position training needs ranked slices of at least 2 patients")
+        result = train_position(stacks, self.checkpoint, options,
+                                record_extra={"labels": "ranking", "frames": len(stacks)})
+        return {"published": result.published, "best_val": result.best_val, "epochs": result.epochs}
