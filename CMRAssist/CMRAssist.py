@@ -21,6 +21,7 @@ from CMRAssistLib.background import BackgroundRunner
 from CMRAssistLib.connection_panel import ConnectionPanel
 from CMRAssistLib.rank_panel import RankPanel
 from CMRAssistLib.review_panel import ReviewPanel
+from CMRAssistLib.versions_panel import VersionsPanel
 from CMRAssistLib.settings import UserSettings, load_settings
 from CMRAssistLib.slicer_scene import SlicerScene
 from CMRAssistLib.train_panel import TrainPanel
@@ -63,12 +64,16 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget):
         self.review = ReviewPanel(self.session, self.runner, self.scene)
         self.annotate.segmented_listeners.append(self.review.study_segmented)
         self.annotate.submitted_listeners.append(self.review.label_submitted)
+        self.versions = VersionsPanel(self.session, self.runner, self.scene)
+        self.annotate.segmented_listeners.append(self.versions.study_changed)
+        self.annotate.submitted_listeners.append(self.versions.study_changed)
         self.rank = RankPanel(self.session, self.runner)
         self.train = TrainPanel(self.session, self.runner)
         self.connection.listeners += [self.annotate.server_changed, self.review.server_changed, self.rank.server_changed,
                                       self.train.server_changed]
         for title, panel, collapsed in (("Connection", self.connection, False), ("Annotate", self.annotate, False),
-                                        ("Review", self.review, True), ("Rank slices", self.rank, True),
+                                        ("Review", self.review, True), ("Label versions", self.versions, True),
+                                        ("Rank slices", self.rank, True),
                                         ("Train", self.train, True)):
             box = ctk.ctkCollapsibleButton()
             box.text = title

@@ -17,9 +17,13 @@ def phantom_studies(tmp_path_factory):
     """3 labelled phantom subjects (ED/ES) and one unlabelled subject with its cine."""
     from cmrassist_server.studies import phantom_studies as write
 
+    import shutil
+
     folder = str(tmp_path_factory.mktemp("studies"))
     write(folder, 3, seed=11)
     write(folder, 1, seed=40, labelled_fraction=0.0, with_cine=True)
+    # Untouched copy for servers of their own: tests on the session server add studies and labels to ``folder``.
+    shutil.copytree(folder, folder + "_pristine")
     return folder
 
 
@@ -38,7 +42,7 @@ def fresh_server(phantom_studies, tmp_path):
 
     studies = str(tmp_path / "own_studies")
     # Without the session server's own state (QC reports, ranking store): this server starts from the studies alone.
-    shutil.copytree(phantom_studies, studies, ignore=shutil.ignore_patterns(".cmrassist"))
+    shutil.copytree(phantom_studies + "_pristine", studies, ignore=shutil.ignore_patterns(".cmrassist"))
     srv = RunningServer(studies, str(tmp_path / "own_model"), str(tmp_path / "own_server.log"))
     yield srv
     srv.stop()
@@ -80,7 +84,7 @@ def qc_server(trained_server, phantom_studies, tmp_path_factory):
     wait_training(CMRAssistClient(trained_server.url))
     root = tmp_path_factory.mktemp("qc_server")
     studies, model_dir = str(root / "studies"), str(root / "model")
-    shutil.copytree(phantom_studies, studies, ignore=shutil.ignore_patterns(".cmrassist"))
+    shutil.copytree(phantom_studies + "_pristine", studies, ignore=shutil.ignore_patterns(".cmrassist"))
     shutil.copytree(trained_server.model_dir, model_dir)
     srv = RunningServer(studies, model_dir, str(root / "server.log"))
     client = CMRAssistClient(srv.url)

@@ -58,4 +58,25 @@ def test_train_status_reads_segmentation_and_qc_progress_lines():
     status = parse_train_status({"status": "RUNNING", "details": [PROGRESS_PREFIX + json.dumps(qc)]})
     assert status.percent == 12.5 and status.val_mae == 0.0812 and not status.val_dice
     assert "QC validation slice-Dice error 0.081" in describe_training(status)
+    position = {"event": "epoch", "epoch": 5, "max_epochs": 40, "percent": 12.5,
+                "val": {"accuracy": 0.925, "macro_f1": 0.8, "position_mae": 0.1}}
+    status = parse_train_status({"status": "RUNNING", "details": [PROGRESS_PREFIX + json.dumps(position)]})
+    assert status.val_accuracy == 0.925 and "slice-position validation accuracy 92.5%" in describe_training(status)
 
+
+def test_review_rows_put_slices_outside_the_lv_last():
+    from CMRAssistLib.review import position_text, slice_rows
+
+    def cell(dice):
+        return {name: {"dice": dice, "flagged": dice < 0.7} for name in ("rv_cavity", "lv_myocardium", "lv_cavity")}
+
+    report = {"slices": [{"slice": k, "center_lps": [0, 0, k], "classes": cell(d), "reasons": [], "rules": []}
+                         for k, d in enumerate([0.2, 0.9, 0.5, 0.95, 0.3])]}
+    assert [r.slice for r in slice_rows(report)] == [0, 4, 2, 1, 3]
+    positions = {"slices": [{"slice": k, "position": p} for k, p in
+                            enumerate(["too_basal", "in_lv", "in_lv", "in_lv", "too_apical"])],
+                 "in_lv": {"first": 1, "last": 3, "count": 3}}
+    rows = slice_rows(report, positions)
+    assert [r.slice for r in rows] == [2, 1, 3, 0, 4] and [r.outside_lv for r in rows] == [False] * 3 + [True] * 2
+    assert position_text(positions) == "Slice position: slices 1-3 of 0-4 in the LV; 2 outside it."
+    assert position_text(None) == ""

@@ -158,7 +158,7 @@ def test_next_study_segment_correct_submit(app, runner, store, trained_server, t
 
 def test_cine_frame_is_segmented_and_stored_as_its_own_study(app, runner, store, trained_server, tmp_path):
     scene = FileScene()
-    session, panel, _ = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [False])
+    session, panel, _ = annotate_panel(app, runner, store, trained_server.url, tmp_path, scene, [False, False])
     panel._run("open", lambda job: session.open_study("phantom040_cine", job.report), panel._study_loaded, "opening")
     wait_for(app, lambda: panel.study is not None and panel.job is None, what="the cine")
     texts = [panel.frame_combo.itemText(i) for i in range(panel.frame_combo.count())]
@@ -173,6 +173,17 @@ def test_cine_frame_is_segmented_and_stored_as_its_own_study(app, runner, store,
     info = CMRAssistClient(trained_server.url).image_info(panel.target.image_id)
     assert info["frame"] == es and info["phase"] == "ES" and info["source_image"] == "phantom040_cine"
     screenshot(panel.widget, "annotate_panel_cine.png")
+    # Label one frame, propagate it to every frame: a 4D label whose source frame is the submitted one.
+    assert panel.propagate_button.isEnabled()
+    click(panel.submit_button)
+    wait_for(app, lambda: panel.job is None and panel.label_path is None, what="the frame submission")
+    submitted = sitk.GetArrayFromImage(scene.label)
+    click(panel.propagate_button)
+    wait_for(app, lambda: panel.job is None and panel.label_path is not None, timeout=300, what="the propagation")
+    assert panel.target.image_id == "phantom040_cine" and scene.label.GetDimension() == 4
+    propagated = sitk.GetArrayFromImage(scene.label)
+    assert np.array_equal(propagated[es - 1], submitted) and all(f.any() for f in propagated)
+    assert "propagated" in __import__("json").loads(trained_server.datastore_json())["objects"]["phantom040_cine"]["labels"]
     # The whole cine: a 4D segmentation, submitted as the cine's own label.
     panel.frame_combo.setCurrentIndex(panel.frame_combo.count() - 1)
     assert scene.frame is None
@@ -213,8 +224,10 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
     connection._connected(connection.state)
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     models = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
-    assert models == ["qc", "segmentation"] and panel.model_combo.currentText() == "segmentation"
+    assert models == ["qc", "segmentation", "slice_position"] and panel.model_combo.currentText() == "segmentation"
     panel.minutes_spin.setValue(1.0)
+    panel.loss_combo.setCurrentIndex(1)  # mae_dice
+    assert panel.choices() == {"labels": "final", "loss": "mae_dice", "non_expert_weight": 1.0}
     click(panel.start_button)
     wait_for(app, lambda: panel.last_status is not None and panel.last_status.running and panel.progress_bar.value() > 0,
              timeout=180, what="training progress")
@@ -225,6 +238,8 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
              what="training to stop")
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.last_status.state in ("STOPPED", "DONE")
+    record = CMRAssistClient(fresh_server.url).info()["models"]["segmentation"]["model_record"]
+    assert record["options"]["loss"] == "mae_dice"  # the published model says what it was trained with
 
 
 def test_background_runner_reports_errors_progress_and_cancellation_on_the_gui_thread(app, runner):
@@ -261,6 +276,7 @@ def test_review_panel_flags_a_spoiled_slice_jumps_to_it_and_corrects_the_measure
     annotate.segmented_listeners.append(review.study_segmented)
     annotate.submitted_listeners.append(review.label_submitted)
     assert not review.check_button.isEnabled()  # nothing to check yet
+    assert not annotate.skip_outside_check.isEnabled()  # no slice-position model on this server
 
     client = CMRAssistClient(qc_server.url)
     objects = client.datastore()["objects"]
@@ -305,6 +321,26 @@ def test_review_panel_flags_a_spoiled_slice_jumps_to_it_and_corrects_the_measure
     assert scene.shown_slice == (study_id, tuple(float(v) for v in top.center_lps))
     assert f"Slice {mid}" in review.message_label.text()
     screenshot(review.widget, "review_panel.png")
+
+    # With slice positions (the slice_position infer JSON, here from the label's true positions), slices outside
+    # the LV are hidden by default, and greyed and listed last when shown.
+    from cmrassist_server.position import POSITIONS, slice_report
+    from cmrassist_server.position_data import positions_from_label
+
+    truth = positions_from_label(final)
+    positions = slice_report(np.eye(3)[[POSITIONS.index(p) for p, _ in truth]], np.array([t for _, t in truth]))
+    outside = {k for k, (p, _) in enumerate(truth) if p != "in_lv"}
+    assert outside  # phantoms have a slice above the base
+    review.show_report(review.report, positions)
+    assert review.slice_table.rowCount() == len(truth) - len(outside)
+    assert not outside & {row.slice for row in review.rows}
+    assert "Slice position: slices" in review.summary_label.text() and "hidden" in review.summary_label.text()
+    review.hide_outside_check.click()  # as a click on the box does: toggles it and emits toggled
+    wait_for(app, lambda: review.slice_table.rowCount() == len(truth), what="outside slices shown again")
+    assert {row.slice for row in review.rows[-len(outside):]} == outside  # last
+    last = review.slice_table.item(review.slice_table.rowCount() - 1, len(review.rows[0].dice) + 1)
+    assert "outside the LV" in last.text() and last.foreground().color().red() == 150
+    screenshot(review.widget, "review_panel_positions.png")
 
 
 def test_rank_panel_orders_submits_and_gets_the_next_batch_and_saves_cut_points(app, runner, store, fresh_server, tmp_path):
@@ -355,3 +391,40 @@ def test_rank_panel_orders_submits_and_gets_the_next_batch_and_saves_cut_points(
     click(panel.show_cuts_button)
     wait_for(app, lambda: panel.job is None and panel.cut_list.count() > 0, what="the slices around the cuts")
     assert "views" in panel.cut_list.item(0).text()
+
+
+def test_versions_panel_lists_authors_accepts_one_and_builds_a_consensus(app, runner, store, fresh_server, tmp_path):
+    from CMRAssistLib.versions_panel import VersionsPanel
+
+    client = CMRAssistClient(fresh_server.url)
+    study_id = "phantom012_ed"
+    reference = sitk.ReadImage(client.download_label(study_id, str(tmp_path)))
+    for name, expertise, shift in (("Dr A", "expert", 0), ("Ms B", "non-expert", 1)):
+        array = np.roll(sitk.GetArrayFromImage(reference), shift, axis=2)
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(reference)
+        path = str(tmp_path / f"{shift}.nii.gz")
+        sitk.WriteImage(image, path)
+        client.submit_label(study_id, path, annotator=name, expertise=expertise)
+    session, _ = connect(app, runner, store, fresh_server.url, tmp_path, name="Prof R", expertise="expert")
+    scene = FileScene()
+    panel = VersionsPanel(session, runner, scene)
+    assert not panel.refresh_button.isEnabled()  # no study yet
+    panel.study_changed(session.open_study(study_id))
+    wait_for(app, lambda: panel.job is None and panel.table.rowCount() == 3, what="the versions")
+    rows = [[panel.table.item(r, c).text() for c in range(panel.table.columnCount())] for r in range(3)]
+    assert [r[:3] for r in rows] == [["phantom-generator", "phantom-generator", "expert"], ["dr-a", "Dr A", "expert"],
+                                     ["ms-b", "Ms B", "non-expert"]]
+    assert "none accepted yet" in panel.message_label.text() and panel.consensus_button.isEnabled()
+    panel.table.setCurrentCell(1, 0)
+    click(panel.show_button)
+    wait_for(app, lambda: panel.job is None and scene.label is not None, what="the version shown")
+    assert np.array_equal(sitk.GetArrayFromImage(scene.label), sitk.GetArrayFromImage(reference))
+    click(panel.accept_button)
+    wait_for(app, lambda: panel.job is None and panel.listing.get("accepted") == "dr-a", what="the acceptance")
+    assert panel.table.item(1, 5).text() == "accepted" and "final = dr-a" in panel.message_label.text()
+    assert client.label_info(study_id)["reviewed_by"] == "Prof R"
+    click(panel.consensus_button)
+    wait_for(app, lambda: panel.job is None and panel.listing.get("accepted") == "consensus", what="the consensus")
+    assert panel.table.rowCount() == 4
+    screenshot(panel.widget, "versions_panel.png")

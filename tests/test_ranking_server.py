@@ -25,7 +25,7 @@ def ranking_server(phantom_studies, tmp_path_factory):
     from cmrassist_server.launcher import RunningServer
 
     studies = str(tmp_path_factory.mktemp("ranking") / "studies")
-    shutil.copytree(phantom_studies, studies, ignore=shutil.ignore_patterns(".cmrassist"))
+    shutil.copytree(phantom_studies + "_pristine", studies, ignore=shutil.ignore_patterns(".cmrassist"))
     srv = RunningServer(studies, str(tmp_path_factory.mktemp("ranking_model")), str(tmp_path_factory.mktemp("rl") / "s.log"))
     yield srv
     srv.stop()

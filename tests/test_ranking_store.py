@@ -158,3 +158,17 @@ def test_derived_labels_follow_the_cut_points(tmp_path):
     for it, position in labels:
         assert position == ("too_basal" if it.rating > 1700 else "too_apical" if it.rating < 1300 else "in_lv")
     assert {p for _, p in labels} == {"too_basal", "in_lv", "too_apical"}
+
+
+def test_random_selection_baseline_picks_free_distinct_items(tmp_path):
+    store = make_store(tmp_path, frames=2, slices=8)
+    first = store.next_batch("A", "expert", selection="random", seed=1)
+    second = store.next_batch("B", "expert", selection="random", seed=1)
+    ids_a, ids_b = {it.id for it in first.items}, {it.id for it in second.items}
+    assert len(ids_a) == len(ids_b) == 8 and not ids_a & ids_b  # 16 items, both batches open: all of them used
+    with pytest.raises(RankingError) as full:
+        store.next_batch("C", "expert", selection="random")
+    assert full.value.status == 409
+    with pytest.raises(RankingError) as bad:
+        store.next_batch("C", "expert", selection="clever")
+    assert bad.value.status == 422

@@ -5,7 +5,8 @@ from typing import Callable, List, Optional, Tuple
 
 from .annotation import AnnotationSession, ServerState, Study, image_id_for
 from .background import BackgroundRunner, Job
-from .qt_compat import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget, ask_yes_no, prop
+from .qt_compat import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+                        ask_yes_no, prop)
 from .scene import SceneAdapter
 from .widgets import JobPanel, add_busy_row
 
@@ -82,6 +83,16 @@ class AnnotatePanel(JobPanel):
         self.segment_button = QPushButton("Segment LV, myocardium and RV")
         self.segment_button.setToolTip("One click: the server's model segments the chosen frame")
         layout.addWidget(self.segment_button)
+        self.propagate_button = QPushButton("Propagate labelled frame to all frames")
+        self.propagate_button.setToolTip("For a cine: the frame you labelled and submitted (ED first) is carried to "
+                                         "every other frame by registration; correct ES (and any frame) and submit")
+        layout.addWidget(self.propagate_button)
+        self.skip_outside_check = QCheckBox("Leave slices outside the LV empty")
+        self.skip_outside_check.setToolTip("Slices the server's slice-position classifier calls too basal or too "
+                                           "apical are left unsegmented, so there is nothing to correct there "
+                                           "(needs a trained slice_position model)")
+        self.skip_outside_check.setEnabled(False)
+        layout.addWidget(self.skip_outside_check)
         self.editor_host = QWidget()  # the viewer puts its segment editor here
         self.editor_layout = QVBoxLayout(self.editor_host)
         self.editor_layout.setContentsMargins(0, 0, 0, 0)
@@ -98,6 +109,7 @@ class AnnotatePanel(JobPanel):
         self.next_button.clicked.connect(lambda *_: self.next_study())
         self.use_volume_button.clicked.connect(lambda *_: self.use_scene_volume())
         self.segment_button.clicked.connect(lambda *_: self.segment())
+        self.propagate_button.clicked.connect(lambda *_: self.propagate())
         self.submit_button.clicked.connect(lambda *_: self.submit())
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
         self.frame_combo.currentIndexChanged.connect(lambda *_: self._frame_changed())
@@ -110,6 +122,7 @@ class AnnotatePanel(JobPanel):
         self.next_button.setEnabled(self.connected and not busy and self.strategy_combo.count() > 0)
         self.use_volume_button.setEnabled(self.connected and not busy and self.volume_combo.count() > 0)
         self.segment_button.setEnabled(self.connected and not busy and self.study is not None)
+        self.propagate_button.setEnabled(self.connected and not busy and self.study is not None and self.study.is_cine)
         self.submit_button.setEnabled(self.connected and not busy and self.label_path is not None)
         self.cancel_button.setEnabled(busy)
         self.frame_combo.setEnabled(not busy and len(self.frames) > 1)
@@ -124,6 +137,10 @@ class AnnotatePanel(JobPanel):
         if current in state.strategies:
             self.strategy_combo.setCurrentIndex(state.strategies.index(current))
         self.refresh_volumes()
+        positions = bool(state.models.get("slice_position", {}).get("trained"))
+        self.skip_outside_check.setEnabled(positions)
+        if not positions:
+            self.skip_outside_check.setChecked(False)
         if not state.segmentation_trained:
             self.message_label.setText("The server has no trained segmentation model yet: submit labels and "
                                        "start training in the Train panel.")
@@ -188,13 +205,26 @@ class AnnotatePanel(JobPanel):
 
     def segment(self) -> None:
         study, frame = self.study, self.selected_frame()
+        skip = self.skip_outside_check.isChecked() and self.skip_outside_check.isEnabled()
 
         def work(job: Job) -> Tuple[Study, str]:
             target = self.session.frame_study(study, frame, job.report) if study.is_cine and frame else study
             job.check_cancelled()
-            return target, self.session.segment(target, job.report)
+            return target, self.session.segment(target, job.report, empty_outside_lv=skip)
 
         self._run("segment", work, self._segmented, f"Segmenting {study.image_id} ...")
+
+    def propagate(self) -> None:
+        study, target = self.study, self.target
+        # The frame just labelled here, if any; otherwise the server picks the cine's labelled frame (ED first).
+        source = target.image_id if target is not None and target.info.get("source_image") == study.image_id else None
+        self._run("propagate", lambda job: (study, self.session.propagate(study, job.report, source=source)),
+                  self._propagated, f"Propagating the labelled frame of {study.image_id} ...")
+
+    def _propagated(self, result: Tuple[Study, str]) -> None:
+        self._segmented(result)
+        self.message_label.setText("Every frame now has a label carried from the labelled frame: check ES (and any "
+                                   "other frame), correct it with the Segment Editor, then press Submit label.")
 
     def _segmented(self, result: Tuple[Study, str]) -> None:
         self.target, self.label_path = result

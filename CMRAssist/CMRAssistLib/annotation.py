@@ -198,10 +198,35 @@ class AnnotationSession:
         return Study(image_id=image_id, path=path, info=info, n_frames=1)
 
     # -- segmentation and labels ---------------------------------------------------------------------------
-    def segment(self, study: Study, progress: Progress = _no_progress) -> str:
-        """One-click segmentation: the label file (image geometry; 4D for a whole cine)."""
+    def segment(self, study: Study, progress: Progress = _no_progress, *, empty_outside_lv: bool = False) -> str:
+        """One-click segmentation: the label file (image geometry; 4D for a whole cine).
+
+        Args:
+            study: what to segment.
+            progress: progress callback.
+            empty_outside_lv: leave slices the server's slice-position classifier puts outside the LV empty.
+        """
         progress(0.1, f"segmenting {study.image_id} on the server")
-        return self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL)
+        params = {"outside_lv": "empty"} if empty_outside_lv else None
+        return self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL, params=params)
+
+    def propagate(self, cine: Study, progress: Progress = _no_progress, *, source: Optional[str] = None) -> str:
+        """A labelled frame of the cine propagated to every frame; the 4D label file (also kept on the server).
+
+        Args:
+            cine: the cine study.
+            progress: progress callback.
+            source: the frame study whose submitted label is propagated; the server picks one when omitted (the
+                ED frame's, else the first labelled frame's).
+        """
+        if not cine.is_cine:
+            raise ValueError("propagation needs a cine: this study is one 3D frame")
+        progress(0.1, f"propagating the labelled frame of {cine.image_id} to all {cine.n_frames} frames")
+        return self.client.propagate(cine.image_id, self.workdir, source=source, store=True)
+
+    def slice_positions(self, study: Study) -> Dict[str, Any]:
+        """Too basal / in the LV / too apical per slice of a 3D study (the server's ``slice_position`` model)."""
+        return self.client.slice_positions(study.image_id)
 
     def submit(self, study: Study, label_path: str, progress: Progress = _no_progress) -> Dict[str, Any]:
         """Store the corrected label as ``final`` with annotator, expertise and time."""
@@ -217,10 +242,40 @@ class AnnotationSession:
         """QC report of a 3D study's model prediction or stored label (see ``docs/qc-report.schema.json``)."""
         return self.client.quality(study.image_id, label=label, threshold=threshold)
 
+    # -- label versions (reviewers) ----------------------------------------------------------------------
+    def label_versions(self, study: Study) -> Dict[str, Any]:
+        """Every annotator's version of the study's label and which one was accepted."""
+        return self.client.label_versions(study.image_id)
+
+    def version_file(self, study: Study, version: str) -> str:
+        return self.client.download_version(study.image_id, version, self.workdir)
+
+    def accept_version(self, study: Study, version: str) -> Dict[str, Any]:
+        """Make ``version`` the study's final label, with this user as the reviewer."""
+        problem = self.settings.problems()
+        if problem:
+            raise ValueError(problem)
+        return self.client.accept_version(study.image_id, version, self.settings.annotator)
+
+    def build_consensus(self, study: Study, versions: Optional[List[str]] = None) -> Dict[str, Any]:
+        """STAPLE consensus of the versions (all submitted ones by default), made the final label."""
+        problem = self.settings.problems()
+        if problem:
+            raise ValueError(problem)
+        return self.client.build_consensus(study.image_id, self.settings.annotator, versions)
+
     # -- training -----------------------------------------------------------------------------------------
-    def start_training(self, *, max_minutes: float, max_epochs: int = 1000, model: str = SEGMENTATION_MODEL) -> Dict[str, Any]:
-        """Retrain ``model`` (``segmentation``, or ``qc`` for the quality-control model) within the budget."""
-        return self.client.train_start(model, max_minutes=max_minutes, max_epochs=max_epochs)
+    def start_training(self, *, max_minutes: float, max_epochs: int = 1000, model: str = SEGMENTATION_MODEL,
+                       **choices: Any) -> Dict[str, Any]:
+        """Retrain ``model`` (``segmentation``, ``qc`` or ``slice_position``) within the budget.
+
+        Args:
+            max_minutes: time budget.
+            max_epochs: epoch cap.
+            model: which model.
+            choices: more train params (segmentation: ``labels``, ``loss``, ``non_expert_weight``, ...).
+        """
+        return self.client.train_start(model, max_minutes=max_minutes, max_epochs=max_epochs, **choices)
 
     def stop_training(self) -> Dict[str, Any]:
         return self.client.train_stop()

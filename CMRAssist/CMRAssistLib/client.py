@@ -38,6 +38,7 @@ class TrainStatus:
     val_dice: Dict[str, float] = field(default_factory=dict)
     best_val_dice: Dict[str, float] = field(default_factory=dict)
     val_mae: Optional[float] = None  # QC model: validation slice-Dice MAE
+    val_accuracy: Optional[float] = None  # slice-position model: validation accuracy
     message: str = ""
 
 
@@ -61,6 +62,7 @@ def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
             out.val_dice = event.get("val_dice") or {}
             out.best_val_dice = event.get("best_val_dice") or {}
             out.val_mae = (event.get("val") or {}).get("mae", out.val_mae)
+            out.val_accuracy = (event.get("val") or {}).get("accuracy", out.val_accuracy)
         elif event.get("event") == "done":
             out.percent = 100.0
             out.best_val_dice = event.get("best_val_dice") or out.best_val_dice
@@ -206,6 +208,29 @@ class CMRAssistClient:
             f.write(raw)
         return path
 
+    # -- label versions (one per annotator per image) ------------------------------------------------------
+    def label_versions(self, image_id: str) -> Dict[str, Any]:
+        """``GET /versions/{image}``: every annotator's version (annotator, expertise, time) and the accepted one."""
+        return self._json("GET", f"/versions/{parse.quote(image_id)}")
+
+    def download_version(self, image_id: str, version: str, folder: str) -> str:
+        raw, _ = self._send("GET", f"/versions/{parse.quote(image_id)}/{parse.quote(version)}", timeout=self.long_timeout)
+        path = os.path.join(folder, f"{image_id}_{version}.nii.gz")
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
+    def accept_version(self, image_id: str, version: str, reviewer: str) -> Dict[str, Any]:
+        """``POST /versions/{image}/accept``: make one version the ``final`` label."""
+        body = json.dumps({"version": version, "reviewer": reviewer}).encode()
+        return self._json("POST", f"/versions/{parse.quote(image_id)}/accept", body=body, ctype="application/json")
+
+    def build_consensus(self, image_id: str, reviewer: str, versions: Optional[List[str]] = None) -> Dict[str, Any]:
+        """``POST /versions/{image}/consensus``: STAPLE of the versions (all by default), made ``final``."""
+        body = json.dumps({"reviewer": reviewer, "versions": versions}).encode()
+        return self._json("POST", f"/versions/{parse.quote(image_id)}/consensus", body=body, ctype="application/json",
+                          timeout=self.long_timeout)
+
     # -- inference and training --------------------------------------------------------------------------
     def infer(self, image_id: str, folder: str, model: str = "segmentation", params: Optional[Dict] = None) -> str:
         """``POST /infer/{model}``: run the model on a stored study; returns the label file written to ``folder``."""
@@ -243,6 +268,20 @@ class CMRAssistClient:
         return self._json("POST", "/infer/slice_position", query={"image": image_id, "output": "json"}, body=body,
                           ctype=ctype, timeout=self.long_timeout)
 
+    def propagate(self, cine_id: str, folder: str, *, source: Optional[str] = None, store: bool = False) -> str:
+        """``POST /infer/propagate``: a labelled frame carried to every frame of a stored cine; the 4D label file.
+
+        Args:
+            cine_id: the cine study.
+            folder: where the label file is written.
+            source: the frame study whose ``final`` label is propagated (the server finds one when omitted).
+            store: also keep the result on the server as the cine's ``propagated`` label.
+        """
+        params: Dict[str, Any] = {"store": bool(store)}
+        if source:
+            params["source"] = source
+        return self.infer(cine_id, folder, "propagate", params)
+
     def run_scoring(self, method: str = "qc", params: Optional[Dict] = None, run_sync: bool = False) -> Dict[str, Any]:
         """``POST /scoring/{method}``: score the datastore (in the background unless ``run_sync``)."""
         return self._json("POST", f"/scoring/{parse.quote(method)}", query={"run_sync": str(run_sync).lower()},
@@ -279,6 +318,16 @@ class CMRAssistClient:
         """``POST /train/{model}`` with request params (``max_epochs``, ``max_minutes``, ``val_split``, ``device``)."""
         return self._json("POST", f"/train/{parse.quote(model)}", body=json.dumps(params).encode(),
                           ctype="application/json")
+
+    def model_versions(self, model: str = "segmentation") -> List[Dict[str, Any]]:
+        """``GET /model_versions/{model}``: every published version (oldest first) with its record; ``current`` marks
+        the one served now."""
+        return self._json("GET", f"/model_versions/{parse.quote(model)}")["versions"]
+
+    def make_model_current(self, model: str, version: str) -> Dict[str, Any]:
+        """``PUT /model_versions/{model}/current``: serve an earlier version again."""
+        return self._json("PUT", f"/model_versions/{parse.quote(model)}/current",
+                          body=json.dumps({"version": version}).encode(), ctype="application/json")
 
     def train_stop(self) -> Dict[str, Any]:
         return self._json("DELETE", "/train/")

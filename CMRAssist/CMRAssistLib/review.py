@@ -22,6 +22,12 @@ class SliceRow:
     flagged: Dict[str, bool]
     reasons: List[str] = field(default_factory=list)
     rule_findings: int = 0
+    #: ``too_basal``, ``in_lv`` or ``too_apical`` from the slice-position classifier; None when unknown.
+    position: Optional[str] = None
+
+    @property
+    def outside_lv(self) -> bool:
+        return self.position in ("too_basal", "too_apical")
 
     @property
     def any_flagged(self) -> bool:
@@ -33,18 +39,38 @@ class SliceRow:
         return min(known) if known else 1.0
 
 
-def slice_rows(report: Dict[str, Any]) -> List[SliceRow]:
-    """Flagged slices first (those breaking a rule, then by worst predicted Dice), then the rest in stack order."""
+def slice_rows(report: Dict[str, Any], positions: Optional[Dict[str, Any]] = None) -> List[SliceRow]:
+    """Flagged slices first (those breaking a rule, then by worst predicted Dice), then the rest in stack order.
+
+    With ``positions`` (the ``slice_position`` infer JSON of the same frame), slices outside the LV come after
+    every in-LV slice: a poor segmentation above the base or beyond the apex matters least.
+    """
+    where = {int(s["slice"]): s.get("position") for s in (positions or {}).get("slices", [])}
     rows = []
     for s in report.get("slices", []):
         classes = s.get("classes", {})
         rows.append(SliceRow(slice=int(s["slice"]), center_lps=s.get("center_lps", (0, 0, 0)),
                              dice={name: classes.get(name, {}).get("dice") for name, _ in CLASS_COLUMNS},
                              flagged={name: bool(classes.get(name, {}).get("flagged")) for name, _ in CLASS_COLUMNS},
-                             reasons=list(s.get("reasons", [])), rule_findings=len(s.get("rules", []))))
+                             reasons=list(s.get("reasons", [])), rule_findings=len(s.get("rules", [])),
+                             position=where.get(int(s["slice"]))))
     # Rule findings are certain, a predicted Dice is an estimate: slices breaking rules come first.
     flagged = sorted((r for r in rows if r.any_flagged), key=lambda r: (r.rule_findings == 0, r.worst, r.slice))
-    return flagged + [r for r in rows if not r.any_flagged]
+    ordered = flagged + [r for r in rows if not r.any_flagged]
+    return [r for r in ordered if not r.outside_lv] + [r for r in ordered if r.outside_lv]
+
+
+def position_text(positions: Optional[Dict[str, Any]]) -> str:
+    """One line: which slices the classifier puts in the LV (empty when positions are unknown)."""
+    if not positions or not positions.get("slices"):
+        return ""
+    in_lv = positions.get("in_lv", {})
+    n = len(positions["slices"])
+    if not in_lv.get("count"):
+        return f"Slice position: no slice of {n} looks like it is in the LV."
+    outside = n - int(in_lv["count"])
+    return (f"Slice position: slices {in_lv['first']}-{in_lv['last']} of 0-{n - 1} in the LV"
+            + (f"; {outside} outside it" if outside else "") + ".")
 
 
 def dice_colour(dice: Optional[float], threshold: float, flagged: bool) -> Tuple[int, int, int]:

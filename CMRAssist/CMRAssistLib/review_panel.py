@@ -1,24 +1,29 @@
 """Review panel: QC of the current study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .annotation import AnnotationSession, Study
 from .background import BackgroundRunner, Job
-from .qt_compat import (QAbstractItemView, QBrush, QColor, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton,
-                        QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget, prop)
-from .review import CLASS_COLUMNS, SliceRow, dice_colour, measure_rows, slice_rows, summary_text
+from .qt_compat import (QAbstractItemView, QBrush, QCheckBox, QColor, QComboBox, QDoubleSpinBox, QFormLayout, QLabel,
+                        QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget, prop)
+from .review import CLASS_COLUMNS, SliceRow, dice_colour, measure_rows, position_text, slice_rows, summary_text
 from .scene import SceneAdapter
 from .widgets import JobPanel, add_busy_row
 
 LABEL_CHOICES = (("Model prediction", "prediction"), ("Submitted label (final)", "final"))
 
 
-def _item(text: str, colour=None, tip: str = "") -> QTableWidgetItem:
+DIMMED = (150, 150, 150)  # text colour of slices outside the LV
+
+
+def _item(text: str, colour=None, tip: str = "", dimmed: bool = False) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     if tip:
         item.setToolTip(tip)
-    if colour is not None:
+    if colour is not None and not dimmed:
         item.setBackground(QBrush(QColor(*colour)))
+    if dimmed:
+        item.setForeground(QBrush(QColor(*DIMMED)))
     return item
 
 
@@ -39,6 +44,8 @@ class ReviewPanel(JobPanel):
         self.scene = scene
         self.study: Optional[Study] = None
         self.report: Optional[Dict[str, Any]] = None
+        self.positions: Optional[Dict[str, Any]] = None
+        self.positions_available = False
         self.rows: List[SliceRow] = []
         self.job: Optional[Job] = None
         self.connected = False
@@ -60,6 +67,11 @@ class ReviewPanel(JobPanel):
         self.threshold_spin.setToolTip("Slices whose predicted Dice is below this are flagged")
         form.addRow("Flag below Dice:", self.threshold_spin)
         layout.addLayout(form)
+        self.hide_outside_check = QCheckBox("Hide slices outside the LV")
+        self.hide_outside_check.setToolTip("Slices the slice-position classifier calls too basal or too apical are "
+                                           "left out of the table (shown greyed, last, when not hidden)")
+        self.hide_outside_check.setChecked(True)
+        layout.addWidget(self.hide_outside_check)
         self.check_button = QPushButton("Check quality")
         self.check_button.setToolTip("Predict each slice's Dice without ground truth, run the rule checks, and "
                                      "correct the volumes for flagged slices")
@@ -89,6 +101,7 @@ class ReviewPanel(JobPanel):
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
         self.check_button.clicked.connect(lambda *_: self.check())
+        self.hide_outside_check.toggled.connect(lambda *_: self.report is not None and self.show_report(self.report, self.positions))
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
         self.slice_table.cellClicked.connect(lambda row, column: self.show_row(row))
         self.slice_table.currentCellChanged.connect(lambda row, *_: self.show_row(row))
@@ -103,6 +116,7 @@ class ReviewPanel(JobPanel):
     def server_changed(self, state) -> None:
         """Connection panel listener."""
         self.connected = True
+        self.positions_available = bool(state.models.get("slice_position", {}).get("trained"))
         if not state.models.get("qc", {}).get("trained"):
             self.message_label.setText("The server's QC model is not trained yet: only the rule checks run "
                                        "(train it with POST /train/qc once labels exist).")
@@ -136,35 +150,49 @@ class ReviewPanel(JobPanel):
             self.job.cancel()
         study, label, threshold = self.study, self.selected_label(), float(prop(self.threshold_spin, "value"))
 
-        def work(job: Job) -> Dict[str, Any]:
+        with_positions = self.positions_available
+
+        def work(job: Job) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
             job.report(0.2, f"checking {study.image_id} on the server")
-            return self.session.quality(study, label=label, threshold=threshold)
+            report = self.session.quality(study, label=label, threshold=threshold)
+            job.check_cancelled()
+            if not with_positions:
+                return report, None
+            job.report(0.8, f"slice positions of {study.image_id}")
+            return report, self.session.slice_positions(study)
 
         self._run("qc", work, self._checked, f"Checking {study.image_id} ({label}) ...")
 
-    def _checked(self, report: Dict[str, Any]) -> None:
-        self.show_report(report)
+    def _checked(self, result: Tuple[Dict[str, Any], Optional[Dict[str, Any]]]) -> None:
+        self.show_report(*result)
         flagged = sum(1 for r in self.rows if r.any_flagged)
         self.message_label.setText(f"{flagged} slice(s) to look at; click a row to show it." if flagged
                                    else "No slice flagged.")
 
     # -- display ----------------------------------------------------------------------------------------------
-    def show_report(self, report: Dict[str, Any]) -> None:
-        self.report = report
-        self.rows = slice_rows(report)
+    def show_report(self, report: Dict[str, Any], positions: Optional[Dict[str, Any]] = None) -> None:
+        """Fill the tables; with ``positions``, slices outside the LV go last, greyed, or are hidden."""
+        self.report, self.positions = report, positions
+        rows = slice_rows(report, positions)
+        hidden = sum(r.outside_lv for r in rows) if self.hide_outside_check.isChecked() else 0
+        self.rows = [r for r in rows if not (hidden and r.outside_lv)]
         thresholds = report.get("thresholds", {})
-        self.summary_label.setText(summary_text(report))
+        where = position_text(positions)
+        self.summary_label.setText(summary_text(report) + (f"\n{where}" if where else "")
+                                   + (f" {hidden} hidden." if hidden else ""))
         table = self.slice_table
         table.blockSignals(True)
         table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
-            table.setItem(r, 0, _item(str(row.slice), dice_colour(None, 0, row.any_flagged) if row.any_flagged else None))
+            dim = row.outside_lv
+            table.setItem(r, 0, _item(str(row.slice), dice_colour(None, 0, row.any_flagged) if row.any_flagged else None,
+                                      dimmed=dim))
             for c, (name, _) in enumerate(CLASS_COLUMNS, start=1):
                 dice = row.dice[name]
                 colour = dice_colour(dice, float(thresholds.get(name, 0.7)), row.flagged[name])
-                table.setItem(r, c, _item("-" if dice is None else f"{dice:.2f}", colour))
-            why = "; ".join(row.reasons)
-            table.setItem(r, len(CLASS_COLUMNS) + 1, _item(why, tip=why))
+                table.setItem(r, c, _item("-" if dice is None else f"{dice:.2f}", colour, dimmed=dim))
+            why = "; ".join(([f"outside the LV ({row.position.replace('_', ' ')})"] if dim else []) + row.reasons)
+            table.setItem(r, len(CLASS_COLUMNS) + 1, _item(why, tip=why, dimmed=dim))
         table.resizeColumnsToContents()
         table.blockSignals(False)
         rows = measure_rows(report)

@@ -1,12 +1,16 @@
-"""Train panel: start and stop retraining of the server's models (segmentation, QC), with progress and validation."""
+"""Train panel: start and stop retraining of the server's models (segmentation, QC, slice position), with progress."""
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
 from .client import TrainStatus
 from .qt_compat import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTimer,
                         QVBoxLayout, QWidget, prop)
+
+#: The server's segmentation train choices (``TrainOptions.labels`` and ``.loss``).
+TRAINING_LABELS = ("final", "expert", "non_expert", "all", "consensus")
+TRAINING_LOSSES = ("ce_dice", "mae_dice")
 
 
 def describe_training(status: TrainStatus) -> str:
@@ -21,6 +25,8 @@ def describe_training(status: TrainStatus) -> str:
         parts.append(f"validation Dice {dice}")
     if status.val_mae is not None:
         parts.append(f"QC validation slice-Dice error {status.val_mae:.3f}")
+    if status.val_accuracy is not None:
+        parts.append(f"slice-position validation accuracy {100 * status.val_accuracy:.1f}%")
     if status.best_val_dice.get("mean") is not None:
         parts.append(f"best mean {status.best_val_dice['mean']:.3f}")
     if status.message and not status.running:
@@ -49,7 +55,8 @@ class TrainPanel:
         self.model_combo = QComboBox()
         self.model_combo.addItem("segmentation")
         self.model_combo.setToolTip("segmentation: the LV/MYO/RV model; qc: the model that predicts slice Dice "
-                                    "for quality control")
+                                    "for quality control; slice_position: too basal / in the LV / too apical, "
+                                    "trained from the ranked slices and the cut points")
         form.addRow("Model:", self.model_combo)
         self.minutes_spin = QDoubleSpinBox()
         self.minutes_spin.setRange(0.5, 24 * 60)
@@ -58,6 +65,26 @@ class TrainPanel:
         self.minutes_spin.setSuffix(" min")
         self.minutes_spin.setToolTip("Training time budget; the best validation checkpoint is published as it improves")
         form.addRow("Time budget:", self.minutes_spin)
+        # Segmentation only: which labels to learn from and the loss (MAE+Dice tolerates non-expert noise).
+        self.labels_combo = QComboBox()
+        for name in TRAINING_LABELS:
+            self.labels_combo.addItem(name)
+        self.labels_combo.setToolTip("final: each study's reviewed label; expert / non_expert: that kind of "
+                                     "annotator's versions; all: every version, weighted by expertise; consensus: "
+                                     "STAPLE consensus versions")
+        form.addRow("Labels:", self.labels_combo)
+        self.loss_combo = QComboBox()
+        for name in TRAINING_LOSSES:
+            self.loss_combo.addItem(name)
+        self.loss_combo.setToolTip("ce_dice: cross-entropy + Dice; mae_dice: mean absolute error + Dice, robust to "
+                                   "noisy (non-expert) labels")
+        form.addRow("Loss:", self.loss_combo)
+        self.non_expert_spin = QDoubleSpinBox()
+        self.non_expert_spin.setRange(0.0, 1.0)
+        self.non_expert_spin.setSingleStep(0.1)
+        self.non_expert_spin.setValue(1.0)
+        self.non_expert_spin.setToolTip("How often slices labelled by non-experts are drawn, relative to experts'")
+        form.addRow("Non-expert weight:", self.non_expert_spin)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
@@ -95,12 +122,19 @@ class TrainPanel:
                                          names.index("segmentation") if "segmentation" in names else 0)
         self._show(state.training)
 
+    def choices(self) -> Dict[str, Any]:
+        """The segmentation training choices set in the panel (request params)."""
+        return {"labels": str(prop(self.labels_combo, "currentText")), "loss": str(prop(self.loss_combo, "currentText")),
+                "non_expert_weight": float(prop(self.non_expert_spin, "value"))}
+
     def start(self) -> None:
         minutes = float(prop(self.minutes_spin, "value"))
         model = str(prop(self.model_combo, "currentText")) or "segmentation"
+        extra = self.choices() if model == "segmentation" else {}
         self._set_running(True)
         self.status_label.setText(f"Starting training of {model} for at most {minutes:g} minutes ...")
-        self.runner.submit("train-start", lambda job: self.session.start_training(max_minutes=minutes, model=model),
+        self.runner.submit("train-start",
+                           lambda job: self.session.start_training(max_minutes=minutes, model=model, **extra),
                            on_done=lambda _: self.poll(), on_error=self._failed)
 
     def stop(self) -> None:

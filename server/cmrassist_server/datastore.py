@@ -2,12 +2,13 @@
 
 import os
 import re
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
 
 from .imageio import InvalidInputError, check_label, check_study_image, read_image
+from .versions import LabelVersions, VersionError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 SAFE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
@@ -25,7 +26,12 @@ class CheckedDatastore(LocalDatastore):
 
     Images must be 3D stacks (at least 2 slices) or 4D cines; labels must match their image's grid and hold only
     0-3. Errors become HTTP 4xx with a message saying what is wrong.
+
+    With a version store (``versions``), every ``final`` submission is also kept as its annotator's version;
+    once a reviewer has accepted a version (or a consensus), submissions no longer replace ``final``.
     """
+
+    versions: Optional[LabelVersions] = None
 
     def _known(self, image_id: str) -> None:
         check_id(image_id)
@@ -52,7 +58,28 @@ class CheckedDatastore(LocalDatastore):
             check_label(read_image(label_filename), read_image(self.get_image_uri(image_id)))
         except InvalidInputError as e:
             raise HTTPException(status_code=e.status, detail=f"label refused: {e}") from None
+        label_info = dict(label_info or {})
+        if label_tag == "final" and self.versions is not None and "accepted_version" not in label_info:
+            try:
+                self._keep_version(image_id, label_filename, label_info)
+            except VersionError as e:
+                raise HTTPException(status_code=e.status, detail=str(e)) from None
+            if self.versions.accepted(image_id) is not None:
+                return image_id  # the reviewed final label stays; this submission is kept as a version
         return super().save_label(image_id, label_filename, label_tag, label_info)
+
+    def _keep_version(self, image_id: str, label_filename: str, label_info: Dict[str, Any]) -> None:
+        assert self.versions is not None
+        if not self.versions.list(image_id)["versions"]:
+            # A label stored before versions existed (e.g. imported expert labels) becomes the first version.
+            existing = self._datastore.objects[image_id].labels.get("final")
+            path = super().get_label_uri(image_id, "final") if existing else None
+            if path and os.path.isfile(path):
+                info = dict(existing.info or {})
+                info.setdefault("annotator", "original")
+                self.versions.add(image_id, path, info, source="imported")
+        self.versions.add(image_id, label_filename, label_info if label_info.get("annotator") else
+                          {**label_info, "annotator": "unnamed"})
 
     def get_image_uri(self, image_id: str) -> str:
         self._known(image_id)

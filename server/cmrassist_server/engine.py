@@ -17,12 +17,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.losses import DiceCELoss
 
 from CMRAssistLib.labels import SHORT_NAMES
 
 from .augment import AugmentConfig, augment_batch
 from .imageio import Orientation, frames_of, read_image
+from .losses import LOSSES, segmentation_loss
 from .options import check_budget, request_values
 from .network import ModelRecord, NetworkSpec, load_checkpoint, publish_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig, class_map, crop_or_pad, undo_crop_or_pad
@@ -44,6 +44,14 @@ class TrainOptions:
         learning_rate: initial Adam learning rate (decays polynomially over the budget).
         from_scratch: ignore the served model's weights.
         seed: random seed for the split, sampling and augmentation.
+        loss: ``ce_dice`` or ``mae_dice`` (noise-robust, for non-expert labels).
+        labels: which labels to learn from: ``final`` (the reviewed label of each image), ``expert`` or
+            ``non_expert`` (that kind of annotator's versions), ``all`` (every annotator's version, weighted by
+            expertise) or ``consensus`` (STAPLE consensus versions).
+        expert_weight: sampling weight of slices labelled by experts.
+        non_expert_weight: sampling weight of slices labelled by non-experts.
+        propagated: also learn from labels propagated across cine frames (tag ``propagated``).
+        propagated_weight: their sampling weight.
     """
 
     max_epochs: int = 50
@@ -55,6 +63,12 @@ class TrainOptions:
     learning_rate: float = 2e-3
     from_scratch: bool = False
     seed: int = 0
+    loss: str = "ce_dice"
+    labels: str = "final"
+    expert_weight: float = 1.0
+    non_expert_weight: float = 1.0
+    propagated: bool = False
+    propagated_weight: float = 0.5
 
     @classmethod
     def from_request(cls, request: Dict) -> "TrainOptions":
@@ -62,7 +76,18 @@ class TrainOptions:
         opts = cls(**request_values(cls, request))
         check_budget(opts)
         NetworkSpec(name=opts.network).build()  # raises on unknown names
+        if opts.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, not {opts.loss!r}")
+        if opts.labels not in LABEL_CHOICES:
+            raise ValueError(f"labels must be one of {list(LABEL_CHOICES)}, not {opts.labels!r}")
+        weights = (opts.expert_weight, opts.non_expert_weight, opts.propagated_weight)
+        if min(weights) < 0 or opts.expert_weight + opts.non_expert_weight == 0:
+            raise ValueError("label weights must be >= 0, and expert_weight and non_expert_weight not both 0")
         return opts
+
+
+#: What a segmentation training run can learn from (see ``TrainOptions.labels``).
+LABEL_CHOICES = ("final", "expert", "non_expert", "all", "consensus")
 
 
 @dataclass
@@ -74,9 +99,11 @@ class PreparedCase:
     image: np.ndarray
     label: np.ndarray
     heart_center: Tuple[float, float]
+    weight: float = 1.0  # sampling weight (by the label's expertise or source)
 
 
-def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor) -> List[PreparedCase]:
+def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor, *,
+                  weight: float = 1.0) -> List[PreparedCase]:
     """The labelled frames of one datastore item, preprocessed: a 3D frame, or each labelled frame of a cine.
 
     A 3D label on a 4D cine gives nothing: it does not say which frame it belongs to.
@@ -97,7 +124,8 @@ def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre:
         label = pre.resampled_label(label_zyx, orientation)
         fg = np.argwhere(label > 0)
         center = tuple(fg[:, 1:].mean(0)) if len(fg) else (label.shape[1] / 2, label.shape[2] / 2)
-        cases.append(PreparedCase(key=case_key, subject=subject, image=stack, label=label, heart_center=center))  # type: ignore[arg-type]
+        cases.append(PreparedCase(key=case_key, subject=subject, image=stack, label=label, heart_center=center,  # type: ignore[arg-type]
+                                  weight=weight))
     return cases
 
 
@@ -128,6 +156,9 @@ class PatchSampler:
     def __init__(self, cases: List[PreparedCase], patch: int, rng: np.random.Generator, p_anywhere: float = 0.25):
         self.cases = cases
         self.index = [(c, z) for c, case in enumerate(cases) for z in range(case.image.shape[0])]
+        weights = np.array([cases[c].weight for c, _ in self.index], dtype=np.float64)
+        # Slices drawn in proportion to their label's weight (uniform when all weights are equal).
+        self.p = weights / weights.sum() if len(weights) and weights.sum() > 0 and np.ptp(weights) > 0 else None
         self.patch = patch
         self.rng = rng
         self.p_anywhere = p_anywhere
@@ -137,7 +168,11 @@ class PatchSampler:
 
     def batch(self, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []
-        for i in self.rng.integers(0, len(self.index), size):
+        if self.p is not None:
+            picks = self.rng.choice(len(self.index), size, p=self.p)
+        else:
+            picks = self.rng.integers(0, len(self.index), size)
+        for i in picks:
             c, z = self.index[i]
             case = self.cases[c]
             h, w = case.image.shape[1:]
@@ -227,17 +262,21 @@ def train_segmentation(
     preprocess: Optional[PreprocessConfig] = None,
     augment: Optional[AugmentConfig] = None,
     spec: Optional[NetworkSpec] = None,
+    val_items: Optional[List[Dict]] = None,
     log: Callable[..., None] = report,
 ) -> TrainResult:
     """Train on labelled frames and publish the best validation checkpoint to ``checkpoint_path``.
 
     Args:
-        items: ``{"image": path, "label": path, "subject": str, "group": str}`` per labelled frame.
+        items: ``{"image": path, "label": path, "subject": str, "group": str, "weight": float}`` per labelled
+            frame (``weight`` optional, 1 by default).
         checkpoint_path: where the served model lives.
         options: run options.
         preprocess: preprocessing (the served model's when fine-tuning it).
         augment: augmentation ranges.
         spec: network architecture (``options.network`` with default capacity when omitted).
+        val_items: the labels to validate on (e.g. reviewed ``final`` labels while training on non-expert
+            versions); ``items`` themselves by default. Subjects are split over both lists together.
         log: progress callback ``log(event, **fields)``.
     """
     start = time.time()
@@ -259,14 +298,19 @@ def train_segmentation(
         preprocess = served_pre
     pre = CardiacPreprocessor(preprocess)
 
-    subjects = [it.get("subject") or it["image"] for it in items]
-    groups = {s: it.get("group", "") for s, it in zip(subjects, items)}
-    train_subjects, val_subjects = split_subjects(subjects, groups, options.val_split, options.seed)
-    log("loading", images=len(items))
-    cases = [case for it, s in zip(items, subjects)
-             for case in prepare_cases(os.path.basename(it["image"]), s, it["image"], it["label"], pre)]
-    train_cases = [c for c in cases if c.subject in train_subjects]
-    val_cases = [c for c in cases if c.subject in val_subjects]
+    val_items = items if val_items is None else val_items
+    subject_of = [it.get("subject") or it["image"] for it in items + val_items]
+    groups = {s: it.get("group", "") for s, it in zip(subject_of, items + val_items)}
+    train_subjects, val_subjects = split_subjects(subject_of, groups, options.val_split, options.seed)
+    log("loading", images=len(items) + (len(val_items) if val_items is not items else 0))
+
+    def prepared(chosen: List[Dict], keep: set) -> List[PreparedCase]:
+        return [case for it in chosen if (it.get("subject") or it["image"]) in keep
+                for case in prepare_cases(os.path.basename(it["image"]), it.get("subject") or it["image"], it["image"],
+                                          it["label"], pre, weight=float(it.get("weight", 1.0)))]
+
+    train_cases = prepared(items, train_subjects)
+    val_cases = prepared(val_items, val_subjects)
     best = validate(served, val_cases, device) if served_ok else {"mean": -1.0}
     baseline = dict(best)
     log("start", train_images=len(train_cases), val_images=len(val_cases), device=device,
@@ -274,7 +318,7 @@ def train_segmentation(
 
     sampler = PatchSampler(train_cases, pre.config.patch_size, rng)
     steps_per_epoch = max(1, math.ceil(len(sampler) / options.batch_size))
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    loss_fn = segmentation_loss(options.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=1e-4)
     aug = augment or AugmentConfig()
     gen = torch.Generator().manual_seed(options.seed)

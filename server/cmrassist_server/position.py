@@ -163,3 +163,21 @@ class PositionClassifier:
         probabilities, position = predict_positions(model, x, place, self.device)
         return {**slice_report(probabilities, position), "model": {"trained_at": record.get("trained_at"),
                                                                    "val": record.get("val")}}
+
+
+def clear_outside_lv(labels: np.ndarray, image: sitk.Image, classifier: "PositionClassifier") -> List[List[int]]:
+    """Empty, in place, the slices of ``labels`` (``(z, y, x)`` or ``(t, z, y, x)``) that lie outside the LV.
+
+    Returns, per frame, the canonical slice indices that were cleared.
+    """
+    orientation = Orientation.of(image)
+    frames = labels[None] if labels.ndim == 3 else labels
+    cleared = []
+    for f in range(frames.shape[0]):
+        report = classifier.classify(image, f)
+        outside = [s["slice"] for s in report["slices"] if s["position"] != "in_lv"]
+        canonical = orientation.to_canonical(frames[f])
+        canonical[outside] = 0
+        frames[f] = orientation.from_canonical(canonical)
+        cleared.append(outside)
+    return cleared

@@ -9,8 +9,9 @@ from .position import POSITIONS, PositionSpec, frame_stack, stack_inputs
 from .position_engine import LabelledStack
 from .ranking_store import RankingError, RankingStore
 
-#: ``{image_id: {slice: (position name, continuous position)}}``
-SlicePositions = Dict[str, Dict[int, Tuple[str, float]]]
+#: ``{(image_id, frame): {slice: (position name, continuous position)}}``; ``frame`` as the ranking store holds it
+#: (1-based frame of a 4D cine; for a 3D study its cine frame number, or 1).
+SlicePositions = Dict[Tuple[str, int], Dict[int, Tuple[str, float]]]
 
 
 def ranking_positions(store: RankingStore) -> SlicePositions:
@@ -29,17 +30,17 @@ def ranking_positions(store: RankingStore) -> SlicePositions:
     for item, position in store.derived_labels():
         if item.views == 0:
             continue  # never ranked: its rating says nothing
-        out.setdefault(item.image_id, {})[item.slice] = (position, (cuts["basal_end"] - item.rating) / span)
+        out.setdefault((item.image_id, item.frame), {})[item.slice] = (position, (cuts["basal_end"] - item.rating) / span)
     return out
 
 
 def labelled_stacks(positions: SlicePositions, image_path: Callable[[str], str], subject_of: Callable[[str], str], *,
                     spec: Optional[PositionSpec] = None,
                     progress: Optional[Callable[[int, int], None]] = None) -> List[LabelledStack]:
-    """Read each frame with known positions once and pair its slices' inputs with their positions.
+    """Read each image with known positions once and pair its frames' slice inputs with their positions.
 
     Args:
-        positions: known positions per image and slice.
+        positions: known positions per frame and slice (a 3D image is its own frame, whatever its number).
         image_path: image id -> file path.
         subject_of: image id -> patient (for subject-wise splits).
         spec: network input settings.
@@ -47,17 +48,23 @@ def labelled_stacks(positions: SlicePositions, image_path: Callable[[str], str],
     """
     spec = spec or PositionSpec()
     stacks = []
-    for n, (image_id, known) in enumerate(sorted(positions.items()), start=1):
+    images = sorted({image_id for image_id, _ in positions})
+    for n, image_id in enumerate(images, start=1):
         image = sitk.ReadImage(image_path(image_id))
-        x, place = stack_inputs(frame_stack(image, spec), spec)
-        labels = np.full(len(x), -1, np.int64)
-        continuous = np.full(len(x), np.nan, np.float32)
-        for k, (name, t) in known.items():
-            if 0 <= k < len(x):
-                labels[k], continuous[k] = POSITIONS.index(name), t
-        stacks.append(LabelledStack(image_id, subject_of(image_id), x, place, labels, continuous))
+        frames = image.GetSize()[3] if image.GetDimension() == 4 else 1
+        for (_, frame), known in sorted((key, v) for key, v in positions.items() if key[0] == image_id):
+            index = frame - 1 if frames > 1 else 0
+            if not 0 <= index < frames:
+                continue  # a frame the image no longer has
+            x, place = stack_inputs(frame_stack(image, spec, index), spec)
+            labels = np.full(len(x), -1, np.int64)
+            continuous = np.full(len(x), np.nan, np.float32)
+            for k, (name, t) in known.items():
+                if 0 <= k < len(x):
+                    labels[k], continuous[k] = POSITIONS.index(name), t
+            stacks.append(LabelledStack(image_id, subject_of(image_id), x, place, labels, continuous, frame=frame))
         if progress:
-            progress(n, len(positions))
+            progress(n, len(images))
     return stacks
 
 

@@ -67,6 +67,7 @@ class LabelledStack:
         place: ``(slices, 2)`` relative place in the stack.
         labels: ``(slices,)`` index into ``POSITIONS``, -1 where unknown.
         continuous: ``(slices,)`` continuous position, NaN where unknown.
+        frame: the frame number (as the ranking store holds it).
     """
 
     image_id: str
@@ -75,6 +76,7 @@ class LabelledStack:
     place: torch.Tensor
     labels: np.ndarray
     continuous: np.ndarray
+    frame: int = 1
 
 
 @dataclass
@@ -112,19 +114,26 @@ def evaluate_position(model: PositionNet, stacks: Sequence[LabelledStack], devic
         t_true.append(s.continuous[known])
         t_pred.append(t)
     if not labels:
-        return {"accuracy": 0.0, "macro_f1": 0.0, "slices": 0, "position_mae": float("inf")}
+        return {"accuracy": 0.0, "macro_f1": 0.0, "slices": 0, "position_mae": None}
     out = classification_figures(np.concatenate(labels), np.concatenate(probs))
     tt, tp = np.concatenate(t_true), np.concatenate(t_pred)
     ok = np.isfinite(tt)
-    out["position_mae"] = float(np.abs(tt[ok] - tp[ok]).mean()) if ok.any() else float("nan")
+    out["position_mae"] = float(np.abs(tt[ok] - tp[ok]).mean()) if ok.any() else None  # None: JSON has no NaN
     return out
 
 
 def _better(a: Dict[str, float], b: Optional[Dict[str, float]]) -> bool:
-    """Higher accuracy wins; on a tie the smaller position error."""
+    """Higher macro F1 wins, then accuracy, then the smaller position error.
+
+    Not accuracy first: with most slices in the LV, a model that calls every slice "in the LV" scores high.
+    """
     if b is None:
         return True
-    return (a["accuracy"], -a.get("position_mae", 0.0)) > (b["accuracy"], -b.get("position_mae", 0.0))
+
+    def key(v: Dict[str, float]):
+        return (round(v["macro_f1"], 6), round(v["accuracy"], 6), -(v.get("position_mae") or 0.0))
+
+    return key(a) > key(b)
 
 
 def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: PositionTrainOptions, *,

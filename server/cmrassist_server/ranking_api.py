@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from .imageio import Orientation, frames_of
 from .ranking_store import BATCH_SIZE, Item, RankingError, RankingStore
+from .routes import mount_first
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ THUMBNAIL_MM = 110.0  # square field of view around the heart: both ventricles a
 class BatchRequest(BaseModel):
     annotator: str
     expertise: str = "expert"
+    thumbnails: bool = True  # False: ids only; fetch each PNG from /ranking/thumbnail (in parallel)
 
 
 class SubmitRequest(BaseModel):
@@ -57,7 +59,7 @@ class RankingService:
         os.makedirs(thumbnails, exist_ok=True)
 
     def sync(self) -> int:
-        """Register every slice of every stored 3D frame; returns how many items were new."""
+        """Register every slice of every stored frame (each frame of a 4D cine too); returns how many were new."""
         ds = self.datastore()
         added = 0
         for image_id in ds.list_images():
@@ -68,9 +70,13 @@ class RankingService:
             except RuntimeError as e:
                 logger.warning(f"ranking: cannot read {image_id}: {e}")
                 continue
-            if reader.GetDimension() != 3:
-                continue  # a cine's frames join through their frame studies
+            if reader.GetDimension() not in (3, 4):
+                continue
             slice_k = 2 - Orientation.of(_header_image(reader)).axes[0]
+            if reader.GetDimension() == 4:  # frames 1..n of a cine
+                for frame in range(1, reader.GetSize()[3] + 1):
+                    added += self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
+                continue
             frame = int((ds.get_image_info(image_id) or {}).get("frame") or 1)
             added += self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
         return added
@@ -82,11 +88,14 @@ class RankingService:
             ds = self.datastore()
             image = sitk.ReadImage(ds.get_image_uri(item.image_id))
             orientation = Orientation.of(image)
-            stack = orientation.to_canonical(frames_of(image)[0])
+            frames = frames_of(image)
+            index = item.frame - 1 if len(frames) > 1 else 0  # a 3D study's frame number is its cine frame
+            stack = orientation.to_canonical(frames[min(max(index, 0), len(frames) - 1)])
             label_path = ds.get_label_uri(item.image_id, "final")
             centre = None
             if label_path and os.path.isfile(label_path):
-                label = orientation.to_canonical(sitk.GetArrayFromImage(sitk.ReadImage(label_path)))
+                label = sitk.GetArrayFromImage(sitk.ReadImage(label_path))
+                label = orientation.to_canonical(label if label.ndim == 3 else label[min(max(index, 0), len(label) - 1)])
                 fg = np.argwhere(label > 0)
                 centre = fg[:, 1:].mean(0) if len(fg) else None
             png = render_thumbnail(stack[item.slice], orientation.spacing[1:], centre)
@@ -151,7 +160,8 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
             service.sync()
         batch = guarded(lambda: service.store.next_batch(body.annotator, body.expertise))
         return {"batch": batch.id, "expires": batch.expires, "annotator": batch.annotator,
-                "items": [{**_item_json(it), "thumbnail_png": service.thumbnail(it)} for it in batch.items]}
+                "items": [{**_item_json(it), **({"thumbnail_png": service.thumbnail(it)} if body.thumbnails else {})}
+                          for it in batch.items]}
 
     @router.post("/submit", summary="Submit a batch ordered from most basal to most apical")
     def submit(body: SubmitRequest, user: User = annotator):
@@ -189,7 +199,4 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
         pairs = guarded(service.store.derived_labels)
         return {"labels": [{**_item_json(it), "position": position} for it, position in pairs]}
 
-    if any(getattr(r, "path", "").startswith(router.prefix) for r in app.router.routes):
-        return
-    for route in reversed(router.routes):
-        app.router.routes.insert(0, route)
+    mount_first(app, router)

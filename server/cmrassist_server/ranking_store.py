@@ -152,7 +152,7 @@ class RankingStore:
 
     # -- batches ------------------------------------------------------------------------------------------------
     def next_batch(self, annotator: str, expertise: str, *, size: int = BATCH_SIZE, min_views: int = MIN_VIEWS,
-                   seed: Optional[int] = None) -> Batch:
+                   seed: Optional[int] = None, selection: str = "informative") -> Batch:
         """A new open batch for ``annotator``: unseen and less-seen items first, then the most volatile.
 
         Once every item has ``min_views``, priority is volatility x sigma / initial sigma: items annotators disagree
@@ -161,11 +161,15 @@ class RankingStore:
         Items in other open batches are never chosen, so concurrent annotators get different batches. Within
         the batch, items come from as many different frames as possible and have ratings close to each other
         (ordering slices that are obviously far apart teaches little).
+
+        ``selection="random"`` picks free items uniformly instead (the baseline that benchmarks compare with).
         """
         import random
 
         if not annotator or not annotator.strip():
             raise RankingError("annotator name is empty", 422)
+        if selection not in ("informative", "random"):
+            raise RankingError(f"selection must be 'informative' or 'random', not {selection!r}", 422)
         rng = random.Random(seed)
         now = time.time()
         with self._transaction() as db:
@@ -173,6 +177,19 @@ class RankingStore:
             busy = set()
             for (items_json,) in db.execute("SELECT items FROM batches WHERE status='open'"):
                 busy.update(json.loads(items_json))
+            if selection == "random":
+                count = int(db.execute("SELECT MAX(id) FROM items").fetchone()[0] or 0)
+                picked: Dict[int, None] = {}
+                for _ in range(50 * size):
+                    if len(picked) == size:
+                        break
+                    k = rng.randint(1, max(count, 1))
+                    if k not in busy:
+                        picked[k] = None
+                chosen = self.items(list(picked))
+                if len(chosen) < size:
+                    raise RankingError(f"only {len(chosen)} slices are free; try again shortly", 409)
+                return self._open(db, annotator, expertise, chosen, now)
             # The highest-priority free items, read through the indexes (fast with 100,000 items): fewest views
             # first in a random order fixed per item, then, once every item has min_views, the most volatile.
             want = 2 * size + len(busy)
@@ -198,11 +215,14 @@ class RankingStore:
                 k, _ = min(enumerate(pool), key=cost)
                 chosen.append(pool.pop(k))
             rng.shuffle(chosen)
-            batch = Batch(id=uuid.uuid4().hex, annotator=annotator.strip(), expertise=expertise, items=chosen,
-                          expires=now + self.batch_timeout_s)
-            db.execute("INSERT INTO batches (id, annotator, expertise, items, created, expires, status) "
-                       "VALUES (?, ?, ?, ?, ?, ?, 'open')", (batch.id, batch.annotator, expertise,
-                                                             json.dumps([it.id for it in chosen]), now, batch.expires))
+            return self._open(db, annotator, expertise, chosen, now)
+
+    def _open(self, db: sqlite3.Connection, annotator: str, expertise: str, chosen: List[Item], now: float) -> Batch:
+        batch = Batch(id=uuid.uuid4().hex, annotator=annotator.strip(), expertise=expertise, items=chosen,
+                      expires=now + self.batch_timeout_s)
+        db.execute("INSERT INTO batches (id, annotator, expertise, items, created, expires, status) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'open')", (batch.id, batch.annotator, expertise,
+                                                         json.dumps([it.id for it in chosen]), now, batch.expires))
         return batch
 
     def submit(self, batch_id: str, annotator: str, ordered_ids: Sequence[int], *, seconds: Optional[float] = None) -> Dict:

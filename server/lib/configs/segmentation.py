@@ -1,8 +1,9 @@
 """Wiring of the segmentation model: its infer and train tasks share one checkpoint path."""
 
-from typing import Dict
+from typing import Dict, Optional
 
 from cmrassist_server.conf import AppConf
+from cmrassist_server.position import PositionClassifier
 from cmrassist_server.predictor import PredictorCache
 
 from ..infers.segmentation import SegmentationInferTask
@@ -17,9 +18,11 @@ class SegmentationConfig:
     def __init__(self, conf: AppConf):
         self.conf = conf
         self.predictors = PredictorCache(conf.segmentation_checkpoint, device=conf.device)
+        #: The slice-position classifier, for ``outside_lv=empty`` requests (set by the app when it serves one).
+        self.positions: Optional[PositionClassifier] = None
 
     def infer(self) -> SegmentationInferTask:
-        return SegmentationInferTask(self.predictors)
+        return SegmentationInferTask(self.predictors, positions=self.positions)
 
     def trainer(self) -> SegmentationTrainTask:
         defaults: Dict = {"max_epochs": self.conf.train_max_epochs, "max_minutes": self.conf.train_max_minutes,

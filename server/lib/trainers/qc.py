@@ -7,6 +7,7 @@ from typing import Dict, Optional
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from cmrassist_server.model_versions import archive
 from cmrassist_server.network import read_record
 from cmrassist_server.qc_engine import QCTrainOptions, train_qc
 from cmrassist_server.studies import training_items
@@ -43,4 +44,6 @@ class QCTrainTask(TrainTask):
         if len({it["subject"] for it in items}) < 2:
             raise ValueError(f"QC training needs final labels of at least 2 subjects; the datastore has {len(items)} labels")
         result = train_qc(items, self.checkpoint, options, segmentation_checkpoint=self.segmentation_checkpoint)
+        if result.published:
+            archive(self.checkpoint)  # earlier versions stay available
         return {"published": result.published, "best_val": result.best_val, "epochs": result.epochs}

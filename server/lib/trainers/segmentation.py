@@ -1,14 +1,16 @@
 """Train task ``segmentation``: learns from the datastore's ``final`` labels."""
 
 import logging
+from dataclasses import asdict
 from typing import Dict
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from cmrassist_server.engine import TrainOptions, train_segmentation
+from cmrassist_server.label_selection import selected_items
+from cmrassist_server.model_versions import archive
 from cmrassist_server.network import read_record
-from cmrassist_server.studies import training_items
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +29,17 @@ class SegmentationTrainTask(TrainTask):
         self.defaults = defaults
 
     def config(self):
-        return {**self.defaults, "val_split": 0.2, "device": "cuda or cpu (auto)", "from_scratch": False}
+        return {**asdict(TrainOptions()), **self.defaults, "device": "cuda or cpu (auto)"}
 
     def stats(self):
         return read_record(self.checkpoint) or {}
 
     def __call__(self, request, datastore: Datastore):
         options = TrainOptions.from_request({**self.defaults, **request})
-        items = training_items(datastore)
-        if len(items) < 2:
-            raise ValueError(f"training needs at least 2 images with final labels; the datastore has {len(items)}")
-        result = train_segmentation(items, self.checkpoint, options)
+        items, finals = selected_items(datastore, options)
+        if len(finals) < 2:
+            raise ValueError(f"training needs at least 2 images with final labels; the datastore has {len(finals)}")
+        result = train_segmentation(items, self.checkpoint, options, val_items=finals)
+        if result.published:
+            archive(self.checkpoint)  # earlier versions stay available
         return {"published": result.published, "best_val_dice": result.best_val, "epochs": result.epochs}

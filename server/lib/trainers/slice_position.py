@@ -9,6 +9,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from cmrassist_server.engine import report
+from cmrassist_server.model_versions import archive
 from cmrassist_server.network import read_record
 from cmrassist_server.position_data import labelled_stacks, ranking_positions
 from cmrassist_server.position_engine import PositionTrainOptions, train_position
@@ -52,15 +53,17 @@ class PositionTrainTask(TrainTask):
         self.precheck()
         positions = ranking_positions(RankingStore(self.ranking_db))
         known = set(datastore.list_images())
-        positions = {i: p for i, p in positions.items() if i in known}  # studies removed since they were ranked
+        positions = {key: p for key, p in positions.items() if key[0] in known}  # studies removed since ranked
 
         def subject(image_id: str) -> str:
             return str((datastore.get_image_info(image_id) or {}).get("patient") or image_id)
 
         stacks = labelled_stacks(positions, datastore.get_image_uri, subject,
-                                 progress=lambda done, total: report("loading", frames=done, total=total))
+                                 progress=lambda done, total: report("loading", images=done, total=total))
         if len({s.subject for s in stacks}) < 2:
             raise ValueError("slice-position training needs ranked slices of at least 2 patients")
         result = train_position(stacks, self.checkpoint, options,
                                 record_extra={"labels": "ranking", "frames": len(stacks)})
+        if result.published:
+            archive(self.checkpoint)  # earlier versions stay available
         return {"published": result.published, "best_val": result.best_val, "epochs": result.epochs}

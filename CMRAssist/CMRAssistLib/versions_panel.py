@@ -1,0 +1,133 @@
+"""Versions panel: every annotator's label of the current study, side by side; reviewers accept one or merge them."""
+
+import time
+from typing import Any, Dict, List, Optional
+
+from .annotation import AnnotationSession, Study
+from .background import BackgroundRunner, Job
+from .qt_compat import QAbstractItemView, QHBoxLayout, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from .scene import SceneAdapter
+from .widgets import JobPanel, add_busy_row
+
+COLUMNS = ("Version", "Annotator", "Expertise", "Submitted", "Source", "Final")
+
+
+def version_rows(listing: Dict[str, Any]) -> List[List[str]]:
+    """Table rows (oldest first) of a ``GET /versions/{image}`` answer; the accepted one is marked."""
+    rows = []
+    for v in listing.get("versions", []):
+        when = v.get("submitted_at") or time.strftime("%Y-%m-%d %H:%M", time.localtime(float(v.get("created") or 0)))
+        rows.append([v["id"], str(v.get("annotator", "")), str(v.get("expertise", "")), str(when),
+                     str(v.get("source", "")), "accepted" if v["id"] == listing.get("accepted") else ""])
+    return rows
+
+
+class VersionsPanel(JobPanel):
+    """Builds and drives the panel's widgets.
+
+    Args:
+        session: the annotation session (reviewer = the connected user).
+        runner: runs server calls off the GUI thread.
+        scene: shows a chosen version as the study's segmentation.
+    """
+
+    failure_prefix = "Versions request failed"
+
+    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, scene: SceneAdapter):
+        self.session = session
+        self.runner = runner
+        self.scene = scene
+        self.study: Optional[Study] = None
+        self.listing: Dict[str, Any] = {}
+        self.job: Optional[Job] = None
+
+        self.widget = QWidget()
+        self.widget.setObjectName("CMRAssistVersionsPanel")
+        layout = QVBoxLayout(self.widget)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setToolTip("Each annotator's label of this study; the accepted one is the final label")
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(120)
+        layout.addWidget(self.table)
+        row = QHBoxLayout()
+        self.refresh_button = QPushButton("Refresh")
+        self.show_button = QPushButton("Show")
+        self.show_button.setToolTip("Load the selected version as the segmentation")
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip("Make the selected version the final label (you are recorded as the reviewer)")
+        self.consensus_button = QPushButton("Consensus")
+        self.consensus_button.setToolTip("Merge every submitted version with STAPLE and make the result the final label")
+        for button in (self.refresh_button, self.show_button, self.accept_button, self.consensus_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
+
+        self.refresh_button.clicked.connect(lambda *_: self.refresh())
+        self.show_button.clicked.connect(lambda *_: self.show_selected())
+        self.accept_button.clicked.connect(lambda *_: self.accept_selected())
+        self.consensus_button.clicked.connect(lambda *_: self.consensus())
+        self.cancel_button.clicked.connect(lambda *_: self.cancel())
+        self.table.currentCellChanged.connect(lambda *_: self._update_buttons())
+        self._update_buttons()
+
+    def selected(self) -> Optional[str]:
+        row = self.table.currentRow()
+        item = self.table.item(row, 0) if row >= 0 else None
+        return item.text() if item is not None else None
+
+    def _update_buttons(self) -> None:
+        idle = self.job is None and self.study is not None
+        chosen = idle and self.selected() is not None
+        self.refresh_button.setEnabled(idle)
+        self.show_button.setEnabled(chosen)
+        self.accept_button.setEnabled(chosen)
+        submitted = [v for v in self.listing.get("versions", []) if v["id"] != "consensus"]
+        self.consensus_button.setEnabled(idle and len(submitted) >= 2)
+        self.cancel_button.setEnabled(self.job is not None)
+
+    # -- listeners --------------------------------------------------------------------------------------------
+    def study_changed(self, study: Study) -> None:
+        """Annotate panel listener (a study was segmented or submitted): list its versions."""
+        self.study = None if study.is_cine else study
+        self.listing = {}
+        self.table.setRowCount(0)
+        if self.study is not None:
+            self.refresh()
+        self._update_buttons()
+
+    # -- work -------------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        study = self.study
+        self._run("versions", lambda job: self.session.label_versions(study), self._listed,
+                  f"Reading the label versions of {study.image_id} ...")
+
+    def _listed(self, listing: Dict[str, Any]) -> None:
+        self.listing = listing
+        rows = version_rows(listing)
+        self.table.setRowCount(len(rows))
+        for r, values in enumerate(rows):
+            for c, text in enumerate(values):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        n = len(rows)
+        self.message_label.setText(f"{n} version(s)" + (f"; final = {listing['accepted']}" if listing.get("accepted")
+                                                       else "; none accepted yet (the latest submission is final)"))
+
+    def show_selected(self) -> None:
+        study, version = self.study, self.selected()
+        self._run("version-show", lambda job: self.session.version_file(study, version),
+                  lambda path: self.scene.show_segmentation(study, path), f"Loading version {version} ...")
+
+    def accept_selected(self) -> None:
+        study, version = self.study, self.selected()
+        self._run("version-accept", lambda job: self.session.accept_version(study, version), self._listed,
+                  f"Accepting {version} as the final label ...")
+
+    def consensus(self) -> None:
+        study = self.study
+        self._run("version-consensus", lambda job: self.session.build_consensus(study), self._listed,
+                  "Building the STAPLE consensus ...")

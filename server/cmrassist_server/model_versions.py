@@ -1,0 +1,74 @@
+"""Published model versions: every training run's result is archived, listed, and can be made current again.
+
+``<model_dir>/versions/<model>/<version>.pt`` with its record ``<version>.json`` beside it; the served
+checkpoint (``<model_dir>/<model>.pt``) is replaced atomically when a version is made current, so the infer tasks
+pick it up on their next request (they reload on a changed file).
+"""
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Dict, List
+
+from .network import _atomic_write, record_path
+
+
+class ModelVersionError(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _folder(checkpoint: str) -> str:
+    name = os.path.splitext(os.path.basename(checkpoint))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "versions", name)
+
+
+def archive(checkpoint: str) -> str:
+    """Keep a copy of the served checkpoint and its record as a new version; returns the version id."""
+    folder = _folder(checkpoint)
+    os.makedirs(folder, exist_ok=True)
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime(os.path.getmtime(checkpoint)))
+    n = 1
+    while os.path.exists(os.path.join(folder, version + ".pt")):
+        n += 1
+        version = version.split("_")[0] + f"_{n}"
+    _atomic_write(os.path.join(folder, version + ".pt"), lambda tmp: shutil.copyfile(checkpoint, tmp))
+    if os.path.isfile(record_path(checkpoint)):
+        _atomic_write(os.path.join(folder, version + ".json"), lambda tmp: shutil.copyfile(record_path(checkpoint), tmp))
+    return version
+
+
+def list_versions(checkpoint: str) -> List[Dict[str, Any]]:
+    """Every archived version, oldest first, with its record and whether it is the one served now."""
+    folder = _folder(checkpoint)
+    if not os.path.isdir(folder):
+        return []
+    current = _read(record_path(checkpoint))
+    out = []
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".pt")):
+        version = name[:-3]
+        record = _read(os.path.join(folder, version + ".json"))
+        out.append({"version": version, "record": record, "current": bool(record) and record == current})
+    return out
+
+
+def make_current(checkpoint: str, version: str) -> Dict[str, Any]:
+    """Serve an archived version again (checkpoint and record replaced atomically)."""
+    source = os.path.join(_folder(checkpoint), os.path.basename(version) + ".pt")
+    if os.path.basename(version) != version or not os.path.isfile(source):
+        raise ModelVersionError(f"no archived version {version!r}", 404)
+    _atomic_write(checkpoint, lambda tmp: shutil.copyfile(source, tmp))
+    record = source[:-3] + ".json"
+    if os.path.isfile(record):
+        _atomic_write(record_path(checkpoint), lambda tmp: shutil.copyfile(record, tmp))
+    return {"version": version, "record": _read(record)}
+
+
+def _read(path: str) -> Dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
