@@ -129,16 +129,15 @@ class CMRAssistApp(MONAILabelApp):
                 raise HTTPException(status_code=404, detail=f"study {source!r} has no final label to propagate")
             candidates = [source]
         else:
-            candidates = []
+            frames = {}  # labelled frame studies of this cine -> their frame number
             for image_id in datastore.list_images():
                 info = datastore.get_image_info(image_id) or {}
                 mine = info.get("source_image") == cine_id or (
                     cine.get("patient") and info.get("patient") == cine.get("patient") and info.get("frame"))
                 if image_id != cine_id and mine and final_of(image_id):
-                    candidates.append(image_id)
+                    frames[image_id] = int(info.get("frame") or 0)
             ed = cine.get("ed_frame")
-            candidates.sort(key=lambda i: (int((datastore.get_image_info(i) or {}).get("frame") or 0) != ed,
-                                           int((datastore.get_image_info(i) or {}).get("frame") or 0), i))
+            candidates = sorted(frames, key=lambda i: (frames[i] != ed, frames[i], i))
         if not candidates:
             return {}
         chosen = candidates[0]

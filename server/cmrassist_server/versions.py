@@ -13,7 +13,7 @@ import re
 import shutil
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -122,8 +122,9 @@ class LabelVersions:
             self._write(image_id, index)
             return index["versions"][vid]
 
-    def consensus(self, image_id: str, vids: Optional[Sequence[str]] = None) -> np.ndarray:
-        """Multi-label STAPLE of the chosen versions (all but an earlier consensus by default), as a label array."""
+    def consensus(self, image_id: str, vids: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, List[str]]:
+        """Multi-label STAPLE of the chosen versions (all but an earlier consensus by default): the label array and
+        the versions merged."""
         index = self._read(image_id)
         chosen = list(vids) if vids else [v for v in index["versions"] if v != CONSENSUS]
         missing = [v for v in chosen if v not in index["versions"]]
@@ -131,7 +132,7 @@ class LabelVersions:
             raise VersionError(f"image {image_id!r} has no label version(s) {missing}", 404)
         if len(chosen) < 2:
             raise VersionError(f"a consensus needs at least 2 versions; image {image_id!r} has {len(chosen)}", 409)
-        return staple([sitk.GetArrayFromImage(sitk.ReadImage(self.path(image_id, v))) for v in chosen])
+        return staple([sitk.GetArrayFromImage(sitk.ReadImage(self.path(image_id, v))) for v in chosen]), chosen
 
 
 def staple(labels: List[np.ndarray]) -> np.ndarray:

@@ -64,8 +64,7 @@ class VersionService:
     def consensus(self, image_id: str, reviewer: str, vids: Optional[List[str]]):
         """STAPLE of the chosen versions, kept as version ``consensus`` and made ``final``."""
         self._known(image_id)
-        label = self.versions.consensus(image_id, vids)
-        chosen = list(vids) if vids else [v["id"] for v in self.versions.list(image_id)["versions"] if v["id"] != CONSENSUS]
+        label, chosen = self.versions.consensus(image_id, vids)
         reference = sitk.ReadImage(self.versions.path(image_id, chosen[0]))
         out = sitk.GetImageFromArray(label)
         out.CopyInformation(reference)

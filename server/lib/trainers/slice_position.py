@@ -11,7 +11,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from cmrassist_server.engine import report
 from cmrassist_server.model_versions import archive
 from cmrassist_server.network import read_record
-from cmrassist_server.position_data import labelled_stacks, ranking_positions
+from cmrassist_server.position_data import SlicePositions, labelled_stacks, ranking_positions
 from cmrassist_server.position_engine import PositionTrainOptions, train_position
 from cmrassist_server.ranking_store import RankingError, RankingStore
 
@@ -41,17 +41,16 @@ class PositionTrainTask(TrainTask):
     def stats(self):
         return read_record(self.checkpoint) or {}
 
-    def precheck(self) -> None:
-        """Refuse (409) before a training process starts when there is nothing to learn from yet."""
+    def precheck(self) -> SlicePositions:
+        """The ranked slices' positions; refuses (409) when there is nothing to learn from yet."""
         store = RankingStore(self.ranking_db) if os.path.isfile(self.ranking_db) else None
         if store is None or not store.progress()["annotators"]:
             raise RankingError("no slices have been ranked yet: rank some batches in the Rank panel first", 409)
-        ranking_positions(store)  # 409 without cut points
+        return ranking_positions(store)  # 409 without cut points
 
     def __call__(self, request, datastore: Datastore):
         options = PositionTrainOptions.from_request({**self.defaults, **request})
-        self.precheck()
-        positions = ranking_positions(RankingStore(self.ranking_db))
+        positions = self.precheck()
         known = set(datastore.list_images())
         positions = {key: p for key, p in positions.items() if key[0] in known}  # studies removed since ranked
 
