@@ -144,7 +144,7 @@ def main(argv=None):
         setting.update(qc_set_build_s=round(build_s, 1), qc_train_epochs=result.epochs, qc_best_val=result.best_val,
                        qc_train_sources=sets.train.sources())
         models = [(name, SegmentationPredictor.from_model(m, sets.preprocess, device=device))
-                  for name, m in sets.models if name != "served"]
+                  for name, m, _ in sets.models if name != "served"]
     served = SegmentationPredictor(args.segmentation_model, device=device)
     checker = QualityChecker(qc_path, device=device)
     rng = np.random.default_rng(1234)

@@ -60,7 +60,9 @@ def main(argv=None):
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
     task = SegmentationTrainTask(checkpoint, defaults={"max_epochs": args.max_epochs, "max_minutes": args.minutes,
-                                                       "network": args.network, "val_split": args.val_split})
+                                                       "network": args.network, "val_split": args.val_split},
+                                 position_checkpoint=os.path.join(args.out, "none.pt"),
+                                 group_checkpoint=os.path.join(args.out, "cam_disease_group.pt"))
     t0 = time.time()
     summary = task({"device": args.device}, LocalDatastore(studies, extensions=("*.nii.gz",)))
     train_s = time.time() - t0

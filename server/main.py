@@ -53,6 +53,7 @@ class CMRAssistApp(MONAILabelApp):
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="CMRAssist",
                          description="Short-axis cine MRI: LV cavity, LV myocardium and RV cavity", version="0.1.0")
         if "monailabel.app" in sys.modules:  # serving (not a train/scoring child process)
+            self._trainers[SegmentationConfig.name].datastore = self.datastore  # for its precheck
             install_train_checks(sys.modules["monailabel.app"].app, self._trainers)
             install_model_version_routes(sys.modules["monailabel.app"].app, {
                 SegmentationConfig.name: self.app_conf.segmentation_checkpoint, QCConfig.name: self.app_conf.qc_checkpoint,

@@ -23,9 +23,11 @@ class FileScene(SceneAdapter):
         self.shown_label_path: Optional[str] = None
         self.history: List[str] = []
         self.shown_slice: Optional[Tuple[str, Tuple[float, ...]]] = None
+        self.comparisons: Dict[str, np.ndarray] = {}  # name -> label array shown beside the editable one
 
     def show_study(self, study: Study) -> None:
         self.study, self.frame, self.label = study, None, None
+        self.comparisons = {}
         self.history.append(f"study {study.image_id}")
 
     def show_frame(self, study: Study, frame: Optional[int]) -> None:
@@ -36,6 +38,10 @@ class FileScene(SceneAdapter):
         self.label = sitk.ReadImage(label_path)
         self.shown_label_path = label_path
         self.history.append(f"segmentation {study.image_id}")
+
+    def compare_segmentation(self, study: Study, name: str, label_path: str) -> None:
+        self.comparisons[name] = sitk.GetArrayFromImage(sitk.ReadImage(label_path))
+        self.history.append(f"compare {name}")
 
     def show_slice(self, study: Study, center_lps) -> None:
         self.history.append(f"slice at {[round(float(v), 1) for v in center_lps]}")

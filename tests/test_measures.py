@@ -47,3 +47,16 @@ def test_dice_and_hd95_on_shifted_cubes():
     assert set(table) == {"LV", "MYO", "RV"} and table["LV"]["dice"] < 1
     with pytest.raises(ValueError):
         overlap_table(pred[:-1], ref, (1, 1, 1))
+
+
+def test_hd95_from_the_distance_map_equals_all_pairs():
+    from CMRAssistLib.measures import _directed_distances, _distances_to_surface_mm, _surface_points_mm
+
+    rng = np.random.default_rng(0)
+    a, b = np.zeros((6, 40, 50), bool), np.zeros((6, 40, 50), bool)
+    a[1:5, 5:30, 10:40], b[2:6, 12:36, 4:33] = True, True
+    a &= rng.random(a.shape) > 0.1  # ragged, with holes
+    spacing = (8.0, 1.3, 1.4)
+    fast = np.sort(_distances_to_surface_mm(a, b, spacing))
+    slow = np.sort(_directed_distances(_surface_points_mm(a, spacing), _surface_points_mm(b, spacing)))
+    np.testing.assert_allclose(fast, slow, atol=1e-4)

@@ -227,7 +227,9 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
     assert models == ["qc", "segmentation", "slice_position"] and panel.model_combo.currentText() == "segmentation"
     panel.minutes_spin.setValue(1.0)
     panel.loss_combo.setCurrentIndex(1)  # mae_dice
-    assert panel.choices() == {"labels": "final", "loss": "mae_dice", "non_expert_weight": 1.0}
+    assert panel.choices() == {"labels": "final", "loss": "mae_dice", "non_expert_weight": 1.0, "network": "unet",
+                               "propagated": False, "cam_prior": False}
+    assert panel.versions_table.rowCount() == 0 and not panel.make_current_button.isEnabled()
     click(panel.start_button)
     wait_for(app, lambda: panel.last_status is not None and panel.last_status.running and panel.progress_bar.value() > 0,
              timeout=180, what="training progress")
@@ -240,6 +242,15 @@ def test_train_button_starts_training_progress_moves_and_stop_stops(app, runner,
     assert panel.last_status.state in ("STOPPED", "DONE")
     record = CMRAssistClient(fresh_server.url).info()["models"]["segmentation"]["model_record"]
     assert record["options"]["loss"] == "mae_dice"  # the published model says what it was trained with
+    # The model versions table lists the published model, served, with what it was trained on.
+    wait_for(app, lambda: panel.versions_table.rowCount() >= 1, timeout=30, what="the model versions")
+    assert panel.versions_table.item(0, 1).text() == "yes" and "mae_dice" in panel.versions_table.item(0, 5).text()
+    panel.versions_table.setCurrentCell(0, 0)
+    assert panel.make_current_button.isEnabled()
+    screenshot(panel.widget, "train_panel_versions.png")
+    panel.model_combo.setCurrentIndex(panel.model_combo.findText("qc"))
+    assert not panel.loss_combo.isEnabled() and not panel.cam_check.isEnabled()  # segmentation-only choices
+    wait_for(app, lambda: panel.versions_table.rowCount() == 0, timeout=30, what="the (empty) QC versions")
 
 
 def test_background_runner_reports_errors_progress_and_cancellation_on_the_gui_thread(app, runner):
@@ -420,6 +431,13 @@ def test_versions_panel_lists_authors_accepts_one_and_builds_a_consensus(app, ru
     click(panel.show_button)
     wait_for(app, lambda: panel.job is None and scene.label is not None, what="the version shown")
     assert np.array_equal(sitk.GetArrayFromImage(scene.label), sitk.GetArrayFromImage(reference))
+    panel.table.setCurrentCell(2, 0)  # Ms B's version, beside Dr A's in the segmentation
+    click(panel.compare_button)
+    wait_for(app, lambda: panel.job is None and scene.comparisons, what="the version compared")
+    assert list(scene.comparisons) == ["phantom012_ed ms-b (Ms B)"]
+    assert np.array_equal(scene.comparisons["phantom012_ed ms-b (Ms B)"], np.roll(sitk.GetArrayFromImage(reference), 1, axis=2))
+    assert np.array_equal(sitk.GetArrayFromImage(scene.label), sitk.GetArrayFromImage(reference))  # still Dr A's
+    panel.table.setCurrentCell(1, 0)
     click(panel.accept_button)
     wait_for(app, lambda: panel.job is None and panel.listing.get("accepted") == "dr-a", what="the acceptance")
     assert panel.table.item(1, 5).text() == "accepted" and "final = dr-a" in panel.message_label.text()

@@ -108,6 +108,12 @@ def test_records_and_model_versions_through_a_real_server(tmp_path):
         with pytest.raises(ServerError) as bad:
             client.train_start("segmentation", loss="hinge")
         assert bad.value.status == 422 and "loss" in str(bad.value)
+        with pytest.raises(ServerError) as bad:
+            client.train_start("segmentation", cam_prior="maybe")
+        assert bad.value.status == 422 and "cam_prior" in str(bad.value)
+        with pytest.raises(ServerError) as refused:  # phantoms: one disease group, and no slice-position model
+            client.train_start("segmentation", cam_prior=True)
+        assert refused.value.status == 409 and "slice-position model" in str(refused.value)
         for loss, labels in (("mae_dice", "expert"), ("ce_dice", "all")):
             client.train_start("segmentation", max_epochs=1, max_minutes=2, loss=loss, labels=labels, from_scratch=True)
             status = wait_training(client)
@@ -128,3 +134,30 @@ def test_records_and_model_versions_through_a_real_server(tmp_path):
             assert refused.value.status == 404
     finally:
         srv.stop()
+
+
+def test_a_served_model_not_yet_archived_is_listed_and_kept_when_another_version_is_served(tmp_path):
+    import json
+
+    from cmrassist_server.model_versions import SERVED, archive, list_versions, make_current
+
+    checkpoint = str(tmp_path / "segmentation.pt")
+
+    def publish(text, loss):
+        with open(checkpoint, "w") as f:
+            f.write(text)
+        with open(checkpoint[:-3] + ".json", "w") as f:
+            json.dump({"options": {"loss": loss}, "trained_at": len(text)}, f)
+
+    assert list_versions(checkpoint) == []
+    publish("first", "ce_dice")
+    first = archive(checkpoint)
+    assert archive(checkpoint) == first  # the same model is not archived twice
+    publish("second, from a run stopped before it archived", "mae_dice")
+    listed = list_versions(checkpoint)
+    assert [(v["version"], v["current"], v["archived"]) for v in listed] == [(first, False, True), (SERVED, True, False)]
+    make_current(checkpoint, first)
+    listed = list_versions(checkpoint)
+    assert len(listed) == 2 and all(v["archived"] for v in listed) and listed[0]["current"]
+    assert listed[1]["record"]["options"]["loss"] == "mae_dice"  # the stopped run's model was kept
+    assert open(checkpoint).read() == "first"

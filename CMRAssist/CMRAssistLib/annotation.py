@@ -280,5 +280,13 @@ class AnnotationSession:
     def stop_training(self) -> Dict[str, Any]:
         return self.client.train_stop()
 
+    def model_versions(self, model: str = SEGMENTATION_MODEL) -> List[Dict[str, Any]]:
+        """Every published version of ``model`` with its record (what it was trained on, validation figures)."""
+        return self.client.model_versions(model)
+
+    def make_model_current(self, model: str, version: str) -> Dict[str, Any]:
+        """Serve an earlier published version of ``model`` again."""
+        return self.client.make_model_current(model, version)
+
     def training_status(self) -> TrainStatus:
         return self.client.train_status()

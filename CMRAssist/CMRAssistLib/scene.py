@@ -25,6 +25,11 @@ class SceneAdapter:
         """Show a label map (0 bg, 1 RV, 2 MYO, 3 LV) as LV cavity, LV myocardium and RV cavity segments."""
         raise NotImplementedError
 
+    def compare_segmentation(self, study: Study, name: str, label_path: str) -> None:
+        """Show a label map as an extra, read-only segmentation called ``name`` (outlines) beside the editable one,
+        so a reviewer sees several annotators' versions together; the same ``name`` again replaces it."""
+        raise NotImplementedError
+
     def show_slice(self, study: Study, center_lps: Sequence[float]) -> None:
         """Move the slice views to a slice of the study, given its centre in physical LPS millimetres."""
         raise NotImplementedError

@@ -31,6 +31,7 @@ class SlicerScene(SceneAdapter):
         self.volume_sequence = None
         self.segmentation_node = None  # the segmentation, or the proxy of a segmentation sequence
         self.segmentation_sequence = None
+        self.comparison_nodes = {}  # name -> read-only segmentation node shown for comparison
         self.editor = None
         self.editor_node = None
 
@@ -95,6 +96,20 @@ class SlicerScene(SceneAdapter):
         else:
             self._show_cine_segmentation(study, sitk.GetArrayFromImage(label))
         self._bind_editor()
+
+    def compare_segmentation(self, study: Study, name: str, label_path: str) -> None:
+        label = sitk.ReadImage(label_path)
+        if label.GetDimension() != 3:
+            raise ValueError("only 3D frame labels can be compared")
+        old = self.comparison_nodes.pop(name, None)
+        if old is not None and slicer.mrmlScene.IsNodePresent(old):
+            slicer.mrmlScene.RemoveNode(old)
+        node = self._new_segmentation(name)
+        self._fill(node, sitk.GetArrayFromImage(label))
+        display = node.GetDisplayNode()
+        display.SetVisibility2DFill(False)  # outlines only: the editable segmentation stays readable underneath
+        display.SetVisibility2DOutline(True)
+        self.comparison_nodes[name] = node
 
     def _show_cine_segmentation(self, study: Study, labels: np.ndarray) -> None:
         self.segmentation_sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode",
@@ -181,6 +196,10 @@ class SlicerScene(SceneAdapter):
     def _clear(self) -> None:
         """Remove the previous study's nodes (the panel shows one study at a time)."""
         self._remove_segmentation()
+        for node in self.comparison_nodes.values():
+            if slicer.mrmlScene.IsNodePresent(node):
+                slicer.mrmlScene.RemoveNode(node)
+        self.comparison_nodes = {}
         for attr in ("browser_node", "volume_sequence", "volume_node"):
             node = getattr(self, attr)
             if node is not None and slicer.mrmlScene.IsNodePresent(node):

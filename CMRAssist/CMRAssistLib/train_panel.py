@@ -1,16 +1,45 @@
 """Train panel: start and stop retraining of the server's models (segmentation, QC, slice position), with progress."""
 
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Dict, List, Optional
 
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
 from .client import TrainStatus
-from .qt_compat import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTimer,
-                        QVBoxLayout, QWidget, prop)
+from .qt_compat import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+                        QProgressBar, QPushButton, QTableWidget, QTimer, QVBoxLayout, QWidget, prop)
+from .widgets import fill_table
 
-#: The server's segmentation train choices (``TrainOptions.labels`` and ``.loss``).
+#: The server's segmentation train choices (``TrainOptions.labels``, ``.loss`` and ``.network``).
 TRAINING_LABELS = ("final", "expert", "non_expert", "all", "consensus")
 TRAINING_LOSSES = ("ce_dice", "mae_dice")
+TRAINING_NETWORKS = ("unet", "attention_unet")
+VERSION_COLUMNS = ("Version", "Served", "Trained (UTC)", "Epochs", "Validation", "Trained on")
+
+
+def version_rows(versions: List[Dict[str, Any]]) -> List[List[str]]:
+    """Table rows of ``GET /model_versions/{model}``, newest first: what each version was trained on and how it did."""
+    rows = []
+    for v in reversed(versions):
+        record = v.get("record") or {}
+        options = record.get("options") or {}
+        trained = record.get("trained_at")
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(trained)) if isinstance(trained, (int, float)) else ""
+        val = record.get("val_dice") or {}
+        if val.get("mean") is not None:
+            figures = "Dice " + ", ".join(f"{c} {val[c]:.3f}" for c in ("LV", "MYO", "RV") if c in val)
+        elif record.get("val"):
+            figures = ", ".join(f"{k} {x:.3f}" for k, x in record["val"].items() if isinstance(x, float))
+        else:
+            figures = ""
+        on = [f"{options[k]}" for k in ("labels", "loss", "network") if options.get(k)]
+        if options.get("propagated"):
+            on.append("+ propagated")
+        if options.get("cam_prior"):
+            on.append("+ CAM prior")
+        rows.append([v["version"], "yes" if v.get("current") else "", when, str(record.get("epochs", "")), figures,
+                     " ".join(on)])
+    return rows
 
 
 def describe_training(status: TrainStatus) -> str:
@@ -85,6 +114,19 @@ class TrainPanel:
         self.non_expert_spin.setValue(1.0)
         self.non_expert_spin.setToolTip("How often slices labelled by non-experts are drawn, relative to experts'")
         form.addRow("Non-expert weight:", self.non_expert_spin)
+        self.network_combo = QComboBox()
+        for name in TRAINING_NETWORKS:
+            self.network_combo.addItem(name)
+        self.network_combo.setToolTip("unet: MONAI residual U-Net; attention_unet: MONAI Attention U-Net "
+                                      "(a different network trains from scratch)")
+        form.addRow("Network:", self.network_combo)
+        self.propagated_check = QCheckBox("Add labels propagated across cine frames")
+        self.propagated_check.setToolTip("Also learn from frames labelled by the Propagate button (weighted 0.5)")
+        form.addRow("", self.propagated_check)
+        self.cam_check = QCheckBox("CAM prior channel")
+        self.cam_check.setToolTip("Give the network a class-activation map of the slice-position classifier (or of a "
+                                  "disease-group classifier) as a second input; helps most with few labels")
+        form.addRow("", self.cam_check)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
@@ -99,17 +141,62 @@ class TrainPanel:
         self.status_label = QLabel("Connect to a server to train its model.")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
+        # Every published version of the chosen model; an earlier one can be served again.
+        self.versions_table = QTableWidget(0, len(VERSION_COLUMNS))
+        self.versions_table.setHorizontalHeaderLabels(list(VERSION_COLUMNS))
+        self.versions_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.versions_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.versions_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.versions_table.verticalHeader().setVisible(False)
+        self.versions_table.setMinimumHeight(110)
+        self.versions_table.setToolTip("Published versions of the model, newest first")
+        layout.addWidget(self.versions_table)
+        versions_row = QHBoxLayout()
+        self.versions_refresh_button = QPushButton("Refresh versions")
+        self.make_current_button = QPushButton("Serve this version")
+        self.make_current_button.setToolTip("Make the selected version the served model again")
+        versions_row.addWidget(self.versions_refresh_button)
+        versions_row.addWidget(self.make_current_button)
+        layout.addLayout(versions_row)
+        self.versions: List[Dict[str, Any]] = []
 
         self.poll_timer = QTimer()
         self.poll_timer.setInterval(poll_ms)
         self.poll_timer.timeout.connect(self.poll)
         self.start_button.clicked.connect(lambda *_: self.start())
         self.stop_button.clicked.connect(lambda *_: self.stop())
+        self.versions_refresh_button.clicked.connect(lambda *_: self.refresh_versions())
+        self.make_current_button.clicked.connect(lambda *_: self.make_selected_current())
+        self.model_combo.currentIndexChanged.connect(lambda *_: self._model_changed())
+        self.versions_table.currentCellChanged.connect(lambda *_: self._update_version_buttons())
+        self.connected = False
+        self.running = False
         self._set_running(False, connected=False)
 
     def _set_running(self, running: bool, connected: bool = True) -> None:
         self.start_button.setEnabled(connected and not running)
         self.stop_button.setEnabled(connected and running)
+        self.running = running
+        self._update_version_buttons()
+
+    def _model_changed(self) -> None:
+        segmentation = str(prop(self.model_combo, "currentText")) == "segmentation"
+        for w in (self.labels_combo, self.loss_combo, self.non_expert_spin, self.network_combo, self.propagated_check,
+                  self.cam_check):
+            w.setEnabled(segmentation)  # the other models have none of these choices
+        if self.connected:
+            self.refresh_versions()
+
+    def _update_version_buttons(self) -> None:
+        connected = self.connected
+        self.versions_refresh_button.setEnabled(connected)
+        chosen = self.versions_table.currentRow() >= 0 and self.selected_version() is not None
+        self.make_current_button.setEnabled(connected and chosen and not self.running)
+
+    def selected_version(self) -> Optional[str]:
+        row = self.versions_table.currentRow()
+        item = self.versions_table.item(row, 0) if row >= 0 else None
+        return item.text() if item is not None else None
 
     def server_changed(self, state: ServerState) -> None:
         """Connection panel listener: offer the server's trainable models; show and follow its training state."""
@@ -120,12 +207,16 @@ class TrainPanel:
         names = state.trainers or ["segmentation"]
         self.model_combo.setCurrentIndex(names.index(current) if current in names else
                                          names.index("segmentation") if "segmentation" in names else 0)
+        self.connected = True
         self._show(state.training)
+        self._model_changed()
 
     def choices(self) -> Dict[str, Any]:
         """The segmentation training choices set in the panel (request params)."""
         return {"labels": str(prop(self.labels_combo, "currentText")), "loss": str(prop(self.loss_combo, "currentText")),
-                "non_expert_weight": float(prop(self.non_expert_spin, "value"))}
+                "non_expert_weight": float(prop(self.non_expert_spin, "value")),
+                "network": str(prop(self.network_combo, "currentText")),
+                "propagated": self.propagated_check.isChecked(), "cam_prior": self.cam_check.isChecked()}
 
     def start(self) -> None:
         minutes = float(prop(self.minutes_spin, "value"))
@@ -149,6 +240,7 @@ class TrainPanel:
                                on_error=self._failed)
 
     def _show(self, status: TrainStatus) -> None:
+        was_running = self.running
         self.last_status = status
         self.progress_bar.setValue(int(round(status.percent)))
         self.status_label.setText(describe_training(status))
@@ -157,6 +249,36 @@ class TrainPanel:
             self.poll_timer.start()
         elif not status.running:
             self.poll_timer.stop()
+            if was_running:
+                self.refresh_versions()  # a finished run may have published a version
+
+    # -- model versions ---------------------------------------------------------------------------------------
+    def refresh_versions(self) -> None:
+        model = str(prop(self.model_combo, "currentText")) or "segmentation"
+        if not self.runner.busy("model-versions"):
+            self.runner.submit("model-versions", lambda job: self.session.model_versions(model),
+                               on_done=self._listed_versions, on_error=self._versions_failed)
+
+    def _listed_versions(self, versions: List[Dict[str, Any]]) -> None:
+        self.versions = versions
+        rows = version_rows(versions)
+        fill_table(self.versions_table, rows)
+        self._update_version_buttons()
+
+    def make_selected_current(self) -> None:
+        model, version = str(prop(self.model_combo, "currentText")), self.selected_version()
+        if not version:
+            return
+        self.make_current_button.setEnabled(False)
+        self.status_label.setText(f"Serving {model} version {version} ...")
+        self.runner.submit("model-current", lambda job: self.session.make_model_current(model, version),
+                           on_done=lambda _: (self.status_label.setText(f"{model} version {version} is served now."),
+                                              self.refresh_versions()),
+                           on_error=self._versions_failed)
+
+    def _versions_failed(self, error: BaseException) -> None:
+        self.status_label.setText(f"Model versions: {error}")
+        self._update_version_buttons()
 
     def _failed(self, error: BaseException) -> None:
         self.poll_timer.stop()

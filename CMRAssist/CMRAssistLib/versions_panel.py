@@ -5,9 +5,9 @@ from typing import Any, Dict, List, Optional
 
 from .annotation import AnnotationSession, Study
 from .background import BackgroundRunner, Job
-from .qt_compat import QAbstractItemView, QHBoxLayout, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from .qt_compat import QAbstractItemView, QHBoxLayout, QPushButton, QTableWidget, QVBoxLayout, QWidget
 from .scene import SceneAdapter
-from .widgets import JobPanel, add_busy_row
+from .widgets import JobPanel, add_busy_row, fill_table
 
 COLUMNS = ("Version", "Annotator", "Expertise", "Submitted", "Source", "Final")
 
@@ -57,17 +57,22 @@ class VersionsPanel(JobPanel):
         self.refresh_button = QPushButton("Refresh")
         self.show_button = QPushButton("Show")
         self.show_button.setToolTip("Load the selected version as the segmentation")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Show the selected version as outlines beside the segmentation (one layer per "
+                                       "version, so several annotators' labels can be seen together)")
         self.accept_button = QPushButton("Accept")
         self.accept_button.setToolTip("Make the selected version the final label (you are recorded as the reviewer)")
         self.consensus_button = QPushButton("Consensus")
         self.consensus_button.setToolTip("Merge every submitted version with STAPLE and make the result the final label")
-        for button in (self.refresh_button, self.show_button, self.accept_button, self.consensus_button):
+        for button in (self.refresh_button, self.show_button, self.compare_button, self.accept_button,
+                       self.consensus_button):
             row.addWidget(button)
         layout.addLayout(row)
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
         self.refresh_button.clicked.connect(lambda *_: self.refresh())
         self.show_button.clicked.connect(lambda *_: self.show_selected())
+        self.compare_button.clicked.connect(lambda *_: self.compare_selected())
         self.accept_button.clicked.connect(lambda *_: self.accept_selected())
         self.consensus_button.clicked.connect(lambda *_: self.consensus())
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
@@ -84,6 +89,7 @@ class VersionsPanel(JobPanel):
         chosen = idle and self.selected() is not None
         self.refresh_button.setEnabled(idle)
         self.show_button.setEnabled(chosen)
+        self.compare_button.setEnabled(chosen)
         self.accept_button.setEnabled(chosen)
         submitted = [v for v in self.listing.get("versions", []) if v["id"] != "consensus"]
         self.consensus_button.setEnabled(idle and len(submitted) >= 2)
@@ -108,11 +114,7 @@ class VersionsPanel(JobPanel):
     def _listed(self, listing: Dict[str, Any]) -> None:
         self.listing = listing
         rows = version_rows(listing)
-        self.table.setRowCount(len(rows))
-        for r, values in enumerate(rows):
-            for c, text in enumerate(values):
-                self.table.setItem(r, c, QTableWidgetItem(text))
-        self.table.resizeColumnsToContents()
+        fill_table(self.table, rows)
         n = len(rows)
         self.message_label.setText(f"{n} version(s)" + (f"; final = {listing['accepted']}" if listing.get("accepted")
                                                        else "; none accepted yet (the latest submission is final)"))
@@ -121,6 +123,13 @@ class VersionsPanel(JobPanel):
         study, version = self.study, self.selected()
         self._run("version-show", lambda job: self.session.version_file(study, version),
                   lambda path: self.scene.show_segmentation(study, path), f"Loading version {version} ...")
+
+    def compare_selected(self) -> None:
+        study, version = self.study, self.selected()
+        author = next((v.get("annotator") for v in self.listing.get("versions", []) if v["id"] == version), "") or version
+        name = f"{study.image_id} {version} ({author})"
+        self._run("version-compare", lambda job: self.session.version_file(study, version),
+                  lambda path: self.scene.compare_segmentation(study, name, path), f"Loading version {version} ...")
 
     def accept_selected(self) -> None:
         study, version = self.study, self.selected()

@@ -1,9 +1,9 @@
 """Small widget groups that several panels share."""
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .background import BackgroundRunner, Cancelled, Job
-from .qt_compat import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
+from .qt_compat import QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout
 
 
 def add_busy_row(layout: QVBoxLayout) -> Tuple[QProgressBar, QPushButton, QLabel]:
@@ -73,3 +73,12 @@ class JobPanel:
         if self.job is not None:
             self.job.cancel()
             self.message_label.setText(f"Cancelling {self.job.name} ...")
+
+
+def fill_table(table: QTableWidget, rows: Sequence[List[str]]) -> None:
+    """Replace a read-only table's rows with ``rows`` (text cells) and fit the columns."""
+    table.setRowCount(len(rows))
+    for r, values in enumerate(rows):
+        for c, text in enumerate(values):
+            table.setItem(r, c, QTableWidgetItem(text))
+    table.resizeColumnsToContents()

@@ -39,7 +39,9 @@ class AugmentConfig:
 
 
 def augment_batch(image: torch.Tensor, label: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator):
-    """Augment ``image (B,1,H,W)`` in [0,1] and ``label (B,H,W)`` (long) together.
+    """Augment ``image (B,C,H,W)`` in [0,1] and ``label (B,H,W)`` (long) together.
+
+    Channel 0 is the image; further channels (a prior) move with it but keep their values.
 
     Returns:
         the augmented image and label, same shapes and dtypes.
@@ -67,6 +69,7 @@ def augment_batch(image: torch.Tensor, label: torch.Tensor, cfg: AugmentConfig, 
     label = F.grid_sample(label[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     label = label[:, 0].long()
 
+    image, prior = image[:, :1], image[:, 1:]
     on_i = (rnd(b) < cfg.p_intensity).float()[:, None, None, None]
     glo, ghi = cfg.gamma
     gamma = torch.exp(math.log(glo) + rnd(b) * (math.log(ghi) - math.log(glo)))[:, None, None, None]
@@ -76,4 +79,4 @@ def augment_batch(image: torch.Tensor, label: torch.Tensor, cfg: AugmentConfig, 
     out = out * (1 + (bias - 1) * on_i)
     contrast = 1 + (rnd(b) * 2 - 1)[:, None, None, None] * 0.15 * on_i
     out = out * contrast + torch.randn(out.shape, generator=g) * (rnd(b) * cfg.noise_std)[:, None, None, None] * on_i
-    return out, label
+    return torch.cat([out, prior], dim=1), label

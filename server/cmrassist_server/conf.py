@@ -57,3 +57,8 @@ class AppConf:
     @property
     def position_checkpoint(self) -> str:
         return os.path.join(self.model_dir, "slice_position.pt")
+
+    @property
+    def cam_group_checkpoint(self) -> str:
+        """The disease-group slice classifier a CAM prior falls back on when no slice-position model exists."""
+        return os.path.join(self.model_dir, "cam_disease_group.pt")

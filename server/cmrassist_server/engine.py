@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from CMRAssistLib.labels import SHORT_NAMES
 
 from .augment import AugmentConfig, augment_batch
+from .cam_prior import CamPrior, load_prior
 from .imageio import Orientation, frames_of, read_image
 from .losses import LOSSES, segmentation_loss
 from .options import check_budget, request_values
@@ -52,6 +53,8 @@ class TrainOptions:
         non_expert_weight: sampling weight of slices labelled by non-experts.
         propagated: also learn from labels propagated across cine frames (tag ``propagated``).
         propagated_weight: their sampling weight.
+        cam_prior: give the network a class-activation map of a slice classifier as a second input channel
+            (``cam_prior.py``; the slice-position model's, else a disease-group classifier's).
     """
 
     max_epochs: int = 50
@@ -69,6 +72,7 @@ class TrainOptions:
     non_expert_weight: float = 1.0
     propagated: bool = False
     propagated_weight: float = 0.5
+    cam_prior: bool = False
 
     @classmethod
     def from_request(cls, request: Dict) -> "TrainOptions":
@@ -92,7 +96,10 @@ LABEL_CHOICES = ("final", "expert", "non_expert", "all", "consensus")
 
 @dataclass
 class PreparedCase:
-    """One labelled frame, preprocessed once: ``(slices, H, W)`` image and label at the network spacing."""
+    """One labelled frame, preprocessed once: ``(slices, H, W)`` image and label at the network spacing.
+
+    ``inputs`` is what the network sees, ``(slices, C, H, W)``: the image and, with a prior, its channel.
+    """
 
     key: str
     subject: str
@@ -100,11 +107,18 @@ class PreparedCase:
     label: np.ndarray
     heart_center: Tuple[float, float]
     weight: float = 1.0  # sampling weight (by the label's expertise or source)
+    inputs: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        if self.inputs is None:
+            self.inputs = self.image[:, None]
 
 
 def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre: CardiacPreprocessor, *,
-                  weight: float = 1.0) -> List[PreparedCase]:
+                  weight: float = 1.0, prior=None) -> List[PreparedCase]:
     """The labelled frames of one datastore item, preprocessed: a 3D frame, or each labelled frame of a cine.
+
+    ``prior``: adds its channel to the inputs (see ``CardiacPreprocessor.input_channels``).
 
     A 3D label on a 4D cine gives nothing: it does not say which frame it belongs to.
     """
@@ -125,7 +139,7 @@ def prepare_cases(key: str, subject: str, image_path: str, label_path: str, pre:
         fg = np.argwhere(label > 0)
         center = tuple(fg[:, 1:].mean(0)) if len(fg) else (label.shape[1] / 2, label.shape[2] / 2)
         cases.append(PreparedCase(key=case_key, subject=subject, image=stack, label=label, heart_center=center,  # type: ignore[arg-type]
-                                  weight=weight))
+                                  weight=weight, inputs=pre.input_channels(stack, prior)))
     return cases
 
 
@@ -181,23 +195,25 @@ class PatchSampler:
             else:
                 j = self.patch / 4
                 center = (case.heart_center[0] + self.rng.uniform(-j, j), case.heart_center[1] + self.rng.uniform(-j, j))
-            img, _ = crop_or_pad(case.image[z], center, (self.patch, self.patch))
+            img, _ = crop_or_pad(case.inputs[z], center, (self.patch, self.patch))
             lab, _ = crop_or_pad(case.label[z], center, (self.patch, self.patch))
             images.append(img)
             labels.append(lab)
-        return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(labels).astype(np.int64))
+        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels).astype(np.int64))
 
 
 @torch.no_grad()
-def predict_stack(model: torch.nn.Module, image: np.ndarray, device: str, multiple: int = 16) -> np.ndarray:
-    """Labels of a preprocessed ``(slices, H, W)`` stack, whole slices padded to the network's stride."""
+def predict_stack(model: torch.nn.Module, inputs: np.ndarray, device: str, multiple: int = 16) -> np.ndarray:
+    """Labels of preprocessed ``(slices, C, H, W)`` inputs (or a ``(slices, H, W)`` stack), whole slices padded
+    to the network's stride."""
     was_training = model.training
     model.eval()
-    h, w = image.shape[1:]
+    image = inputs[:, None] if inputs.ndim == 3 else inputs
+    h, w = image.shape[-2:]
     size = (int(math.ceil(h / multiple) * multiple), int(math.ceil(w / multiple) * multiple))
     center = (h / 2, w / 2)
     window, box = crop_or_pad(image, center, size)
-    logits = torch.cat([model(torch.from_numpy(window[i : i + 16])[:, None].to(device)).cpu()
+    logits = torch.cat([model(torch.from_numpy(window[i : i + 16]).to(device)).cpu()
                         for i in range(0, len(window), 16)])
     model.train(was_training)
     return undo_crop_or_pad(class_map(logits), box).numpy().astype(np.uint8)
@@ -209,7 +225,7 @@ def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, mul
     model.eval()
     scores: Dict[int, List[float]] = {v: [] for v in SHORT_NAMES}
     for case in cases:
-        pred, ref = predict_stack(model, case.image, device, multiple), case.label
+        pred, ref = predict_stack(model, case.inputs, device, multiple), case.label
         for v in SHORT_NAMES:
             p, r = pred == v, ref == v
             denom = p.sum() + r.sum()
@@ -263,6 +279,7 @@ def train_segmentation(
     augment: Optional[AugmentConfig] = None,
     spec: Optional[NetworkSpec] = None,
     val_items: Optional[List[Dict]] = None,
+    prior: Optional[CamPrior] = None,
     log: Callable[..., None] = report,
 ) -> TrainResult:
     """Train on labelled frames and publish the best validation checkpoint to ``checkpoint_path``.
@@ -277,19 +294,24 @@ def train_segmentation(
         spec: network architecture (``options.network`` with default capacity when omitted).
         val_items: the labels to validate on (e.g. reviewed ``final`` labels while training on non-expert
             versions); ``items`` themselves by default. Subjects are split over both lists together.
+        prior: the CAM prior whose channel the network also takes (required when ``options.cam_prior``); it is
+            saved inside the published checkpoint.
         log: progress callback ``log(event, **fields)``.
     """
+    if options.cam_prior != (prior is not None):
+        raise ValueError("options.cam_prior and the prior given must agree (see cam_training.training_prior)")
     start = time.time()
     _remove_partial_files(checkpoint_path)
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    spec = spec or NetworkSpec(name=options.network)
+    spec = replace(spec or NetworkSpec(name=options.network), in_channels=2 if prior is not None else 1)
     model = spec.build().to(device)
     served_ok = os.path.isfile(checkpoint_path) and not options.from_scratch
     if served_ok:
         try:
             served, served_spec, served_pre, _ = load_checkpoint(checkpoint_path, device)
+            served_prior = load_prior(checkpoint_path, device)
         except Exception as e:  # a damaged checkpoint must not block retraining
             log("warning", message=f"served checkpoint unreadable, training from scratch: {e}")
             served_ok = False
@@ -304,14 +326,19 @@ def train_segmentation(
     train_subjects, val_subjects = split_subjects(subject_of, groups, options.val_split, options.seed)
     log("loading", images=len(items) + (len(val_items) if val_items is not items else 0))
 
-    def prepared(chosen: List[Dict], keep: set) -> List[PreparedCase]:
+    def prepared(chosen: List[Dict], keep: set, with_prior: Optional[CamPrior]) -> List[PreparedCase]:
         return [case for it in chosen if (it.get("subject") or it["image"]) in keep
                 for case in prepare_cases(os.path.basename(it["image"]), it.get("subject") or it["image"], it["image"],
-                                          it["label"], pre, weight=float(it.get("weight", 1.0)))]
+                                          it["label"], pre, weight=float(it.get("weight", 1.0)), prior=with_prior)]
 
-    train_cases = prepared(items, train_subjects)
-    val_cases = prepared(val_items, val_subjects)
-    best = validate(served, val_cases, device) if served_ok else {"mean": -1.0}
+    train_cases = prepared(items, train_subjects, prior)
+    val_cases = prepared(val_items, val_subjects, prior)
+    if served_ok:
+        # The served model is scored on its own inputs (its own prior, or none) over the same validation frames.
+        same_inputs = served_prior is None and prior is None
+        best = validate(served, val_cases if same_inputs else prepared(val_items, val_subjects, served_prior), device)
+    else:
+        best = {"mean": -1.0}
     baseline = dict(best)
     log("start", train_images=len(train_cases), val_images=len(val_cases), device=device,
         served_val_dice=baseline if served_ok else None)
@@ -345,8 +372,9 @@ def train_segmentation(
             best = val
             record = ModelRecord(network=asdict(spec), preprocess=asdict(pre.config), epochs=epoch,
                                  train_images=len(train_cases), val_images=len(val_cases), val_dice=val,
-                                 options=asdict(options))
-            publish_checkpoint(checkpoint_path, model, spec, pre.config, record)
+                                 options=asdict(options), prior=prior.describe() if prior is not None else None)
+            publish_checkpoint(checkpoint_path, model, spec, pre.config, record,
+                               prior=prior.state() if prior is not None else None)
             result.published = True
         elapsed = time.time() - start
         entry = {"epoch": epoch, "max_epochs": options.max_epochs, "loss": float(np.mean(losses)),

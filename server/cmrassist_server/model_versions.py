@@ -14,6 +14,10 @@ from typing import Any, Dict, List
 from .network import _atomic_write, record_path
 
 
+#: The id listed for a served checkpoint that is not archived yet.
+SERVED = "served"
+
+
 class ModelVersionError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -26,7 +30,13 @@ def _folder(checkpoint: str) -> str:
 
 
 def archive(checkpoint: str) -> str:
-    """Keep a copy of the served checkpoint and its record as a new version; returns the version id."""
+    """Keep a copy of the served checkpoint and its record as a new version; returns the version id.
+
+    A checkpoint already archived (same record) is not copied again: its version id is returned.
+    """
+    served = [v["version"] for v in list_versions(checkpoint) if v["current"] and v["archived"]]
+    if served:
+        return served[-1]
     folder = _folder(checkpoint)
     os.makedirs(folder, exist_ok=True)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime(os.path.getmtime(checkpoint)))
@@ -40,25 +50,37 @@ def archive(checkpoint: str) -> str:
     return version
 
 
+def archive_served(checkpoint: str) -> None:
+    """Archive the served checkpoint if it is not yet (a run stopped early publishes without reaching ``archive``),
+    so that the next run's publication does not replace it for good."""
+    if os.path.isfile(checkpoint):
+        archive(checkpoint)
+
+
 def list_versions(checkpoint: str) -> List[Dict[str, Any]]:
     """Every archived version, oldest first, with its record and whether it is the one served now."""
     folder = _folder(checkpoint)
-    if not os.path.isdir(folder):
-        return []
     current = _read(record_path(checkpoint))
     out = []
-    for name in sorted(f for f in os.listdir(folder) if f.endswith(".pt")):
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".pt")) if os.path.isdir(folder) else []
+    for name in names:
         version = name[:-3]
         record = _read(os.path.join(folder, version + ".json"))
-        out.append({"version": version, "record": record, "current": bool(record) and record == current})
+        out.append({"version": version, "record": record, "current": bool(record) and record == current, "archived": True})
+    if os.path.isfile(checkpoint) and not any(v["current"] for v in out):
+        # Published by a run that was stopped before it could archive: archived by the next run or version change.
+        out.append({"version": SERVED, "record": current, "current": True, "archived": False})
     return out
 
 
 def make_current(checkpoint: str, version: str) -> Dict[str, Any]:
-    """Serve an archived version again (checkpoint and record replaced atomically)."""
+    """Serve an archived version again (checkpoint and record replaced atomically); the served one is archived first."""
+    if version == SERVED and os.path.isfile(checkpoint):
+        return {"version": version, "record": _read(record_path(checkpoint))}
     source = os.path.join(_folder(checkpoint), os.path.basename(version) + ".pt")
     if os.path.basename(version) != version or not os.path.isfile(source):
         raise ModelVersionError(f"no archived version {version!r}", 404)
+    archive_served(checkpoint)
     _atomic_write(checkpoint, lambda tmp: shutil.copyfile(source, tmp))
     record = source[:-3] + ".json"
     if os.path.isfile(record):

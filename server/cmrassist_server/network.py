@@ -25,21 +25,23 @@ class NetworkSpec:
         num_classes: output classes including background.
         norm: normalisation of the U-Net's layers; instance norm behaves the same in training and inference,
             which matters when training sees heart-centred patches and inference whole slices.
+        in_channels: input channels: the image, plus one for a CAM prior (``cam_prior.CamPrior``).
     """
 
     name: str = "unet"
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256)
     num_classes: int = 4
     norm: str = "instance"
+    in_channels: int = 1
 
     def build(self) -> torch.nn.Module:
         if self.name not in NETWORKS:
             raise ValueError(f"unknown network {self.name!r}; choose one of {', '.join(NETWORKS)}")
         strides = (2,) * (len(self.channels) - 1)
         if self.name == "attention_unet":
-            return AttentionUnet(spatial_dims=2, in_channels=1, out_channels=self.num_classes,
+            return AttentionUnet(spatial_dims=2, in_channels=self.in_channels, out_channels=self.num_classes,
                                  channels=self.channels, strides=strides)
-        return UNet(spatial_dims=2, in_channels=1, out_channels=self.num_classes, channels=self.channels,
+        return UNet(spatial_dims=2, in_channels=self.in_channels, out_channels=self.num_classes, channels=self.channels,
                     strides=strides, num_res_units=1, norm=self.norm)
 
 
@@ -55,6 +57,7 @@ class ModelRecord:
     val_images: int = 0
     val_dice: Dict[str, float] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)
+    prior: Optional[Dict[str, Any]] = None  # the CAM prior's source and settings, when the network takes one
 
 
 def _atomic_write(path: str, write) -> None:
@@ -71,10 +74,13 @@ def _atomic_write(path: str, write) -> None:
 
 
 def publish_checkpoint(path: str, model: torch.nn.Module, spec: NetworkSpec, preprocess: PreprocessConfig,
-                       record: ModelRecord) -> None:
-    """Write the checkpoint and its JSON record atomically; the served model changes only when both are whole."""
+                       record: ModelRecord, *, prior: Optional[Dict[str, Any]] = None) -> None:
+    """Write the checkpoint and its JSON record atomically; the served model changes only when both are whole.
+
+    ``prior``: the state of the CAM prior the network takes as a second channel (kept inside the checkpoint).
+    """
     payload = {"state_dict": model.state_dict(), "network": asdict(spec), "preprocess": asdict(preprocess),
-               "record": asdict(record)}
+               "record": asdict(record), "prior": prior}
     _atomic_write(path, lambda tmp: torch.save(payload, tmp))
     _atomic_write(record_path(path), lambda tmp: open(tmp, "w").write(json.dumps(asdict(record), indent=2)))
 
@@ -88,7 +94,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> Tuple[torch.nn.Module, Ne
     payload = torch.load(path, map_location=device, weights_only=False)
     net = payload["network"]
     spec = NetworkSpec(name=net["name"], channels=tuple(net["channels"]), num_classes=net["num_classes"],
-                       norm=net.get("norm", "batch"))
+                       norm=net.get("norm", "batch"), in_channels=int(net.get("in_channels", 1)))
     pre = payload["preprocess"]
     config = PreprocessConfig(**{**pre, "percentiles": tuple(pre["percentiles"])})
     model = spec.build().to(device)

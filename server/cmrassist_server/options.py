@@ -26,7 +26,10 @@ def request_values(options_type: type, request: Dict[str, Any]) -> Dict[str, Any
         if raw is None or (raw == "" and f.type is not str):
             continue
         if f.type is bool:
-            values[f.name] = str(raw).strip().lower() in ("1", "true", "yes", "on")
+            word = str(raw).strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(f"invalid train option {f.name}={raw!r}: true or false expected")
+            values[f.name] = word in ("1", "true", "yes", "on")
         elif f.type in (int, float, str):
             try:
                 values[f.name] = f.type(raw)

@@ -32,11 +32,14 @@ class PositionSpec:
         channels: feature maps of the strided convolution stages.
         window: input edge in pixels at ``spacing_mm`` (64 at 3 mm = 192 mm, both ventricles and the atria).
         spacing_mm: in-plane spacing the network sees.
+        classes: the slice classes (the same network classifies other per-slice targets, e.g. the ACDC disease
+            group a CAM prior is taken from).
     """
 
     channels: Tuple[int, ...] = (16, 32, 64, 128)
     window: int = 64
     spacing_mm: float = 3.0
+    classes: Tuple[str, ...] = POSITIONS
 
     def build(self) -> "PositionNet":
         return PositionNet(self)
@@ -46,7 +49,7 @@ class PositionNet(nn.Module):
     """Strided conv stages and global pooling, then a head that also sees the relative place in the stack.
 
     ``forward(x, place)`` with ``x`` ``(N, 3, window, window)`` and ``place`` ``(N, 2)``
-    returns ``(N, 4)``: three class logits, then the continuous position.
+    returns ``(N, len(classes) + 1)``: the class logits, then the continuous position.
     """
 
     def __init__(self, spec: PositionSpec):
@@ -59,7 +62,7 @@ class PositionNet(nn.Module):
                        nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(8, c), nn.LeakyReLU(0.1)]
             c_in = c
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(c_in + 2, 64), nn.LeakyReLU(0.1), nn.Linear(64, len(POSITIONS) + 1))
+        self.head = nn.Sequential(nn.Linear(c_in + 2, 64), nn.LeakyReLU(0.1), nn.Linear(64, len(spec.classes) + 1))
 
     def forward(self, x: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([self.features(x), place], dim=1))
@@ -98,7 +101,8 @@ def load_position(path: str, device: str = "cpu") -> Tuple[PositionNet, Dict[str
     """The network (eval mode) and its record."""
     payload = torch.load(path, map_location=device, weights_only=False)
     s = payload["position_spec"]
-    spec = PositionSpec(channels=tuple(s["channels"]), window=int(s["window"]), spacing_mm=float(s["spacing_mm"]))
+    spec = PositionSpec(channels=tuple(s["channels"]), window=int(s["window"]), spacing_mm=float(s["spacing_mm"]),
+                        classes=tuple(s.get("classes", POSITIONS)))
     model = spec.build().to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()
@@ -108,11 +112,12 @@ def load_position(path: str, device: str = "cpu") -> Tuple[PositionNet, Dict[str
 @torch.no_grad()
 def predict_positions(model: PositionNet, x: torch.Tensor, place: torch.Tensor, device: str,
                       batch: int = 64) -> Tuple[np.ndarray, np.ndarray]:
-    """``(probabilities (N, 3), position (N,))`` for :func:`stack_inputs` tensors."""
+    """``(probabilities (N, classes), position (N,))`` for :func:`stack_inputs` tensors."""
     model.eval()
+    k = len(model.spec.classes)
     outs = [model(x[i : i + batch].to(device), place[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
-    out = torch.cat(outs) if outs else torch.zeros((0, len(POSITIONS) + 1))
-    return torch.softmax(out[:, : len(POSITIONS)], dim=1).numpy().astype(np.float64), out[:, -1].numpy().astype(np.float64)
+    out = torch.cat(outs) if outs else torch.zeros((0, k + 1))
+    return torch.softmax(out[:, :k], dim=1).numpy().astype(np.float64), out[:, -1].numpy().astype(np.float64)
 
 
 def slice_report(probabilities: np.ndarray, position: np.ndarray) -> Dict[str, Any]:

@@ -65,7 +65,7 @@ class LabelledStack:
         subject: the patient (splits keep a patient's frames together).
         x: ``(slices, 3, window, window)`` inputs from :func:`position.stack_inputs`.
         place: ``(slices, 2)`` relative place in the stack.
-        labels: ``(slices,)`` index into ``POSITIONS``, -1 where unknown.
+        labels: ``(slices,)`` index into the spec's classes (``POSITIONS`` by default), -1 where unknown.
         continuous: ``(slices,)`` continuous position, NaN where unknown.
         frame: the frame number (as the ranking store holds it).
     """
@@ -167,7 +167,7 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
     t = torch.from_numpy(np.concatenate([s.continuous[s.labels >= 0] for s in train]).astype(np.float32)) if train else torch.zeros(0)
     if len(y) == 0 or not any((s.labels >= 0).any() for s in val):
         raise ValueError("slice-position training needs labelled slices of at least 2 subjects (training and validation)")
-    counts = np.bincount(y.numpy(), minlength=len(POSITIONS)).astype(np.float64)
+    counts = np.bincount(y.numpy(), minlength=len(spec.classes)).astype(np.float64)
     # Few slices lie outside the LV: weight classes by the square root of their inverse frequency, so the rare
     # ends are not ignored yet not over-predicted either.
     weight = np.sqrt(counts.sum() / np.maximum(counts, 1))
@@ -184,7 +184,7 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
         except Exception as e:  # a damaged checkpoint must not block retraining
             log("warning", message=f"served slice-position checkpoint unreadable, training from scratch: {e}")
     log("start", train_slices=int(len(y)), val_slices=int(sum((s.labels >= 0).sum() for s in val)),
-        class_counts={name: int(n) for name, n in zip(POSITIONS, counts)}, device=device, served_val=served_val)
+        class_counts={name: int(n) for name, n in zip(spec.classes, counts)}, device=device, served_val=served_val)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(options.seed)
     steps_per_epoch = max(1, math.ceil(len(y) / options.batch_size))
@@ -206,7 +206,7 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
             if torch.rand(1, generator=gen).item() < 0.5:  # a left-right flip keeps the position
                 xb = torch.flip(xb, (-1,))
             out = model(xb.to(device), place[idx].to(device))
-            loss = F.cross_entropy(out[:, : len(POSITIONS)], y[idx].to(device), weight=class_weight)
+            loss = F.cross_entropy(out[:, : len(spec.classes)], y[idx].to(device), weight=class_weight)
             tb = t[idx].to(device)
             known = torch.isfinite(tb)
             if options.position_weight and known.any():
@@ -221,9 +221,10 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
         improved = _better(val_figures, best)
         if improved:
             best = val_figures
-            record = {"kind": "slice_position", "position_spec": asdict(spec), "trained_at": time.time(), "epochs": epoch,
+            kind = "slice_position" if spec.classes == POSITIONS else "slice_classifier"
+            record = {"kind": kind, "position_spec": asdict(spec), "trained_at": time.time(), "epochs": epoch,
                       "train_slices": int(len(y)), "val": val_figures, "options": asdict(options),
-                      "class_counts": {name: int(n) for name, n in zip(POSITIONS, counts)}, **(record_extra or {})}
+                      "class_counts": {name: int(n) for name, n in zip(spec.classes, counts)}, **(record_extra or {})}
             publish_position(checkpoint_path, model, record)
             result.published = True
         elapsed = time.time() - train_start

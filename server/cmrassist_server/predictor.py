@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .cam_prior import load_prior
 from .imageio import Orientation, frames_of
 from .network import load_checkpoint
 from .postprocess import clean_label
@@ -26,6 +27,7 @@ class SegmentationPredictor:
     def __init__(self, checkpoint: str, *, device: Optional[str] = None, batch_slices: int = 16):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.spec, config, self.record = load_checkpoint(checkpoint, self.device)
+        self.prior = load_prior(checkpoint, self.device)  # the CAM prior the network was trained with, if any
         self.preprocessor = CardiacPreprocessor(config)
         self.batch_slices = batch_slices
 
@@ -33,14 +35,14 @@ class SegmentationPredictor:
     def from_model(cls, model: torch.nn.Module, config, *, device: str = "cpu", batch_slices: int = 16) -> "SegmentationPredictor":
         """A predictor around a network already in memory (e.g. a training snapshot) and its preprocessing."""
         self = cls.__new__(cls)
-        self.device, self.model, self.spec, self.record = device, model.eval(), None, {}
+        self.device, self.model, self.spec, self.record, self.prior = device, model.eval(), None, {}, None
         self.preprocessor = CardiacPreprocessor(config)
         self.batch_slices = batch_slices
         return self
 
     @torch.no_grad()
     def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
-        """Softmax class probabilities ``(slices, C, H, W)`` of a preprocessed ``(slices, 1, H, W)`` stack."""
+        """Softmax class probabilities ``(slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)`` inputs."""
         outs = []
         for start in range(0, stack.shape[0], self.batch_slices):
             batch = stack[start : start + self.batch_slices].to(self.device)
@@ -49,7 +51,7 @@ class SegmentationPredictor:
 
     def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
         """Label map ``(z, y, x)`` of one frame."""
-        stack, ctx = self.preprocessor.inference_input(frame_zyx, orientation)
+        stack, ctx = self.preprocessor.inference_input(frame_zyx, orientation, prior=self.prior)
         labels = self.preprocessor.invert_probabilities(self.probabilities(stack), ctx)
         canonical = orientation.to_canonical(labels)
         return orientation.from_canonical(clean_label(canonical))

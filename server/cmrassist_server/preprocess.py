@@ -6,7 +6,7 @@ crop or pad around a centre (the heart for training patches, the image centre fo
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -127,16 +127,28 @@ class CardiacPreprocessor:
         onehot = F.one_hot(torch.from_numpy(canonical), num_classes).permute(0, 3, 1, 2).float()
         return class_map(resample_inplane(onehot, size)).numpy().astype(np.uint8)
 
-    def inference_input(self, frame_zyx: np.ndarray, orientation: Orientation) -> Tuple[torch.Tensor, StackContext]:
-        """``(slices, 1, H, W)`` network input for one frame and the context to invert it."""
+    def input_channels(self, stack: np.ndarray, prior: Optional[Any] = None) -> np.ndarray:
+        """``(slices, C, H, W)`` network channels of a resampled stack: the image, then the prior's channel.
+
+        The one place where training and inference add the prior (``prior.channel(stack, spacing_mm)``, e.g.
+        ``cam_prior.CamPrior``), so both see the same input.
+        """
+        if prior is None:
+            return stack[:, None]
+        return np.stack([stack, prior.channel(stack, self.config.spacing_mm)], axis=1).astype(np.float32)
+
+    def inference_input(self, frame_zyx: np.ndarray, orientation: Orientation, *,
+                        prior: Optional[Any] = None) -> Tuple[torch.Tensor, StackContext]:
+        """``(slices, C, H, W)`` network input for one frame and the context to invert it."""
         stack, canonical_shape = self.resampled_stack(frame_zyx, orientation)
+        channels = self.input_channels(stack, prior)
         m = self.config.size_multiple
         h, w = stack.shape[1:]
         cap = self.config.infer_window
         size = (min(int(math.ceil(h / m) * m), cap), min(int(math.ceil(w / m) * m), cap))
-        window, box = crop_or_pad(stack, ((h - 1) / 2 + 0.5, (w - 1) / 2 + 0.5), size)
+        window, box = crop_or_pad(channels, ((h - 1) / 2 + 0.5, (w - 1) / 2 + 0.5), size)
         ctx = StackContext(orientation=orientation, canonical_shape=canonical_shape, resampled_hw=(h, w), box=box)
-        return torch.from_numpy(window)[:, None], ctx
+        return torch.from_numpy(window), ctx
 
     def invert_probabilities(self, probs: torch.Tensor, ctx: StackContext) -> np.ndarray:
         """``(slices, C, H, W)`` class probabilities -> integer label map on the frame's ``(z, y, x)`` grid."""

@@ -16,10 +16,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .cam_prior import CamPrior
 from .corruptions import corrupt
 from .engine import PreparedCase, TrainOptions, predict_stack, train_segmentation
 from .network import NetworkSpec, load_checkpoint
-from .preprocess import crop_or_pad
+from .preprocess import CardiacPreprocessor, crop_or_pad
 from .qc_metrics import CHECKED_CLASSES, slice_dice_mvsf
 from .qc_network import qc_input, window_center
 
@@ -157,22 +158,25 @@ def train_snapshots(items: List[Dict], plans: Sequence[SnapshotPlan], *, device:
     return models
 
 
-def build_training_set(cases: List[PreparedCase], *, corruptions_per_case: int, models: Sequence[Tuple[str, torch.nn.Module]],
-                       device: str, seed: int, window: int = 128, include_reference: bool = True,
+def build_training_set(cases: List[PreparedCase], *, corruptions_per_case: int,
+                       models: Sequence[Tuple[str, torch.nn.Module, Optional[CamPrior]]], device: str, seed: int,
+                       window: int = 128, include_reference: bool = True, preprocessor: Optional[CardiacPreprocessor] = None,
                        progress: Optional[Callable[[int, int], None]] = None) -> QCTrainingSet:
     """Variants of every case: its reference, ``corruptions_per_case`` corruptions and each model's prediction.
 
     Args:
         cases: prepared labelled frames (image and reference at the preprocessing spacing).
         corruptions_per_case: corrupted copies of each reference.
-        models: ``(name, segmentation model)`` pairs whose predictions are added.
+        models: ``(name, segmentation model, its CAM prior or None)`` whose predictions are added.
         device: where the models run.
         seed: random seed of the corruptions.
         window: QC window edge in pixels.
         include_reference: add the unchanged reference as one variant.
+        preprocessor: the cases' preprocessing (adds a model's prior channel).
         progress: ``progress(done, total)`` per case.
     """
     rng = np.random.default_rng(seed)
+    pre = preprocessor or CardiacPreprocessor()
     dataset = QCTrainingSet(cases=cases, window=window)
     for i, case in enumerate(cases):
         if include_reference:
@@ -180,8 +184,8 @@ def build_training_set(cases: List[PreparedCase], *, corruptions_per_case: int, 
         for _ in range(corruptions_per_case):
             seg, kind = corrupt(case.label, rng)
             dataset.add(i, seg, "corruption:" + kind)
-        for name, model in models:
-            dataset.add(i, predict_stack(model, case.image, device), name)
+        for name, model, prior in models:
+            dataset.add(i, predict_stack(model, pre.input_channels(case.image, prior), device), name)
         if progress:
             progress(i + 1, len(cases))
     return dataset

@@ -15,6 +15,7 @@ import torch
 
 from .engine import prepare_cases, report, split_subjects
 from .options import check_budget, request_values
+from .cam_prior import CamPrior, load_prior
 from .network import load_checkpoint
 from .preprocess import CardiacPreprocessor, PreprocessConfig
 from .qc_dataset import BalancedSampler, QCTrainingSet, build_training_set, snapshot_plans, train_snapshots
@@ -109,7 +110,7 @@ class QCSets:
     train: QCTrainingSet
     val: QCTrainingSet
     preprocess: PreprocessConfig
-    models: List[Tuple[str, torch.nn.Module]]
+    models: List[Tuple[str, torch.nn.Module, Optional[CamPrior]]]  # (name, network, its CAM prior or None)
 
 
 def prepare_qc_sets(items: List[Dict], options: QCTrainOptions, *, segmentation_checkpoint: Optional[str],
@@ -124,17 +125,18 @@ def prepare_qc_sets(items: List[Dict], options: QCTrainOptions, *, segmentation_
     cases = [c for it, s in zip(items, subjects) for c in prepare_cases(os.path.basename(it["image"]), s, it["image"], it["label"], pre)]
     models = []
     if segmentation_checkpoint and os.path.isfile(segmentation_checkpoint):
-        models.append(("served", load_checkpoint(segmentation_checkpoint, device)[0]))
+        models.append(("served", load_checkpoint(segmentation_checkpoint, device)[0],
+                       load_prior(segmentation_checkpoint, device)))
     if options.snapshots:
         train_items = [it for it, s in zip(items, subjects) if s in train_subjects]
         plans = snapshot_plans(options.snapshots, np.random.default_rng(options.seed))
-        models += train_snapshots(train_items, plans, device=device, seed=options.seed,
-                                  minutes_each=options.snapshot_minutes, log=log)
+        models += [(name, model, None) for name, model in train_snapshots(train_items, plans, device=device, seed=options.seed,
+                                  minutes_each=options.snapshot_minutes, log=log)]
     sets = []
     for part, seed in ((train_subjects, options.seed), (val_subjects, options.seed + 1000)):
         part_cases = [c for c in cases if c.subject in part]
         sets.append(build_training_set(part_cases, corruptions_per_case=options.corruptions_per_case, models=models,
-                                       device=device, seed=seed, window=window))
+                                       device=device, seed=seed, window=window, preprocessor=pre))
     return QCSets(sets[0], sets[1], pre.config, models)
 
 

@@ -35,15 +35,16 @@ def install_train_checks(app: FastAPI, trainers) -> None:
                             user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))):
         if model not in trainers:
             raise HTTPException(status_code=404, detail=f"unknown model {model!r}; available: {sorted(trainers)}")
+        request = {**getattr(trainers[model], "defaults", {}), **(params or {})}
         try:
             options_type = getattr(trainers[model], "options_type", TrainOptions)
-            options_type.from_request({**getattr(trainers[model], "defaults", {}), **(params or {})})
+            options = options_type.from_request(request)
         except ValueError as e:
             raise HTTPException(status_code=getattr(e, "status", 422), detail=str(e)) from None
         precheck = getattr(trainers[model], "precheck", None)
         if precheck is not None:
             try:
-                precheck()  # e.g. nothing ranked yet: say so now rather than in a failed training process
+                precheck(options)  # e.g. nothing ranked yet: say so now rather than in a failed training process
             except ValueError as e:
                 raise HTTPException(status_code=getattr(e, "status", 409), detail=str(e)) from None
         return run_model(model, params, run_sync, enqueue)

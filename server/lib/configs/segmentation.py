@@ -27,4 +27,6 @@ class SegmentationConfig:
     def trainer(self) -> SegmentationTrainTask:
         defaults: Dict = {"max_epochs": self.conf.train_max_epochs, "max_minutes": self.conf.train_max_minutes,
                           "network": self.conf.network}
-        return SegmentationTrainTask(self.conf.segmentation_checkpoint, defaults=defaults)
+        return SegmentationTrainTask(self.conf.segmentation_checkpoint, defaults=defaults,
+                                     position_checkpoint=self.conf.position_checkpoint,
+                                     group_checkpoint=self.conf.cam_group_checkpoint)

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
-from cmrassist_server.model_versions import archive
+from cmrassist_server.model_versions import archive, archive_served
 from cmrassist_server.network import read_record
 from cmrassist_server.qc_engine import QCTrainOptions, train_qc
 from cmrassist_server.studies import training_items
@@ -40,6 +40,7 @@ class QCTrainTask(TrainTask):
 
     def __call__(self, request, datastore: Datastore):
         options = QCTrainOptions.from_request({**self.defaults, **request})
+        archive_served(self.checkpoint)
         items = training_items(datastore)
         if len({it["subject"] for it in items}) < 2:
             raise ValueError(f"QC training needs final labels of at least 2 subjects; the datastore has {len(items)} labels")

@@ -3,13 +3,13 @@
 import logging
 import os
 from dataclasses import asdict
-from typing import Dict
+from typing import Dict, Optional
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from cmrassist_server.engine import report
-from cmrassist_server.model_versions import archive
+from cmrassist_server.model_versions import archive, archive_served
 from cmrassist_server.network import read_record
 from cmrassist_server.position_data import SlicePositions, labelled_stacks, ranking_positions
 from cmrassist_server.position_engine import PositionTrainOptions, train_position
@@ -41,7 +41,7 @@ class PositionTrainTask(TrainTask):
     def stats(self):
         return read_record(self.checkpoint) or {}
 
-    def precheck(self) -> SlicePositions:
+    def precheck(self, options: Optional[PositionTrainOptions] = None) -> SlicePositions:
         """The ranked slices' positions; refuses (409) when there is nothing to learn from yet."""
         store = RankingStore(self.ranking_db) if os.path.isfile(self.ranking_db) else None
         if store is None or not store.progress()["annotators"]:
@@ -50,7 +50,8 @@ class PositionTrainTask(TrainTask):
 
     def __call__(self, request, datastore: Datastore):
         options = PositionTrainOptions.from_request({**self.defaults, **request})
-        positions = self.precheck()
+        archive_served(self.checkpoint)
+        positions = self.precheck(options)
         known = set(datastore.list_images())
         positions = {key: p for key, p in positions.items() if key[0] in known}  # studies removed since ranked
 

@@ -1,0 +1,95 @@
+"""Which classifier a new segmentation training run takes its CAM prior from, trained here when needed."""
+
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .cam_prior import CamPrior
+from .position import POSITIONS, PositionSpec, frame_stack, load_position, stack_inputs
+from .position_engine import LabelledStack, PositionTrainOptions, train_position
+
+
+def group_stacks(items: List[Dict], spec: PositionSpec) -> List[LabelledStack]:
+    """Slice-classifier inputs of each labelled frame, every slice labelled with its subject's disease group."""
+    stacks = []
+    for it in items:
+        group = it.get("group") or ""
+        if group not in spec.classes:
+            continue
+        x, place = stack_inputs(frame_stack(sitk.ReadImage(it["image"]), spec), spec)
+        n = len(x)
+        stacks.append(LabelledStack(image_id=os.path.basename(it["image"]), subject=it.get("subject") or it["image"],
+                                    x=x, place=place, labels=np.full(n, spec.classes.index(group), np.int64),
+                                    continuous=np.full(n, np.nan)))
+    return stacks
+
+
+def item_groups(items: List[Dict]) -> Tuple[str, ...]:
+    """The disease groups (ACDC ``Info.cfg`` Group) of the labelled items, sorted."""
+    return tuple(sorted({it.get("group") for it in items if it.get("group")}))
+
+
+def prior_source(items: List[Dict], *, position_checkpoint: str) -> str:
+    """``slice_position`` or ``disease_group``: where a CAM prior for ``items`` would come from.
+
+    Raises:
+        ValueError (status 409): neither a slice-position model nor subjects of two or more disease groups.
+    """
+    if os.path.isfile(position_checkpoint) and tuple(load_position(position_checkpoint)[0].spec.classes) == POSITIONS:
+        return "slice_position"
+    groups = item_groups(items)
+    subjects = {it.get("subject") or it["image"] for it in items if it.get("group")}
+    if len(groups) < 2 or len(subjects) < 3:
+        error = ValueError("the CAM prior needs a slice-position model (rank slices, then train slice_position) or "
+                           f"labelled subjects of at least two disease groups (found groups {list(groups)})")
+        error.status = 409  # type: ignore[attr-defined]
+        raise error
+    return "disease_group"
+
+
+def training_prior(items: List[Dict], *, position_checkpoint: str, group_checkpoint: str, device: Optional[str], seed: int,
+                   group_epochs: int = 20, group_minutes: float = 3.0, retrain_group: bool = False,
+                   log: Callable[..., None] = lambda *a, **f: None) -> CamPrior:
+    """The prior a new segmentation training run uses.
+
+    The served slice-position classifier when there is one; otherwise the disease-group classifier at
+    ``group_checkpoint``, trained now on ``items`` (their ``group``) when absent, when its groups differ from the
+    items' or when ``retrain_group``.
+
+    Args:
+        items: the labelled frames (``image``, ``subject``, ``group``).
+        position_checkpoint: the served slice-position classifier (may not exist).
+        group_checkpoint: where the disease-group classifier is kept.
+        device: ``cpu`` or ``cuda``; CUDA when present by default.
+        seed: random seed of the group classifier's training.
+        group_epochs: its epochs at most.
+        group_minutes: its time budget.
+        retrain_group: train it again even when a matching one exists.
+        log: progress callback.
+
+    Raises:
+        ValueError: neither a slice-position model nor labelled subjects of two or more disease groups.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if prior_source(items, position_checkpoint=position_checkpoint) == "slice_position":
+        model, _ = load_position(position_checkpoint, device)
+        log("cam_prior", source="slice_position")
+        return CamPrior(model, source="slice_position", target_class="in_lv", device=device)
+    groups = item_groups(items)
+    current = None
+    if os.path.isfile(group_checkpoint) and not retrain_group:
+        current, _ = load_position(group_checkpoint, device)
+        if tuple(current.spec.classes) != groups:
+            current = None
+    if current is None:
+        spec = PositionSpec(classes=groups)
+        log("cam_prior", source="disease_group", training=True, groups=list(groups))
+        options = PositionTrainOptions(max_epochs=group_epochs, max_minutes=group_minutes, device=device,
+                                       position_weight=0.0, from_scratch=True, seed=seed)
+        train_position(group_stacks(items, spec), group_checkpoint, options, spec=spec,
+                       record_extra={"target": "disease_group"}, log=lambda *a, **f: None)
+        current, _ = load_position(group_checkpoint, device)
+    return CamPrior(current, source="disease_group", target_class=None, device=device)
