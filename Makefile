@@ -31,7 +31,7 @@ else
 endif
 
 test: venv
-	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow or slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(DEMO_STUDIES) .pytest_cache

@@ -58,6 +58,7 @@ def test_prior_source_prefers_the_slice_position_model(grouped_items, tmp_path):
     assert not os.path.exists(tmp_path / "g.pt")  # no group classifier needed
 
 
+@pytest.mark.slow
 def test_cam_channel_has_the_stack_shape_and_is_the_same_at_train_and_infer(grouped_items, tmp_path):
     group_checkpoint = str(tmp_path / "cam_disease_group.pt")
     events = []

@@ -180,6 +180,7 @@ def test_rule_only_report_before_any_qc_model_matches_the_schema(phantom, tmp_pa
     assert report["volumes"]["raw"]["lv_cavity_ml"] == pytest.approx((ref == 3).sum() * np.prod(spacing) / 1000, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_qc_training_publishes_a_model_whose_predictions_follow_quality(tmp_path):
     """A short real QC training on phantom frames; its report ranks a badly corrupted label below the reference."""
     from monailabel.datastore.local import LocalDatastore

@@ -53,6 +53,7 @@ def test_figures_of_a_known_confusion():
     assert figures["macro_f1"] == pytest.approx(np.mean([1.0, 0.8, 2 / 3]))
 
 
+@pytest.mark.slow
 def test_training_from_known_positions_serves_a_classifier_that_finds_the_lv(tmp_path):
     from cmrassist_server.studies import phantom_studies
 
@@ -121,6 +122,7 @@ def test_option_validation():
     assert PositionTrainOptions.from_request({"max_minutes": "2"}).max_minutes == 2.0
 
 
+@pytest.mark.slow
 def test_rank_cut_train_and_infer_through_a_real_server(tmp_path):
     """Annotators rank phantom slices over HTTP, a reviewer cuts, POST /train/slice_position, then infer per slice."""
     from conftest import wait_training

@@ -91,6 +91,7 @@ def test_label_choices_pick_versions_by_expertise(tmp_path):
     assert ("phantom079_cine", "propagated", 0.3) in items
 
 
+@pytest.mark.slow
 def test_records_and_model_versions_through_a_real_server(tmp_path):
     """Two short real trainings with different choices: each record says what it was trained with; the first can
     be served again."""
