@@ -8,7 +8,7 @@ import SimpleITK as sitk
 import torch
 
 from .cam_prior import CamPrior
-from .position import POSITIONS, PositionSpec, frame_stack, load_position, stack_inputs
+from .position import POSITIONS, PositionNet, PositionSpec, frame_stack, load_position, stack_inputs
 from .position_engine import LabelledStack, PositionTrainOptions, train_position
 
 
@@ -32,14 +32,16 @@ def item_groups(items: List[Dict]) -> Tuple[str, ...]:
     return tuple(sorted({it.get("group") for it in items if it.get("group")}))
 
 
-def prior_source(items: List[Dict], *, position_checkpoint: str) -> str:
-    """``slice_position`` or ``disease_group``: where a CAM prior for ``items`` would come from.
+def _position_model(checkpoint: str, device: str = "cpu") -> Optional[PositionNet]:
+    """The served slice-position classifier, or ``None`` when there is none."""
+    if not os.path.isfile(checkpoint):
+        return None
+    model, _ = load_position(checkpoint, device)
+    return model if tuple(model.spec.classes) == POSITIONS else None
 
-    Raises:
-        ValueError (status 409): neither a slice-position model nor subjects of two or more disease groups.
-    """
-    if os.path.isfile(position_checkpoint) and tuple(load_position(position_checkpoint)[0].spec.classes) == POSITIONS:
-        return "slice_position"
+
+def _checked_groups(items: List[Dict]) -> Tuple[str, ...]:
+    """The items' disease groups; raises ``ValueError`` (status 409) with fewer than two groups or three subjects."""
     groups = item_groups(items)
     subjects = {it.get("subject") or it["image"] for it in items if it.get("group")}
     if len(groups) < 2 or len(subjects) < 3:
@@ -47,6 +49,18 @@ def prior_source(items: List[Dict], *, position_checkpoint: str) -> str:
                            f"labelled subjects of at least two disease groups (found groups {list(groups)})")
         error.status = 409  # type: ignore[attr-defined]
         raise error
+    return groups
+
+
+def prior_source(items: List[Dict], *, position_checkpoint: str) -> str:
+    """``slice_position`` or ``disease_group``: where a CAM prior for ``items`` would come from.
+
+    Raises:
+        ValueError (status 409): neither a slice-position model nor subjects of two or more disease groups.
+    """
+    if _position_model(position_checkpoint) is not None:
+        return "slice_position"
+    _checked_groups(items)
     return "disease_group"
 
 
@@ -74,11 +88,11 @@ def training_prior(items: List[Dict], *, position_checkpoint: str, group_checkpo
         ValueError: neither a slice-position model nor labelled subjects of two or more disease groups.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if prior_source(items, position_checkpoint=position_checkpoint) == "slice_position":
-        model, _ = load_position(position_checkpoint, device)
+    model = _position_model(position_checkpoint, device)  # loaded once, used as it is
+    if model is not None:
         log("cam_prior", source="slice_position")
         return CamPrior(model, source="slice_position", target_class="in_lv", device=device)
-    groups = item_groups(items)
+    groups = _checked_groups(items)
     current = None
     if os.path.isfile(group_checkpoint) and not retrain_group:
         current, _ = load_position(group_checkpoint, device)
