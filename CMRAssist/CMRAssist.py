@@ -124,7 +124,7 @@ class CMRAssistTest(ScriptedLoadableModuleTest):
     def test_segment_submit_read_back(self, url):
         import SimpleITK as sitk
 
-        from CMRAssistLib.measures import class_volumes_ml
+        from CMRAssistCore.measures import class_volumes_ml
 
         session = AnnotationSession(UserSettings(url, "Slicer self-test", "expert"), tempfile.mkdtemp())
         self.assertTrue(session.server_state().segmentation_trained, "the server has no trained model")

@@ -26,7 +26,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
 
-from CMRAssistLib.measures import overlap_table, ventricular_function  # noqa: E402
+from CMRAssistCore.measures import overlap_table, ventricular_function  # noqa: E402
 from cmrassist_server.acdc import acdc_items, find_patients  # noqa: E402
 from cmrassist_server.engine import TrainOptions, train_segmentation  # noqa: E402
 from cmrassist_server.imageio import Orientation  # noqa: E402

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "server"))
 
 from monailabel.datastore.local import LocalDatastore  # noqa: E402
 
-from CMRAssistLib.measures import overlap_table, ventricular_function  # noqa: E402
+from CMRAssistCore.measures import overlap_table, ventricular_function  # noqa: E402
 from cmrassist_server.acdc import find_patients, import_acdc  # noqa: E402
 from cmrassist_server.imageio import Orientation  # noqa: E402
 from cmrassist_server.predictor import SegmentationPredictor  # noqa: E402
@@ -105,7 +105,7 @@ def main(argv=None):
     err = lambda k: float(np.mean([abs(v["pred"][k] - v["ref"][k]) for v in per_patient.values()]))  # noqa: E731
     clinical = {k: err(k) for k in ("lv_ef_pct", "rv_ef_pct", "lv_edv_ml", "lv_esv_ml", "rv_edv_ml", "lv_mass_g")}
     print("MAE: " + ", ".join(f"{k} {v:.2f}" for k, v in clinical.items()))
-    vals = [h["val_dice"]["mean"] for h in history]
+    vals = [h["val"]["mean"] for h in history]
     tail = vals[-max(3, len(vals) // 5):]
     rising = len(vals) >= 4 and np.mean(tail) > np.mean(vals[-2 * len(tail):-len(tail)]) + 0.002
     print(f"training: {len(history)} epochs in {train_s / 60:.1f} min, best val mean Dice {max(vals):.3f}; "

@@ -18,5 +18,9 @@ $PIP install "torch==2.13.0"
 $PIP install -c requirements/constraints.txt -r requirements/lock.txt
 $PIP install --no-deps "monailabel==0.8.5"
 $PIP install --no-deps -e .
+# Development only: the Slicer module's library (panels, REST client) importable by the tests and benchmarks;
+# the server package itself reaches the extension through CMRAssistCore only.
+SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "$(pwd)/CMRAssist" > "$SITE/cmrassist-extension-dev.pth"
 echo "$want" > "$STAMP"
 echo "[setup] $VENV ready"

@@ -1,15 +1,10 @@
 """Shared fixtures: small phantom studies and a real MONAI Label server on a free loopback port."""
 
-import os
-import sys
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from cmrassist_server.launcher import RunningServer  # noqa: E402
+from cmrassist_server.launcher import RunningServer
 
 
 @pytest.fixture(scope="session")

@@ -44,24 +44,26 @@ def test_ids_from_node_names_and_settings_problems():
 
 
 def test_train_status_reads_segmentation_and_qc_progress_lines():
-    import json
-
-    from CMRAssistLib.client import PROGRESS_PREFIX, parse_train_status
+    from CMRAssistCore.progress import progress_line
+    from CMRAssistLib.client import parse_train_status
     from CMRAssistLib.train_panel import describe_training
 
-    seg = {"event": "epoch", "epoch": 3, "max_epochs": 10, "percent": 30.0, "val_dice": {"LV": 0.9, "MYO": 0.8, "RV": 0.7},
-           "best_val_dice": {"mean": 0.8}}
-    status = parse_train_status({"status": "RUNNING", "details": ["loading", PROGRESS_PREFIX + json.dumps(seg)]})
-    assert status.running and status.epoch == 3 and status.val_mae is None
-    assert "validation Dice LV 0.900, MYO 0.800, RV 0.700" in describe_training(status)
-    qc = {"event": "epoch", "epoch": 2, "max_epochs": 30, "percent": 12.5, "val": {"mae": 0.0812}, "best_val": {"mae": 0.0812}}
-    status = parse_train_status({"status": "RUNNING", "details": [PROGRESS_PREFIX + json.dumps(qc)]})
-    assert status.percent == 12.5 and status.val_mae == 0.0812 and not status.val_dice
-    assert "QC validation slice-Dice error 0.081" in describe_training(status)
-    position = {"event": "epoch", "epoch": 5, "max_epochs": 40, "percent": 12.5,
-                "val": {"accuracy": 0.925, "macro_f1": 0.8, "position_mae": 0.1}}
-    status = parse_train_status({"status": "RUNNING", "details": [PROGRESS_PREFIX + json.dumps(position)]})
-    assert status.val_accuracy == 0.925 and "slice-position validation accuracy 92.5%" in describe_training(status)
+    seg = {"epoch": 3, "max_epochs": 10, "percent": 30.0, "model": "segmentation", "metric": "mean",
+           "val": {"LV": 0.9, "MYO": 0.8, "RV": 0.7, "mean": 0.8}, "score": 0.8, "best_val": {"mean": 0.8}, "best_score": 0.8}
+    status = parse_train_status({"status": "RUNNING", "details": ["loading", progress_line("epoch", **seg)]})
+    assert status.running and status.epoch == 3 and status.model == "segmentation"
+    assert "validation LV 0.900, MYO 0.800, RV 0.700" in describe_training(status)
+    assert "best mean validation Dice 0.800" in describe_training(status)
+    qc = {"epoch": 2, "max_epochs": 30, "percent": 12.5, "model": "qc", "metric": "mae", "val": {"mae": 0.0812},
+          "score": 0.0812, "best_val": {"mae": 0.0812}, "best_score": 0.0812}
+    status = parse_train_status({"status": "RUNNING", "details": [progress_line("epoch", **qc)]})
+    assert status.percent == 12.5 and status.score == 0.0812 and "LV" not in status.val
+    assert "best validation slice-Dice error 0.081" in describe_training(status)
+    position = {"epoch": 5, "max_epochs": 40, "percent": 12.5, "model": "slice_position", "metric": "macro_f1",
+                "val": {"accuracy": 0.925, "macro_f1": 0.8, "position_mae": 0.1}, "score": 0.8, "best_score": 0.8}
+    status = parse_train_status({"status": "RUNNING", "details": [progress_line("epoch", **position)]})
+    assert status.val["accuracy"] == 0.925 and "accuracy 0.925" in describe_training(status)
+    assert "best validation macro F1 0.800" in describe_training(status)
 
 
 def test_review_rows_put_slices_outside_the_lv_last():

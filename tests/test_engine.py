@@ -37,7 +37,7 @@ def test_run_publishes_checkpoint_with_record_and_history(items, tmp_path):
     assert result.published and os.path.isfile(ckpt)
     model, spec, pre, record = load_checkpoint(ckpt)
     assert spec.name == "unet" and record["epochs"] >= 1 and record["val_images"] == 2
-    assert read_record(ckpt)["val_dice"] == record["val_dice"]
+    assert read_record(ckpt)["val"] == record["val"]
     assert events[0] == "loading" and events[-1] == "done" and events.count("epoch") == 2
     assert os.path.isfile(str(tmp_path / "segmentation.history.json"))
     assert not [f for f in os.listdir(tmp_path) if f.startswith("partial-")]

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from CMRAssistLib.measures import class_volumes_ml, dice, hausdorff95_mm, overlap_table, slice_areas_mm2, ventricular_function
+from CMRAssistCore.measures import class_volumes_ml, dice, hausdorff95_mm, overlap_table, slice_areas_mm2, ventricular_function
 
 
 def box_label(shape, boxes):
@@ -50,7 +50,7 @@ def test_dice_and_hd95_on_shifted_cubes():
 
 
 def test_hd95_from_the_distance_map_equals_all_pairs():
-    from CMRAssistLib.measures import _directed_distances, _distances_to_surface_mm, _surface_points_mm
+    from CMRAssistCore.measures import _directed_distances, _distances_to_surface_mm, _surface_points_mm
 
     rng = np.random.default_rng(0)
     a, b = np.zeros((6, 40, 50), bool), np.zeros((6, 40, 50), bool)

@@ -18,7 +18,7 @@ from CMRAssistLib.annotation import AnnotationSession  # noqa: E402
 from CMRAssistLib.background import BackgroundRunner  # noqa: E402
 from CMRAssistLib.client import CMRAssistClient  # noqa: E402
 from CMRAssistLib.connection_panel import ConnectionPanel  # noqa: E402
-from CMRAssistLib.labels import RV_CAVITY  # noqa: E402
+from CMRAssistCore.labels import RV_CAVITY  # noqa: E402
 from CMRAssistLib.settings import UserSettings, load_settings  # noqa: E402
 from CMRAssistLib.train_panel import TrainPanel  # noqa: E402
 from file_scene import FileScene  # noqa: E402

@@ -1,7 +1,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from CMRAssistLib.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
+from CMRAssistCore.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
 from cmrassist_server.phantoms import make_phantom
 
 

@@ -3,7 +3,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from CMRAssistLib.measures import dice
+from CMRAssistCore.measures import dice
 from cmrassist_server.imageio import Orientation, write_label_like
 from cmrassist_server.phantoms import make_phantom
 from cmrassist_server.preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad, normalize_intensity, undo_crop_or_pad

@@ -19,7 +19,7 @@ def label_summary(label_path: str) -> str:
     """LV cavity and RV cavity volume and LV myocardial mass of a 3D label file (one line)."""
     import SimpleITK as sitk
 
-    from .measures import MYOCARDIAL_DENSITY_G_PER_ML, class_volumes_ml
+    from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML, class_volumes_ml
 
     image = sitk.ReadImage(label_path)
     if image.GetDimension() != 3:

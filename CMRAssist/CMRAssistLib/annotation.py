@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from CMRAssistCore.progress import metric_name
+
 from .client import CMRAssistClient, ServerError, TrainStatus
 from .frames import count_frames, write_frame
 from .settings import UserSettings
@@ -37,9 +39,9 @@ class ServerState:
         lines = [f"{self.name} {self.version} at {self.url}".strip()]
         for model, info in sorted(self.models.items()):
             record = info.get("model_record") or {}
-            dice = record.get("val_dice") or {}
+            score = record.get("score")
             if info.get("trained"):
-                score = f", validation Dice {dice['mean']:.3f}" if "mean" in dice else ""
+                score = f", {metric_name(record.get('metric'))} {score:.3f}" if isinstance(score, float) else ""
                 lines.append(f"model {model}: trained{score}")
             else:
                 lines.append(f"model {model}: not trained yet (train it from labelled studies)")

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 from urllib import error, parse, request
 
+from CMRAssistCore.progress import PROGRESS_PREFIX, parse_progress_line
+
 EXPERTISE_LEVELS = ("expert", "non-expert")
-PROGRESS_PREFIX = "CMRASSIST_PROGRESS "
+__all__ = ["PROGRESS_PREFIX", "CMRAssistClient", "ServerError", "TrainStatus", "parse_train_status"]
 
 
 class ServerError(Exception):
@@ -35,10 +37,12 @@ class TrainStatus:
     epoch: int = 0
     max_epochs: int = 0
     percent: float = 0.0
-    val_dice: Dict[str, float] = field(default_factory=dict)
-    best_val_dice: Dict[str, float] = field(default_factory=dict)
-    val_mae: Optional[float] = None  # QC model: validation slice-Dice MAE
-    val_accuracy: Optional[float] = None  # slice-position model: validation accuracy
+    model: str = ""
+    metric: str = ""  # the validation figure that decides which checkpoint is published (``docs/progress.md``)
+    val: Dict[str, Any] = field(default_factory=dict)
+    best_val: Dict[str, Any] = field(default_factory=dict)
+    score: Optional[float] = None
+    best_score: Optional[float] = None
     message: str = ""
 
 
@@ -49,23 +53,22 @@ def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
     state = str(task.get("status", "NONE"))
     out = TrainStatus(state=state, running=state in ("SUBMITTED", "RUNNING"))
     for line in task.get("details") or []:
-        if PROGRESS_PREFIX not in line:
+        event = parse_progress_line(line)
+        if event is None:
             continue
-        try:
-            event = json.loads(line.split(PROGRESS_PREFIX, 1)[1])
-        except ValueError:
-            continue
-        if event.get("event") == "epoch":
+        out.model = str(event.get("model") or out.model)
+        out.metric = str(event.get("metric") or out.metric)
+        if event["event"] == "epoch":
             out.epoch = int(event.get("epoch", 0))
             out.max_epochs = int(event.get("max_epochs", 0))
             out.percent = float(event.get("percent", 0.0))
-            out.val_dice = event.get("val_dice") or {}
-            out.best_val_dice = event.get("best_val_dice") or {}
-            out.val_mae = (event.get("val") or {}).get("mae", out.val_mae)
-            out.val_accuracy = (event.get("val") or {}).get("accuracy", out.val_accuracy)
-        elif event.get("event") == "done":
+            out.val = event.get("val") or {}
+            out.score = event.get("score")
+        if event["event"] in ("epoch", "done"):
+            out.best_val = event.get("best_val") or out.best_val
+            out.best_score = event.get("best_score", out.best_score)
+        if event["event"] == "done":
             out.percent = 100.0
-            out.best_val_dice = event.get("best_val_dice") or out.best_val_dice
     if state == "ERROR":
         tail = [d for d in task.get("details") or [] if PROGRESS_PREFIX not in d]
         out.message = "training failed: " + (tail[-1] if tail else "see the server log")

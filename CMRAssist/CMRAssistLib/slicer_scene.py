@@ -17,8 +17,8 @@ import slicer
 
 from .annotation import Study
 from .frames import extract_frame
-from .labels import COLOURS, SEGMENT_NAMES, TERMINOLOGY
-from .measures import class_volumes_ml
+from CMRAssistCore.labels import COLOURS, SEGMENT_NAMES, TERMINOLOGY
+from CMRAssistCore.measures import class_volumes_ml
 from .scene import SceneAdapter
 
 

@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional
 
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
+from CMRAssistCore.progress import metric_name
+
 from .client import TrainStatus
 from .qt_compat import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                         QProgressBar, QPushButton, QTableWidget, QTimer, QVBoxLayout, QWidget, prop)
@@ -25,13 +27,7 @@ def version_rows(versions: List[Dict[str, Any]]) -> List[List[str]]:
         options = record.get("options") or {}
         trained = record.get("trained_at")
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(trained)) if isinstance(trained, (int, float)) else ""
-        val = record.get("val_dice") or {}
-        if val.get("mean") is not None:
-            figures = "Dice " + ", ".join(f"{c} {val[c]:.3f}" for c in ("LV", "MYO", "RV") if c in val)
-        elif record.get("val"):
-            figures = ", ".join(f"{k} {x:.3f}" for k, x in record["val"].items() if isinstance(x, float))
-        else:
-            figures = ""
+        figures = _figures(record.get("val") or {})
         on = [f"{options[k]}" for k in ("labels", "loss", "network") if options.get(k)]
         if options.get("propagated"):
             on.append("+ propagated")
@@ -42,22 +38,21 @@ def version_rows(versions: List[Dict[str, Any]]) -> List[List[str]]:
     return rows
 
 
+def _figures(values: Dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in values.items() if isinstance(v, float))
+
+
 def describe_training(status: TrainStatus) -> str:
-    """One line: epoch, latest validation Dice per class, best mean Dice."""
+    """One line: state, epoch, the latest validation figures and the best value of the deciding one."""
     if status.state == "NONE":
         return status.message or "No training has run yet."
-    parts = [status.state.lower()]
+    parts = [status.state.lower() + (f" ({status.model})" if status.model else "")]
     if status.epoch:
         parts.append(f"epoch {status.epoch}" + (f"/{status.max_epochs}" if status.max_epochs else ""))
-    if status.val_dice:
-        dice = ", ".join(f"{c} {status.val_dice[c]:.3f}" for c in ("LV", "MYO", "RV") if c in status.val_dice)
-        parts.append(f"validation Dice {dice}")
-    if status.val_mae is not None:
-        parts.append(f"QC validation slice-Dice error {status.val_mae:.3f}")
-    if status.val_accuracy is not None:
-        parts.append(f"slice-position validation accuracy {100 * status.val_accuracy:.1f}%")
-    if status.best_val_dice.get("mean") is not None:
-        parts.append(f"best mean {status.best_val_dice['mean']:.3f}")
+    if _figures(status.val):
+        parts.append(f"validation {_figures(status.val)}")
+    if status.best_score is not None:
+        parts.append(f"best {metric_name(status.metric)} {status.best_score:.3f}")
     if status.message and not status.running:
         parts.append(status.message)
     return "; ".join(parts)

@@ -30,7 +30,7 @@ def cmd_phantoms(args) -> int:
 
 
 def cmd_import_acdc(args) -> int:
-    from CMRAssistLib.labels import parse_label_map
+    from CMRAssistCore.labels import parse_label_map
 
     from .acdc import import_acdc
 
@@ -75,7 +75,7 @@ def cmd_prepare_demo(args) -> int:
     def log(event: str, **fields) -> None:
         if event == "epoch":
             bar.n = min(100, int(fields["percent"]))
-            bar.set_postfix(val_dice=round(fields["val_dice"]["mean"], 3))
+            bar.set_postfix(val_dice=round(fields["val"]["mean"], 3))
             bar.refresh()
 
     result = train_segmentation(items, checkpoint, TrainOptions(max_minutes=args.minutes, max_epochs=200), log=log)

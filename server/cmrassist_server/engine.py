@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from CMRAssistLib.labels import SHORT_NAMES
+from CMRAssistCore.labels import SHORT_NAMES
 
 from .augment import AugmentConfig, augment_batch
 from .cam_prior import CamPrior, load_prior
@@ -341,7 +341,7 @@ def train_segmentation(
         best = {"mean": -1.0}
     baseline = dict(best)
     log("start", train_images=len(train_cases), val_images=len(val_cases), device=device,
-        served_val_dice=baseline if served_ok else None)
+        served_val=baseline if served_ok else None)
 
     sampler = PatchSampler(train_cases, pre.config.patch_size, rng)
     steps_per_epoch = max(1, math.ceil(len(sampler) / options.batch_size))
@@ -371,14 +371,15 @@ def train_segmentation(
         if improved:
             best = val
             record = ModelRecord(network=asdict(spec), preprocess=asdict(pre.config), epochs=epoch,
-                                 train_images=len(train_cases), val_images=len(val_cases), val_dice=val,
+                                 train_images=len(train_cases), val_images=len(val_cases), val=val, score=val["mean"],
                                  options=asdict(options), prior=prior.describe() if prior is not None else None)
             publish_checkpoint(checkpoint_path, model, spec, pre.config, record,
                                prior=prior.state() if prior is not None else None)
             result.published = True
         elapsed = time.time() - start
         entry = {"epoch": epoch, "max_epochs": options.max_epochs, "loss": float(np.mean(losses)),
-                 "val_dice": val, "best_val_dice": best, "published": improved, "elapsed_s": round(elapsed, 1),
+                 "model": "segmentation", "metric": "mean", "val": val, "best_val": best, "score": val["mean"],
+                 "best_score": best["mean"], "published": improved, "elapsed_s": round(elapsed, 1),
                  "max_minutes": options.max_minutes,
                  "percent": round(100 * min(1.0, max(epoch / options.max_epochs, elapsed / budget_s)), 1)}
         result.history.append(entry)
@@ -387,6 +388,6 @@ def train_segmentation(
         if elapsed >= budget_s:
             break
     result.best_val, result.epochs, result.seconds = best, len(result.history), time.time() - start
-    log("done", published=result.published, best_val_dice=best, epochs=result.epochs, seconds=round(result.seconds, 1),
-        served_val_dice=baseline if served_ok else None)
+    log("done", model="segmentation", metric="mean", published=result.published, best_val=best, best_score=best["mean"], epochs=result.epochs, seconds=round(result.seconds, 1),
+        served_val=baseline if served_ok else None)
     return result

@@ -9,7 +9,7 @@ from typing import Dict, List
 import numpy as np
 import SimpleITK as sitk
 
-from CMRAssistLib.measures import overlap_table, ventricular_function
+from CMRAssistCore.measures import overlap_table, ventricular_function
 
 from .imageio import InvalidInputError, read_image
 

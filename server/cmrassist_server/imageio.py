@@ -7,7 +7,7 @@ from typing import Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from CMRAssistLib.labels import VALID_VALUES
+from CMRAssistCore.labels import VALID_VALUES
 
 # ACDC's sform scales make ITK warn on every read; the warning says nothing a user can act on.
 sitk.ProcessObject_SetGlobalWarningDisplay(False)

@@ -55,7 +55,9 @@ class ModelRecord:
     epochs: int = 0
     train_images: int = 0
     val_images: int = 0
-    val_dice: Dict[str, float] = field(default_factory=dict)
+    val: Dict[str, float] = field(default_factory=dict)
+    metric: str = "mean"  # the figure of ``val`` that decides which checkpoint is published
+    score: Optional[float] = None
     options: Dict[str, Any] = field(default_factory=dict)
     prior: Optional[Dict[str, Any]] = None  # the CAM prior's source and settings, when the network takes one
 

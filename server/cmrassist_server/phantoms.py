@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from CMRAssistLib.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
+from CMRAssistCore.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
 
 SUPERSAMPLE_INPLANE = 2
 SUPERSAMPLE_SLICE = 3

@@ -224,12 +224,14 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
             kind = "slice_position" if spec.classes == POSITIONS else "slice_classifier"
             record = {"kind": kind, "position_spec": asdict(spec), "trained_at": time.time(), "epochs": epoch,
                       "train_slices": int(len(y)), "val": val_figures, "options": asdict(options),
+                      "metric": "macro_f1", "score": val_figures["macro_f1"],
                       "class_counts": {name: int(n) for name, n in zip(spec.classes, counts)}, **(record_extra or {})}
             publish_position(checkpoint_path, model, record)
             result.published = True
         elapsed = time.time() - train_start
         entry = {"epoch": epoch, "max_epochs": options.max_epochs, "loss": float(np.mean(losses)) if losses else None,
-                 "val": val_figures, "best_val": best, "published": improved, "elapsed_s": round(elapsed, 1),
+                 "val": val_figures, "best_val": best, "published": improved, "model": "slice_position",
+                 "metric": "macro_f1", "score": val_figures["macro_f1"], "best_score": (best or {}).get("macro_f1"), "elapsed_s": round(elapsed, 1),
                  "max_minutes": options.max_minutes,
                  "percent": round(100 * min(1.0, max(epoch / options.max_epochs, elapsed / budget_s)), 1)}
         result.history.append(entry)
@@ -237,6 +239,7 @@ def train_position(stacks: List[LabelledStack], checkpoint_path: str, options: P
         if elapsed >= budget_s:
             break
     result.best_val, result.epochs, result.seconds = best or {}, len(result.history), time.time() - start
-    log("done", published=result.published, best_val=best, epochs=result.epochs, seconds=round(result.seconds, 1),
+    log("done", model="slice_position", metric="macro_f1", published=result.published, best_val=best,
+        best_score=(best or {}).get("macro_f1"), epochs=result.epochs, seconds=round(result.seconds, 1),
         served_val=served_val)
     return result

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import ndimage
 
-from CMRAssistLib.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
+from CMRAssistCore.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
 
 _CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)
 

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from CMRAssistLib.measures import MYOCARDIAL_DENSITY_G_PER_ML
+from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
 from .imageio import Orientation, frames_of
 from .preprocess import CardiacPreprocessor, PreprocessConfig

@@ -208,18 +208,20 @@ def train_qc(items: List[Dict], checkpoint_path: str, options: QCTrainOptions, *
             best = val
             record = {"kind": "qc", "qc_spec": asdict(spec), "trained_at": time.time(), "epochs": epoch,
                       "train_slices": len(sampler), "val_slices": len(val_set.slices()), "val": val,
+                      "metric": "mae", "score": val["mae"],
                       "sources": train_set.sources(), "options": asdict(options)}
             publish_qc(checkpoint_path, model, pre_config, record)
             result.published = True
         elapsed = time.time() - train_start
         entry = {"epoch": epoch, "max_epochs": options.max_epochs, "loss": float(np.mean(losses)), "val": val,
-                 "best_val": best, "published": improved, "elapsed_s": round(elapsed, 1), "max_minutes": options.max_minutes,
+                 "best_val": best, "model": "qc", "metric": "mae", "score": val["mae"], "best_score": best["mae"], "published": improved, "elapsed_s": round(elapsed, 1), "max_minutes": options.max_minutes,
                  "percent": round(100 * min(1.0, max(epoch / options.max_epochs, elapsed / budget_s)), 1)}
         result.history.append(entry)
         log("epoch", **entry)
         if elapsed >= budget_s:
             break
     result.best_val, result.epochs, result.seconds = best, len(result.history), time.time() - start
-    log("done", published=result.published, best_val=best, epochs=result.epochs, seconds=round(result.seconds, 1),
+    log("done", model="qc", metric="mae", published=result.published, best_val=best,
+        best_score=best["mae"] if math.isfinite(best["mae"]) else None, epochs=result.epochs, seconds=round(result.seconds, 1),
         served_val=baseline if served_ok else None)
     return result

@@ -10,7 +10,7 @@ import os
 import tempfile
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
-from CMRAssistLib.measures import MYOCARDIAL_DENSITY_G_PER_ML
+from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
 
 class QCStore:

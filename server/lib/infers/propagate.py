@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from CMRAssistLib.labels import CARDIAC_CLASSES
+from CMRAssistCore.labels import CARDIAC_CLASSES
 from cmrassist_server.imageio import InvalidInputError, check_label, read_image, write_label_like
 from cmrassist_server.propagation import PropagationOptions, propagate_cine
 

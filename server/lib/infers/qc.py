@@ -8,7 +8,7 @@ from typing import Dict, Optional
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from CMRAssistLib.labels import CARDIAC_CLASSES
+from CMRAssistCore.labels import CARDIAC_CLASSES
 from cmrassist_server.imageio import InvalidInputError, check_label, check_study_image, read_image
 from cmrassist_server.predictor import PredictorCache
 from cmrassist_server.qc_check import QualityChecker, parse_thresholds

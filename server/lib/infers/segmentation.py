@@ -9,7 +9,7 @@ from typing import Dict, Optional
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from CMRAssistLib.labels import CARDIAC_CLASSES
+from CMRAssistCore.labels import CARDIAC_CLASSES
 from cmrassist_server.imageio import InvalidInputError, check_study_image, read_image, write_label_like
 from cmrassist_server.network import read_record
 from cmrassist_server.position import PositionClassifier, clear_outside_lv

@@ -60,4 +60,4 @@ class SegmentationTrainTask(TrainTask):
         result = train_segmentation(items, self.checkpoint, options, val_items=finals, prior=prior)
         if result.published:
             archive(self.checkpoint)  # earlier versions stay available
-        return {"published": result.published, "best_val_dice": result.best_val, "epochs": result.epochs}
+        return {"published": result.published, "best_val": result.best_val, "epochs": result.epochs}
