@@ -18,6 +18,11 @@ $PIP install "torch==2.13.0"
 $PIP install -c requirements/constraints.txt -r requirements/lock.txt
 $PIP install --no-deps "monailabel==0.8.5"
 $PIP install --no-deps -e .
+# The Slicer-side tests (Testing/, marker `slicer`) run the module's scene layer on Slicer's own libraries: Kitware's
+# slicer-core wheel (MRML, logics and loadable modules without Qt; its only pin is vtk), and the terminology files
+# (DICOM master lists) that Kitware ships in trame-slicer. --no-deps: vtk's matplotlib and trame's web stack are not
+# needed for a scene, and nothing else here imports vtk. The module detects Slicer by `import qt`, not `import slicer`.
+$PIP install --no-deps "vtk==9.6.2" "slicer-core==5.13.31053.0" "trame-slicer==2.0.0"
 # Development only: the Slicer module's library (panels, REST client) importable by the tests and benchmarks;
 # the server package itself reaches the extension through CMRAssistCore only.
 SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")

@@ -11,7 +11,9 @@ LV_CAVITY = 3
 CARDIAC_CLASSES: Dict[str, int] = {"rv_cavity": RV_CAVITY, "lv_myocardium": LV_MYOCARDIUM, "lv_cavity": LV_CAVITY}
 #: Short names used in tables and reports.
 SHORT_NAMES: Dict[int, str] = {RV_CAVITY: "RV", LV_MYOCARDIUM: "MYO", LV_CAVITY: "LV"}
-#: Display colours (RGB 0-1), the ones Slicer's cardiac terminology uses for these structures.
+#: Display colours (RGB 0-1). Not Slicer's terminology colours on purpose: Slicer recommends one colour for blood
+#: wherever it is and a near-identical red for muscle, so the three segments could not be told apart while editing;
+#: these are the usual cardiac-MR colours (RV blue, myocardium orange, LV red).
 COLOURS: Dict[int, Tuple[float, float, float]] = {
     RV_CAVITY: (0.35, 0.55, 0.95),
     LV_MYOCARDIUM: (0.85, 0.55, 0.35),
@@ -22,17 +24,26 @@ VALID_VALUES = frozenset((BACKGROUND, RV_CAVITY, LV_MYOCARDIUM, LV_CAVITY))
 SEGMENT_NAMES: Dict[int, str] = {RV_CAVITY: "RV cavity", LV_MYOCARDIUM: "LV myocardium", LV_CAVITY: "LV cavity"}
 
 
-def _terminology(code: str, meaning: str) -> str:
-    # Slicer's serialised terminology entry: context~category~type~modifier~region context~region~region modifier
-    return ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-            f"SCT^{code}^{meaning}~^^~Anatomic codes - DICOM master list~^^~^^")
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+REGION_CONTEXT = "Anatomic codes - DICOM master list"
 
 
-#: SNOMED CT codes of the structures: right ventricle, myocardium, left ventricle.
+def _terminology(type_code: str, type_meaning: str, region_code: str, region_meaning: str) -> str:
+    # Slicer's serialised terminology entry: context~category~type~type modifier~region context~region~region modifier
+    return (
+        f"{TERMINOLOGY_CONTEXT}~SCT^85756007^Tissue~SCT^{type_code}^{type_meaning}~^^~{REGION_CONTEXT}~"
+        f"SCT^{region_code}^{region_meaning}~^^"
+    )
+
+
+#: What each segment is, in codes of the DICOM master lists Slicer ships (Terminologies module): a cavity is the
+#: blood (SCT 87612001) in that ventricle, the myocardium is the muscle (SCT 71616004) of the left ventricle. The
+#: lists have no "myocardium" or "ventricular cavity" type, and coding the cavity as the ventricle itself
+#: (SCT 87878005) would claim the whole LV, myocardium included.
 TERMINOLOGY: Dict[int, str] = {
-    RV_CAVITY: _terminology("53085002", "Right ventricle"),
-    LV_MYOCARDIUM: _terminology("74281007", "Myocardium"),
-    LV_CAVITY: _terminology("87878005", "Left ventricle"),
+    RV_CAVITY: _terminology("87612001", "Blood", "53085002", "Right Ventricle"),
+    LV_MYOCARDIUM: _terminology("71616004", "Muscle", "87878005", "Left Ventricle"),
+    LV_CAVITY: _terminology("87612001", "Blood", "87878005", "Left Ventricle"),
 }
 
 

@@ -20,7 +20,9 @@ def slice_areas_mm2(label: np.ndarray, spacing: Sequence[float]) -> Dict[str, np
         spacing: voxel spacing ``(slice, row, column)`` in mm.
     """
     pixel_mm2 = float(spacing[1]) * float(spacing[2])
-    return {name: (label == value).sum(axis=(1, 2)).astype(float) * pixel_mm2 for name, value in CARDIAC_CLASSES.items()}
+    return {
+        name: (label == value).sum(axis=(1, 2)).astype(float) * pixel_mm2 for name, value in CARDIAC_CLASSES.items()
+    }
 
 
 def class_volumes_ml(label: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
@@ -80,7 +82,9 @@ def _surface_points_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray
     return np.argwhere(_surface(mask)) * np.asarray(spacing, dtype=float)
 
 
-def _distances_to_surface_mm(points_of: np.ndarray, surface_of: np.ndarray, spacing: Sequence[float]) -> Optional[np.ndarray]:
+def _distances_to_surface_mm(
+    points_of: np.ndarray, surface_of: np.ndarray, spacing: Sequence[float]
+) -> Optional[np.ndarray]:
     """Distance (mm) from each boundary voxel of ``points_of`` to the nearest boundary voxel of ``surface_of``,
     from an exact Euclidean distance map (linear time); ``None`` without SimpleITK (bundled with Slicer)."""
     try:

@@ -1,7 +1,8 @@
 """The annotation workflow without any GUI: connect, fetch a study, pick a frame, segment, submit, train.
 
-The panels call these methods from background jobs; everything here is plain Python (no Qt, no slicer),
-so it is tested against a real server with pytest.
+The panels run these methods in the worker process (``worker.py``, started by ``background.py``); everything here
+is plain Python (no Qt, no slicer), so it is tested against a real server with pytest. Every file the viewer loads
+comes with uncompressed one-frame copies (``frame_files``), so the GUI thread never decompresses a whole cine.
 """
 
 import os
@@ -12,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from CMRAssistCore.progress import metric_name
 
 from .client import CMRAssistClient, ServerError, TrainStatus
-from .frames import count_frames, write_frame
+from .frames import join_frames, label_summary, split_frames, write_frame
+from .ranking import RankingCalls
 from .settings import UserSettings
 
 SEGMENTATION_MODEL = "segmentation"
@@ -27,6 +29,8 @@ class ServerState:
     version: str = ""
     models: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     trainers: List[str] = field(default_factory=list)
+    #: Each trainer's options: a default, or a list of choices with the default first (``GET /info/``).
+    trainer_configs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     strategies: List[str] = field(default_factory=list)
     training: TrainStatus = field(default_factory=TrainStatus)
 
@@ -45,15 +49,26 @@ class ServerState:
                 lines.append(f"model {model}: trained{score}")
             else:
                 lines.append(f"model {model}: not trained yet (train it from labelled studies)")
-        lines.append("training: " + (f"running, {self.training.percent:.0f}%" if self.training.running
-                                     else self.training.state.lower()))
+        lines.append(
+            "training: "
+            + (f"running, {self.training.percent:.0f}%" if self.training.running else self.training.state.lower())
+        )
         return "\n".join(lines)
 
     @classmethod
     def from_info(cls, url: str, info: Dict[str, Any], training: TrainStatus) -> "ServerState":
-        return cls(url=url, name=str(info.get("name", "")), version=str(info.get("version", "")),
-                   models=dict(info.get("models") or {}), trainers=sorted(info.get("trainers") or {}),
-                   strategies=sorted(info.get("strategies") or {}), training=training)
+        trainers = info.get("trainers") or {}
+        configs = {name: dict((t or {}).get("config") or {}) for name, t in trainers.items()}
+        return cls(
+            url=url,
+            name=str(info.get("name", "")),
+            version=str(info.get("version", "")),
+            models=dict(info.get("models") or {}),
+            trainers=sorted(trainers),
+            trainer_configs=configs,
+            strategies=sorted(info.get("strategies") or {}),
+            training=training,
+        )
 
 
 @dataclass
@@ -67,6 +82,8 @@ class Study:
     path: str
     info: Dict[str, Any]
     n_frames: int = 1
+    #: Uncompressed copy of each frame (see ``frames.split_frames``), what the viewer loads.
+    frame_files: List[str] = field(default_factory=list)
 
     @property
     def is_cine(self) -> bool:
@@ -103,6 +120,15 @@ class Study:
         return ", ".join(parts)
 
 
+@dataclass
+class LabelFile:
+    """A label map from the server (3D, or 4D for a cine) with its frames as uncompressed copies for the viewer."""
+
+    path: str
+    frame_files: List[str] = field(default_factory=list)
+    summary: str = ""
+
+
 def _frame_number(value: Any) -> Optional[int]:
     try:
         return int(value)
@@ -130,7 +156,7 @@ def _no_progress(fraction: float, text: str) -> None:
     pass
 
 
-class AnnotationSession:
+class AnnotationSession(RankingCalls):
     """One annotator working with one server.
 
     Args:
@@ -165,18 +191,32 @@ class AnnotationSession:
     def open_study(self, image_id: str, progress: Progress = _no_progress) -> Study:
         progress(0.3, f"downloading {image_id}")
         info = self.client.image_info(image_id)
-        path = self.client.download_image(image_id, self.workdir)
-        progress(0.9, "reading frames")
-        return Study(image_id=image_id, path=path, info=dict(info.get("info") or info), n_frames=count_frames(path))
+        path = self.client.download_image(
+            image_id, self.workdir, lambda f: progress(0.3 + 0.5 * f, f"downloading {image_id}")
+        )
+        progress(0.85, "preparing the frames")
+        frames = split_frames(path, self._frames_folder(image_id))
+        return Study(
+            image_id=image_id, path=path, info=dict(info.get("info") or info), n_frames=len(frames), frame_files=frames
+        )
+
+    def _frames_folder(self, name: str) -> str:
+        return os.path.join(self.workdir, "frames", name)
 
     def upload_local(self, path: str, image_id: Optional[str] = None, progress: Progress = _no_progress) -> Study:
         """Upload a volume that was already in the scene (after the user agreed) and open it as a study."""
         image_id = image_id or image_id_for(path)
         progress(0.2, f"uploading {image_id}")
-        stored_id = self.client.upload_image(path, image_id, {"source": "3D Slicer scene",
-                                                              "uploaded_by": self.settings.annotator})
-        n_frames = count_frames(path)
-        return Study(image_id=stored_id, path=path, info={"source": "3D Slicer scene"}, n_frames=n_frames)
+        stored_id = self.client.upload_image(
+            path,
+            image_id,
+            {"source": "3D Slicer scene", "uploaded_by": self.settings.annotator},
+            lambda f: progress(0.2 + 0.7 * f, f"uploading {image_id}"),
+        )
+        frames = split_frames(path, self._frames_folder(stored_id))
+        return Study(
+            image_id=stored_id, path=path, info={"source": "3D Slicer scene"}, n_frames=len(frames), frame_files=frames
+        )
 
     def frame_study(self, cine: Study, frame: int, progress: Progress = _no_progress) -> Study:
         """The 3D study of one cine frame (1-based), stored on the server once under ``<cine id>_frameNN``."""
@@ -197,7 +237,7 @@ class AnnotationSession:
                 raise
             progress(0.2, f"storing frame {frame} as {image_id}")
             self.client.upload_image(path, image_id, info)
-        return Study(image_id=image_id, path=path, info=info, n_frames=1)
+        return Study(image_id=image_id, path=path, info=info, n_frames=1, frame_files=[])
 
     # -- segmentation and labels ---------------------------------------------------------------------------
     def segment(self, study: Study, progress: Progress = _no_progress, *, empty_outside_lv: bool = False) -> str:
@@ -211,6 +251,26 @@ class AnnotationSession:
         progress(0.1, f"segmenting {study.image_id} on the server")
         params = {"outside_lv": "empty"} if empty_outside_lv else None
         return self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL, params=params)
+
+    def label_file(self, path: str) -> LabelFile:
+        """The label with its frame copies (for the viewer) and its one-line summary."""
+        name = os.path.basename(path).split(".")[0]
+        return LabelFile(path, split_frames(path, self._frames_folder(name + "_label")), label_summary(path))
+
+    def segment_for_viewer(
+        self,
+        study: Study,
+        frame: Optional[int] = None,
+        progress: Progress = _no_progress,
+        *,
+        empty_outside_lv: bool = False,
+    ) -> Tuple[Study, LabelFile]:
+        """What the Segment button does: the chosen frame of a cine (stored once as its own study) or the whole
+        study segmented, as the segmented study and its label ready for the viewer."""
+        target = self.frame_study(study, frame, progress) if study.is_cine and frame else study
+        path = self.segment(target, progress, empty_outside_lv=empty_outside_lv)
+        progress(0.9, "preparing the label")
+        return target, self.label_file(path)
 
     def propagate(self, cine: Study, progress: Progress = _no_progress, *, source: Optional[str] = None) -> str:
         """A labelled frame of the cine propagated to every frame; the 4D label file (also kept on the server).
@@ -226,6 +286,14 @@ class AnnotationSession:
         progress(0.1, f"propagating the labelled frame of {cine.image_id} to all {cine.n_frames} frames")
         return self.client.propagate(cine.image_id, self.workdir, source=source, store=True)
 
+    def propagate_for_viewer(
+        self, cine: Study, progress: Progress = _no_progress, *, source: Optional[str] = None
+    ) -> Tuple[Study, LabelFile]:
+        """:meth:`propagate`, with the 4D label ready for the viewer."""
+        path = self.propagate(cine, progress, source=source)
+        progress(0.9, "preparing the label")
+        return cine, self.label_file(path)
+
     def slice_positions(self, study: Study) -> Dict[str, Any]:
         """Too basal / in the LV / too apical per slice of a 3D study (the server's ``slice_position`` model)."""
         return self.client.slice_positions(study.image_id)
@@ -237,8 +305,36 @@ class AnnotationSession:
             raise ValueError(problem)
         progress(0.2, f"submitting the label of {study.image_id}")
         extra = {"frame": study.info["frame"]} if study.info.get("frame") else {}
-        return self.client.submit_label(study.image_id, label_path, annotator=self.settings.annotator,
-                                        expertise=self.settings.expertise, extra=extra)
+        return self.client.submit_label(
+            study.image_id,
+            label_path,
+            annotator=self.settings.annotator,
+            expertise=self.settings.expertise,
+            extra=extra,
+        )
+
+    def submit_frames(self, study: Study, frame_files: List[str], progress: Progress = _no_progress) -> LabelFile:
+        """Join the viewer's per-frame label files on the study's exact grid, store the label, return it.
+
+        Args:
+            study: the segmented study (a frame or a whole cine).
+            frame_files: one label file per frame, in frame order (what the viewer exported).
+            progress: progress callback.
+        """
+        path = join_frames(frame_files, study.path, os.path.join(self.workdir, f"{study.image_id}_final.nii.gz"))
+        self.submit(study, path, progress)
+        return LabelFile(path, list(frame_files), label_summary(path))
+
+    def review(
+        self, study: Study, label: str, threshold: float, with_positions: bool, progress: Progress = _no_progress
+    ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+        """QC report of the study's ``label`` and, with a trained slice-position model, its slice positions."""
+        progress(0.2, f"checking {study.image_id} on the server")
+        report = self.quality(study, label=label, threshold=threshold)
+        if not with_positions:
+            return report, None
+        progress(0.8, f"slice positions of {study.image_id}")
+        return report, self.slice_positions(study)
 
     def quality(self, study: Study, *, label: str = "prediction", threshold: Optional[float] = None) -> Dict[str, Any]:
         """QC report of a 3D study's model prediction or stored label (see ``docs/qc-report.schema.json``)."""
@@ -251,6 +347,10 @@ class AnnotationSession:
 
     def version_file(self, study: Study, version: str) -> str:
         return self.client.download_version(study.image_id, version, self.workdir)
+
+    def version_for_viewer(self, study: Study, version: str) -> LabelFile:
+        """One annotator's version of the study's label, ready for the viewer."""
+        return self.label_file(self.version_file(study, version))
 
     def accept_version(self, study: Study, version: str) -> Dict[str, Any]:
         """Make ``version`` the study's final label, with this user as the reviewer."""
@@ -267,8 +367,9 @@ class AnnotationSession:
         return self.client.build_consensus(study.image_id, self.settings.annotator, versions)
 
     # -- training -----------------------------------------------------------------------------------------
-    def start_training(self, *, max_minutes: float, max_epochs: int = 1000, model: str = SEGMENTATION_MODEL,
-                       **choices: Any) -> Dict[str, Any]:
+    def start_training(
+        self, *, max_minutes: float, max_epochs: int = 1000, model: str = SEGMENTATION_MODEL, **choices: Any
+    ) -> Dict[str, Any]:
         """Retrain ``model`` (``segmentation``, ``qc`` or ``slice_position``) within the budget.
 
         Args:

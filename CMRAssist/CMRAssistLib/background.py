@@ -1,121 +1,233 @@
-"""Run network and long work off the GUI thread, and hand results back on it.
+"""Long work without blocking Slicer's GUI thread: server calls in a worker process, scene work in short steps.
 
-A worker thread runs the job; a ``QTimer`` on the GUI thread polls it and calls the callbacks there, so
-panels never touch widgets from another thread. This works the same under Slicer's PythonQt and PySide6
-(neither needs custom signals).
+Slicer does not enable PythonQt's thread support: the GUI thread holds Python's lock even while it idles in Qt's
+event loop, so a Python worker thread advances only while the GUI thread happens to run Python. So:
+
+- network and file work (downloads, uploads, reading a compressed cine) runs in a child Python process
+  (``worker.py`` through a ``QProcess``): Qt reads its output in C++, and the child runs at full speed;
+- work on the MRML scene (building a cine's sequences, one frame at a time) runs on the GUI thread as a
+  generator whose steps a ``QTimer`` drives, so the GUI repaints and takes input between steps.
+
+Callbacks run on the GUI thread. One that raises is logged and kept in ``callback_errors``: it never stops the
+other jobs' callbacks, and a callback that opens a modal dialog (a nested event loop) cannot re-enter a step.
 """
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, List, Optional, Tuple
+import logging
+import os
+import shutil
+import sys
+from typing import Any, Callable, Iterator, List, Optional
 
-from .qt_compat import QTimer
+from .annotation import AnnotationSession
+from .qt_compat import BINDING, QProcess, QTimer
+from .worker import decode, error_from, parse_event, request
+
+Progress = Optional[Callable[[float, str], None]]
+#: The folder that holds CMRAssistLib: the worker runs ``-m CMRAssistLib.worker`` from there.
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Cancelled(Exception):
-    """Raised inside a job when the user cancelled it."""
+    """The user cancelled the job."""
+
+
+def worker_python() -> str:
+    """Slicer's ``PythonSlicer`` inside Slicer (it is on Slicer's PATH), this interpreter elsewhere."""
+    if BINDING == "PythonQt":
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+    return sys.executable
 
 
 class Job:
-    """Handle of one background job, also passed to the job's function.
-
-    The function calls :meth:`report` with its progress and :meth:`check_cancelled` between steps.
-    """
+    """Handle of one background job: its name, and a way to cancel it."""
 
     def __init__(self, name: str):
         self.name = name
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._progress: Optional[Tuple[float, str]] = None
-        self.future: Optional[Future] = None
-
-    def report(self, fraction: float, text: str = "") -> None:
-        with self._lock:
-            self._progress = (max(0.0, min(1.0, float(fraction))), text)
-
-    def take_progress(self) -> Optional[Tuple[float, str]]:
-        with self._lock:
-            progress, self._progress = self._progress, None
-        return progress
+        self.cancelled = False
+        self.finished = False
+        self.events: List[dict] = []  # what a worker reported (the last one is the answer)
+        self._stop: Callable[[], None] = lambda: None
+        self._keep: List[Any] = []  # the QProcess or QTimer, alive until the job is over
 
     def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def check_cancelled(self) -> None:
-        if self._cancel.is_set():
-            raise Cancelled(f"{self.name} cancelled")
-
-    @property
-    def done(self) -> bool:
-        return self.future is not None and self.future.done()
+        if not self.finished and not self.cancelled:
+            self.cancelled = True
+            self._stop()
 
 
 class BackgroundRunner:
-    """Runs jobs on worker threads; callbacks run on the thread that owns the runner (the GUI thread).
+    """Starts jobs and calls their callbacks on the GUI thread.
 
     Args:
-        poll_ms: how often the GUI thread looks at running jobs.
-        workers: worker threads (2: a long training poll never blocks a download).
+        python: interpreter for worker processes (see :func:`worker_python`).
     """
 
-    def __init__(self, *, poll_ms: int = 50, workers: int = 2):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="CMRAssist")
-        self._running: List[Tuple[Job, Callable, Callable, Optional[Callable]]] = []
-        self._timer = QTimer()
-        self._timer.setInterval(poll_ms)
-        self._timer.timeout.connect(self._poll)
+    def __init__(self, *, python: Optional[str] = None):
+        self.python = python or worker_python()
+        self.callback_errors: List[BaseException] = []
+        self._jobs: List[Job] = []
         self._closed = False
 
-    def submit(self, name: str, fn: Callable[[Job], Any], *, on_done: Callable[[Any], None],
-               on_error: Callable[[BaseException], None], on_progress: Optional[Callable[[float, str], None]] = None,
-               ) -> Job:
-        """Start ``fn(job)`` on a worker; later ``on_done(result)`` or ``on_error(exception)`` on this thread."""
-        if self._closed:
-            raise RuntimeError("the background runner has been shut down")
-        job = Job(name)
-        job.future = self._pool.submit(fn, job)
-        self._running.append((job, on_done, on_error, on_progress))
-        if not self._timer.isActive():
-            self._timer.start()
+    # -- starting jobs ----------------------------------------------------------------------------------------
+    def submit(
+        self,
+        name: str,
+        session: AnnotationSession,
+        method: str,
+        *args: Any,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+        on_progress: Progress = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Run ``session.<method>(*args, **kwargs)`` in a worker process; then ``on_done(result)`` or
+        ``on_error(exception)`` here. The session's own ``progress`` reports reach ``on_progress``."""
+        body = request(session, method, args, kwargs)
+        job = self._start(name)
+        process = QProcess()
+        process.setProgram(self.python)
+        process.setArguments(["-u", "-m", "CMRAssistLib.worker"])
+        process.setWorkingDirectory(MODULE_DIR)
+        pending = [b""]  # an output line may come in pieces
+        process.readyReadStandardOutput.connect(lambda: self._read(job, process, pending, on_progress))
+        process.finished.connect(lambda *_: self._process_finished(job, process, pending, on_done, on_error))
+        process.errorOccurred.connect(lambda *_: self._process_failed(job, process, on_error))
+        job._stop = process.kill
+        job._keep.append(process)
+        process.start()
+        process.write(body)
+        process.closeWriteChannel()
+        return job
+
+    def steps(
+        self,
+        name: str,
+        steps: Iterator[Any],
+        *,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+        on_progress: Progress = None,
+    ) -> Job:
+        """Drive a generator on the GUI thread, one ``next()`` per timer tick; each yielded ``(fraction, text)``
+        goes to ``on_progress``; the generator's return value to ``on_done``."""
+        job = self._start(name)
+        timer = QTimer()
+        timer.setInterval(0)
+        running = [False]  # a step that opens a modal dialog must not be re-entered by the nested event loop
+
+        def tick() -> None:
+            if running[0] or job.finished:
+                return
+            running[0] = True
+            try:
+                self._step(job, steps, timer, on_done, on_error, on_progress)
+            finally:
+                running[0] = False
+
+        timer.timeout.connect(tick)
+        job._stop = lambda: None  # the next tick sees ``cancelled``
+        job._keep.append(timer)
+        timer.start()
         return job
 
     def busy(self, name: Optional[str] = None) -> bool:
-        return any(name is None or job.name == name for job, *_ in self._running)
+        return any(name is None or job.name == name for job in self._jobs)
 
     def cancel_all(self) -> None:
-        for job, *_ in self._running:
+        for job in list(self._jobs):
             job.cancel()
 
     def shutdown(self) -> None:
-        """Cancel what runs and stop polling (module closed); callbacks of unfinished jobs are dropped."""
-        self.cancel_all()
+        """Cancel what runs (module closed); callbacks of unfinished jobs are dropped."""
         self._closed = True
-        self._timer.stop()
-        self._running = []
-        self._pool.shutdown(wait=False)
+        for job in list(self._jobs):
+            job.cancel()
+            for kept in job._keep:
+                if isinstance(kept, QTimer):
+                    kept.stop()
+                else:
+                    kept.waitForFinished(2000)
+        self._jobs = []
 
-    def _poll(self) -> None:
-        current, self._running = self._running, []  # callbacks may submit new jobs into the fresh list
-        still = []
-        for entry in current:
-            job, on_done, on_error, on_progress = entry
-            progress = job.take_progress()
-            if progress and on_progress:
-                on_progress(*progress)
-            if not job.done:
-                still.append(entry)
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _start(self, name: str) -> Job:
+        if self._closed:
+            raise RuntimeError("the background runner has been shut down")
+        job = Job(name)
+        self._jobs.append(job)
+        return job
+
+    def _step(self, job: Job, steps: Iterator[Any], timer, on_done, on_error, on_progress: Progress) -> None:
+        if job.cancelled:
+            timer.stop()
+            steps.close()
+            self._deliver(job, on_error, Cancelled(f"{job.name} cancelled"))
+            return
+        try:
+            report = next(steps)
+        except StopIteration as stop:
+            timer.stop()
+            self._deliver(job, on_done, stop.value)
+            return
+        except Exception as error:
+            timer.stop()
+            self._deliver(job, on_error, error)
+            return
+        if on_progress and report:
+            self._call(on_progress, *report)
+
+    def _read(self, job: Job, process, pending: List[bytes], on_progress: Progress) -> None:
+        data = pending[0] + bytes(process.readAllStandardOutput().data())
+        *lines, pending[0] = data.split(b"\n")
+        for line in lines:
+            event = parse_event(line.decode("utf-8", "replace").rstrip("\r"))
+            if event is None:
                 continue
-            error = job.future.exception()
-            if error is None and job.cancelled:
-                error = Cancelled(f"{job.name} cancelled")  # the answer came after the user gave up on it
-            if error is None:
-                on_done(job.future.result())
-            else:
-                on_error(error)
-        self._running = [] if self._closed else still + self._running
-        if not self._running:
-            self._timer.stop()
+            job.events.append(event)
+            if "progress" in event and on_progress and not job.cancelled:
+                self._call(on_progress, event["progress"], event.get("text", ""))
+
+    def _process_finished(self, job: Job, process, pending, on_done, on_error) -> None:
+        if job.finished:
+            return
+        self._read(job, process, pending, None)
+        answer = next((e for e in reversed(job.events) if "result" in e or "error" in e), None)
+        if job.cancelled:
+            self._deliver(job, on_error, Cancelled(f"{job.name} cancelled"))
+        elif answer is not None and "result" in answer:
+            self._deliver(job, on_done, decode(answer["result"]))
+        elif answer is not None:
+            self._deliver(job, on_error, error_from(answer["error"]))
+        else:
+            stderr = bytes(process.readAllStandardError().data()).decode("utf-8", "replace").strip()
+            self._deliver(
+                job,
+                on_error,
+                RuntimeError(
+                    "the worker process ended without an answer: "
+                    + (stderr.splitlines()[-1] if stderr else "no output")
+                ),
+            )
+
+    def _process_failed(self, job: Job, process, on_error) -> None:
+        if process.error() == QProcess.FailedToStart and not job.finished:
+            self._deliver(job, on_error, RuntimeError(f"cannot start the worker process {self.python}"))
+
+    def _deliver(self, job: Job, callback: Callable[[Any], None], value: Any) -> None:
+        """Finish ``job`` first (so ``busy`` is already right inside the callback), then call the callback."""
+        job.finished = True
+        if job in self._jobs:
+            self._jobs.remove(job)
+        # Qt objects are dropped on a later turn of the event loop, not inside their own signal.
+        QTimer.singleShot(0, job._keep.clear)
+        if not self._closed:
+            self._call(callback, value)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as error:  # one panel's bug must not stop the other jobs' callbacks
+            logging.exception("CMRAssist: a background job's callback failed")
+            self.callback_errors.append(error)

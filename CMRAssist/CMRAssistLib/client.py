@@ -5,27 +5,18 @@ its timeout, and callers in a GUI run it off the GUI thread.
 """
 
 import json
-import mimetypes
 import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
-from urllib import error, parse, request
+from typing import Any, Callable, Dict, List, Optional
+from urllib import parse
 
 from CMRAssistCore.progress import PROGRESS_PREFIX, parse_progress_line
 
+from .transport import HttpTransport, ServerError, _filename, _multipart
+
 EXPERTISE_LEVELS = ("expert", "non-expert")
 __all__ = ["PROGRESS_PREFIX", "CMRAssistClient", "ServerError", "TrainStatus", "parse_train_status"]
-
-
-class ServerError(Exception):
-    """A request failed; ``status`` is the HTTP status (0 when the server could not be reached)."""
-
-    def __init__(self, message: str, status: int = 0):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -77,23 +68,7 @@ def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
     return out
 
 
-def _multipart(fields: Dict[str, str], files: Dict[str, str]) -> Tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts: List[bytes] = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, path in files.items():
-        with open(path, "rb") as f:
-            data = f.read()
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                f'filename="{os.path.basename(path)}"\r\nContent-Type: {ctype}\r\n\r\n')
-        parts.append(head.encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-class CMRAssistClient:
+class CMRAssistClient(HttpTransport):
     """Client of one server.
 
     Args:
@@ -109,40 +84,6 @@ class CMRAssistClient:
         self.server_url = url
         self.timeout = timeout
         self.long_timeout = long_timeout
-
-    # -- plumbing -----------------------------------------------------------------------------------------
-    def _url(self, path: str, query: Optional[Dict[str, Any]] = None) -> str:
-        q = {k: v for k, v in (query or {}).items() if v is not None}
-        return self.server_url + path + ("?" + parse.urlencode(q) if q else "")
-
-    def _send(self, method: str, path: str, *, query=None, body: Optional[bytes] = None, ctype: Optional[str] = None,
-              timeout: Optional[float] = None) -> Tuple[bytes, Dict[str, str]]:
-        req = request.Request(self._url(path, query), data=body, method=method)
-        if ctype:
-            req.add_header("Content-Type", ctype)
-        try:
-            with request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                return resp.read(), dict(resp.headers)
-        except error.HTTPError as e:
-            raw = e.read()
-            try:
-                detail = json.loads(raw).get("detail", raw.decode(errors="replace"))
-            except ValueError:
-                detail = raw.decode(errors="replace")[:300] or e.reason
-            raise ServerError(f"server refused {method} {path} ({e.code}): {detail}", status=e.code) from None
-        except (socket.timeout, TimeoutError):
-            raise ServerError(f"server at {self.server_url} did not answer within {timeout or self.timeout:g} s") from None
-        except error.URLError as e:
-            raise ServerError(f"cannot reach server at {self.server_url}: {e.reason}") from None
-        except (ConnectionError, OSError) as e:
-            raise ServerError(f"connection to {self.server_url} failed: {e}") from None
-
-    def _json(self, method: str, path: str, **kwargs) -> Any:
-        raw, _ = self._send(method, path, **kwargs)
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError:
-            raise ServerError(f"{path} answered with something that is not JSON: {raw[:120]!r}") from None
 
     # -- server state ------------------------------------------------------------------------------------
     def info(self) -> Dict[str, Any]:
@@ -164,23 +105,53 @@ class CMRAssistClient:
     def image_info(self, image_id: str) -> Dict[str, Any]:
         return self._json("GET", "/datastore/image/info", query={"image": image_id})
 
-    def download_image(self, image_id: str, folder: str) -> str:
-        """Download a study image into ``folder``; returns the file path (extension kept)."""
-        raw, headers = self._send("GET", "/datastore/image", query={"image": image_id}, timeout=self.long_timeout)
+    def download_image(self, image_id: str, folder: str, progress: Optional[Callable[[float], None]] = None) -> str:
+        """Download a study image into ``folder``; returns the file path (extension kept).
+
+        Args:
+            image_id: the study.
+            folder: where the file is written.
+            progress: called with the fraction downloaded as the chunks arrive.
+        """
+        raw, headers = self._send(
+            "GET", "/datastore/image", query={"image": image_id}, timeout=self.long_timeout, progress=progress
+        )
         name = _filename(headers) or f"{image_id}.nii.gz"
         path = os.path.join(folder, os.path.basename(name))
         with open(path, "wb") as f:
             f.write(raw)
         return path
 
-    def upload_image(self, path: str, image_id: Optional[str] = None, info: Optional[Dict] = None) -> str:
-        """``PUT /datastore/``: add a study image; returns its id."""
+    def upload_image(
+        self,
+        path: str,
+        image_id: Optional[str] = None,
+        info: Optional[Dict] = None,
+        progress: Optional[Callable[[float], None]] = None,
+    ) -> str:
+        """``PUT /datastore/``: add a study image; returns its id (``progress`` as in :meth:`download_image`)."""
         body, ctype = _multipart({"params": json.dumps(info or {})}, {"file": path})
-        res = self._json("PUT", "/datastore/", query={"image": image_id}, body=body, ctype=ctype, timeout=self.long_timeout)
+        res = self._json(
+            "PUT",
+            "/datastore/",
+            query={"image": image_id},
+            body=body,
+            ctype=ctype,
+            timeout=self.long_timeout,
+            progress=progress,
+        )
         return res["image"]
 
-    def submit_label(self, image_id: str, label_path: str, *, annotator: str, expertise: str, tag: str = "final",
-                     extra: Optional[Dict] = None) -> Dict[str, Any]:
+    def submit_label(
+        self,
+        image_id: str,
+        label_path: str,
+        *,
+        annotator: str,
+        expertise: str,
+        tag: str = "final",
+        extra: Optional[Dict] = None,
+    ) -> Dict[str, Any]:
         """``PUT /datastore/label``: store a label with who made it, their expertise and when.
 
         Args:
@@ -195,17 +166,29 @@ class CMRAssistClient:
             raise ValueError("annotator name is empty")
         if expertise not in EXPERTISE_LEVELS:
             raise ValueError(f"expertise must be one of {EXPERTISE_LEVELS}, not {expertise!r}")
-        info = {**(extra or {}), "annotator": annotator.strip(), "expertise": expertise,
-                "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        info = {
+            **(extra or {}),
+            "annotator": annotator.strip(),
+            "expertise": expertise,
+            "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         body, ctype = _multipart({"params": json.dumps(info)}, {"label": label_path})
-        return self._json("PUT", "/datastore/label", query={"image": image_id, "tag": tag}, body=body, ctype=ctype,
-                          timeout=self.long_timeout)
+        return self._json(
+            "PUT",
+            "/datastore/label",
+            query={"image": image_id, "tag": tag},
+            body=body,
+            ctype=ctype,
+            timeout=self.long_timeout,
+        )
 
     def label_info(self, image_id: str, tag: str = "final") -> Dict[str, Any]:
         return self._json("GET", "/datastore/label/info", query={"label": image_id, "tag": tag})
 
     def download_label(self, image_id: str, folder: str, tag: str = "final") -> str:
-        raw, headers = self._send("GET", "/datastore/label", query={"label": image_id, "tag": tag}, timeout=self.long_timeout)
+        raw, headers = self._send(
+            "GET", "/datastore/label", query={"label": image_id, "tag": tag}, timeout=self.long_timeout
+        )
         path = os.path.join(folder, os.path.basename(_filename(headers) or f"{image_id}_{tag}.nii.gz"))
         with open(path, "wb") as f:
             f.write(raw)
@@ -217,7 +200,9 @@ class CMRAssistClient:
         return self._json("GET", f"/versions/{parse.quote(image_id)}")
 
     def download_version(self, image_id: str, version: str, folder: str) -> str:
-        raw, _ = self._send("GET", f"/versions/{parse.quote(image_id)}/{parse.quote(version)}", timeout=self.long_timeout)
+        raw, _ = self._send(
+            "GET", f"/versions/{parse.quote(image_id)}/{parse.quote(version)}", timeout=self.long_timeout
+        )
         path = os.path.join(folder, f"{image_id}_{version}.nii.gz")
         with open(path, "wb") as f:
             f.write(raw)
@@ -231,15 +216,26 @@ class CMRAssistClient:
     def build_consensus(self, image_id: str, reviewer: str, versions: Optional[List[str]] = None) -> Dict[str, Any]:
         """``POST /versions/{image}/consensus``: STAPLE of the versions (all by default), made ``final``."""
         body = json.dumps({"reviewer": reviewer, "versions": versions}).encode()
-        return self._json("POST", f"/versions/{parse.quote(image_id)}/consensus", body=body, ctype="application/json",
-                          timeout=self.long_timeout)
+        return self._json(
+            "POST",
+            f"/versions/{parse.quote(image_id)}/consensus",
+            body=body,
+            ctype="application/json",
+            timeout=self.long_timeout,
+        )
 
     # -- inference and training --------------------------------------------------------------------------
     def infer(self, image_id: str, folder: str, model: str = "segmentation", params: Optional[Dict] = None) -> str:
         """``POST /infer/{model}``: run the model on a stored study; returns the label file written to ``folder``."""
         body, ctype = _multipart({"params": json.dumps(params or {})}, {})
-        raw, _ = self._send("POST", f"/infer/{parse.quote(model)}", query={"image": image_id, "output": "image"},
-                            body=body, ctype=ctype, timeout=self.long_timeout)
+        raw, _ = self._send(
+            "POST",
+            f"/infer/{parse.quote(model)}",
+            query={"image": image_id, "output": "image"},
+            body=body,
+            ctype=ctype,
+            timeout=self.long_timeout,
+        )
         path = os.path.join(folder, f"{image_id}_{model}.nii.gz")
         with open(path, "wb") as f:
             f.write(raw)
@@ -256,9 +252,7 @@ class CMRAssistClient:
         params: Dict[str, Any] = {"label": label}
         if threshold is not None:
             params["threshold"] = threshold
-        body, ctype = _multipart({"params": json.dumps(params)}, {})
-        return self._json("POST", "/infer/qc", query={"image": image_id, "output": "json"}, body=body, ctype=ctype,
-                          timeout=self.long_timeout)
+        return self._infer_json("qc", image_id, params)
 
     def slice_positions(self, image_id: str, frame: Optional[int] = None) -> Dict[str, Any]:
         """``POST /infer/slice_position``: per slice too basal / in the LV / too apical, and a continuous position.
@@ -267,9 +261,13 @@ class CMRAssistClient:
             image_id: the study (a 3D frame, or a 4D cine with ``frame``).
             frame: 1-based frame of a cine.
         """
-        body, ctype = _multipart({"params": json.dumps({} if frame is None else {"frame": int(frame)})}, {})
-        return self._json("POST", "/infer/slice_position", query={"image": image_id, "output": "json"}, body=body,
-                          ctype=ctype, timeout=self.long_timeout)
+        return self._infer_json("slice_position", image_id, {} if frame is None else {"frame": int(frame)})
+
+    def _infer_json(self, model: str, image_id: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        """``POST /infer/{model}`` of a task that answers JSON (a report, not an image)."""
+        body, ctype = _multipart({"params": json.dumps(params)}, {})
+        query = {"image": image_id, "output": "json"}
+        return self._json("POST", f"/infer/{model}", query=query, body=body, ctype=ctype, timeout=self.long_timeout)
 
     def propagate(self, cine_id: str, folder: str, *, source: Optional[str] = None, store: bool = False) -> str:
         """``POST /infer/propagate``: a labelled frame carried to every frame of a stored cine; the 4D label file.
@@ -287,17 +285,29 @@ class CMRAssistClient:
 
     def run_scoring(self, method: str = "qc", params: Optional[Dict] = None, run_sync: bool = False) -> Dict[str, Any]:
         """``POST /scoring/{method}``: score the datastore (in the background unless ``run_sync``)."""
-        return self._json("POST", f"/scoring/{parse.quote(method)}", query={"run_sync": str(run_sync).lower()},
-                          body=json.dumps(params or {}).encode(), ctype="application/json",
-                          timeout=self.long_timeout if run_sync else None)
+        return self._json(
+            "POST",
+            f"/scoring/{parse.quote(method)}",
+            query={"run_sync": str(run_sync).lower()},
+            body=json.dumps(params or {}).encode(),
+            ctype="application/json",
+            timeout=self.long_timeout if run_sync else None,
+        )
 
     # -- slice-position ranking ---------------------------------------------------------------------------
     def ranking_batch(self, annotator: str, expertise: str) -> Dict[str, Any]:
         """``POST /ranking/batch``: 8 slices (with base64 PNG thumbnails) to order from most basal to most apical."""
-        return self._json("POST", "/ranking/batch", body=json.dumps({"annotator": annotator, "expertise": expertise}).encode(),
-                          ctype="application/json", timeout=self.long_timeout)
+        return self._json(
+            "POST",
+            "/ranking/batch",
+            body=json.dumps({"annotator": annotator, "expertise": expertise}).encode(),
+            ctype="application/json",
+            timeout=self.long_timeout,
+        )
 
-    def ranking_submit(self, batch: str, annotator: str, order: List[int], seconds: Optional[float] = None) -> Dict[str, Any]:
+    def ranking_submit(
+        self, batch: str, annotator: str, order: List[int], seconds: Optional[float] = None
+    ) -> Dict[str, Any]:
         """``POST /ranking/submit``: the batch's item ids from most basal to most apical."""
         body = {"batch": batch, "annotator": annotator, "order": [int(i) for i in order], "seconds": seconds}
         return self._json("POST", "/ranking/submit", body=json.dumps(body).encode(), ctype="application/json")
@@ -319,8 +329,9 @@ class CMRAssistClient:
 
     def train_start(self, model: str = "segmentation", **params) -> Dict[str, Any]:
         """``POST /train/{model}`` with request params (``max_epochs``, ``max_minutes``, ``val_split``, ``device``)."""
-        return self._json("POST", f"/train/{parse.quote(model)}", body=json.dumps(params).encode(),
-                          ctype="application/json")
+        return self._json(
+            "POST", f"/train/{parse.quote(model)}", body=json.dumps(params).encode(), ctype="application/json"
+        )
 
     def model_versions(self, model: str = "segmentation") -> List[Dict[str, Any]]:
         """``GET /model_versions/{model}``: every published version (oldest first) with its record; ``current`` marks
@@ -329,8 +340,12 @@ class CMRAssistClient:
 
     def make_model_current(self, model: str, version: str) -> Dict[str, Any]:
         """``PUT /model_versions/{model}/current``: serve an earlier version again."""
-        return self._json("PUT", f"/model_versions/{parse.quote(model)}/current",
-                          body=json.dumps({"version": version}).encode(), ctype="application/json")
+        return self._json(
+            "PUT",
+            f"/model_versions/{parse.quote(model)}/current",
+            body=json.dumps({"version": version}).encode(),
+            ctype="application/json",
+        )
 
     def train_stop(self) -> Dict[str, Any]:
         return self._json("DELETE", "/train/")
@@ -343,12 +358,3 @@ class CMRAssistClient:
                 return parse_train_status(None)
             raise
         return parse_train_status(task)
-
-
-def _filename(headers: Dict[str, str]) -> Optional[str]:
-    disposition = headers.get("content-disposition") or headers.get("Content-Disposition") or ""
-    for part in disposition.split(";"):
-        part = part.strip()
-        if part.startswith("filename="):
-            return parse.unquote(part.split("=", 1)[1].strip('"'))
-    return None

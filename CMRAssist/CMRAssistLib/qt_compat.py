@@ -1,7 +1,9 @@
 """The one place that chooses the Qt binding: Slicer's PythonQt ``qt`` inside Slicer, PySide6 elsewhere (tests).
 
-Panels use only classes that exist in both, through the names below, and only setter methods (PythonQt also
-offers properties, PySide6 does not), plain ``signal.connect`` and no custom signals (PythonQt has none).
+Panels use only classes that exist in both, through the names below, plain ``signal.connect`` and no custom
+signals (PythonQt has none). They are written as Slicer code is: PythonQt exposes every ``Q_PROPERTY`` as an
+attribute that hides the getter of the same name (``combo.count``, ``label.text``, ``button.enabled = False``);
+the tests run the panels under PySide6 patched to the same rules (``tests/module/pythonqt_rules.py``).
 """
 
 try:  # inside Slicer
@@ -18,6 +20,8 @@ Qt = QtCore.Qt
 QObject = QtCore.QObject
 QSettings = QtCore.QSettings
 QTimer = QtCore.QTimer
+QProcess = QtCore.QProcess
+QEventLoop = QtCore.QEventLoop
 QSize = QtCore.QSize
 
 QBrush = QtGui.QBrush
@@ -48,12 +52,6 @@ QTableWidgetItem = QtWidgets.QTableWidgetItem
 QVBoxLayout = QtWidgets.QVBoxLayout
 QWidget = QtWidgets.QWidget
 QDoubleSpinBox = QtWidgets.QDoubleSpinBox
-
-
-def prop(widget, name: str):
-    """Read a Qt property in both bindings: PythonQt exposes ``text`` as an attribute, PySide6 as ``text()``."""
-    value = getattr(widget, name)
-    return value() if callable(value) else value
 
 
 def ask_yes_no(parent, title: str, question: str) -> bool:

@@ -2,38 +2,46 @@
 
 import base64
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .annotation import AnnotationSession
 from .background import BackgroundRunner
-from .qt_compat import (QAbstractItemView, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QIcon, QKeySequence,
-                        QLabel, QListView, QListWidget, QListWidgetItem, QPixmap, QPushButton, QSize, QVBoxLayout,
-                        QWidget, Qt, prop)
+from .qt_compat import (
+    QAbstractItemView,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QIcon,
+    QKeySequence,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPixmap,
+    QPushButton,
+    QSize,
+    Qt,
+    QVBoxLayout,
+    QWidget,
+)
 from .widgets import JobPanel, add_busy_row
 
-INSTRUCTIONS = ("Drag the slices into order from most basal (top left) to most apical (bottom right), or select "
-                "one and move it with the arrow buttons (Alt+Left / Alt+Right). Too basal: myocardium around less than half "
-                "of the blood pool; too apical: beyond the apex, no LV myocardium.")
-AROUND_CUT = 4  # slices shown on each side of a cut point
+INSTRUCTIONS = (
+    "Drag the slices into order from most basal (top left) to most apical (bottom right), or select "
+    "one and move it with the arrow buttons (Alt+Left / Alt+Right). Too basal: myocardium around less than half "
+    "of the blood pool; too apical: beyond the apex, no LV myocardium."
+)
 
 
 def describe_progress(progress: Dict[str, Any], annotator: str) -> str:
     """One line: slices with enough views, and this annotator's and everyone's batches."""
     mine = (progress.get("annotators") or {}).get(annotator, {}).get("batches", 0)
     everyone = sum(a.get("batches", 0) for a in (progress.get("annotators") or {}).values())
-    return (f"{progress.get('items_with_enough_views', 0)} of {progress.get('items', 0)} slices seen at least "
-            f"{progress.get('min_views', 3)} times; you: {mine} batches, everyone: {everyone}.")
-
-
-def items_around_cuts(ordered: List[Dict[str, Any]], basal_end: float, apical_start: float,
-                      around: int = AROUND_CUT) -> List[Dict[str, Any]]:
-    """The ordered items nearest each cut point (``around`` on each side), in order, each once."""
-    ratings = [it["rating"] for it in ordered]
-    picked: List[int] = []
-    for cut in (basal_end, apical_start):
-        split = sum(1 for r in ratings if r > cut)  # ordered from high (basal) to low (apical) rating
-        picked += [i for i in range(max(0, split - around), min(len(ordered), split + around)) if i not in picked]
-    return [ordered[i] for i in sorted(picked)]
+    return (
+        f"{progress.get('items_with_enough_views', 0)} of {progress.get('items', 0)} slices seen at least "
+        f"{progress.get('min_views', 3)} times; you: {mine} batches, everyone: {everyone}."
+    )
 
 
 def _pixmap(png: bytes) -> QPixmap:
@@ -57,9 +65,13 @@ class RankPanel(JobPanel):
         self.shown_at = 0.0
         self.job = None
         self.connected = False
+        self._build()
+        self._connect()
+        self._update_buttons()
 
+    def _build(self) -> None:
         self.widget = QWidget()
-        self.widget.setObjectName("CMRAssistRankPanel")
+        self.widget.objectName = "CMRAssistRankPanel"
         layout = QVBoxLayout(self.widget)
         hint = QLabel(INSTRUCTIONS)
         hint.setWordWrap(True)
@@ -91,9 +103,12 @@ class RankPanel(JobPanel):
         actions.addWidget(self.submit_button)
         layout.addLayout(actions)
         self.progress_label = QLabel("")
-        self.progress_label.setWordWrap(True)
+        self.progress_label.wordWrap = True
         layout.addWidget(self.progress_label)
+        self._build_review(layout)
+        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
+    def _build_review(self, layout: QVBoxLayout) -> None:
         review = QGroupBox("Reviewer: where 'too basal' ends and 'too apical' begins")
         review_layout = QVBoxLayout(review)
         form = QFormLayout()
@@ -118,8 +133,8 @@ class RankPanel(JobPanel):
         self.cut_list.setMinimumHeight(160)
         review_layout.addWidget(self.cut_list)
         layout.addWidget(review)
-        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
+    def _connect(self) -> None:
         self.earlier_button.clicked.connect(lambda *_: self.move_current(-1))
         self.later_button.clicked.connect(lambda *_: self.move_current(+1))
         self.fetch_button.clicked.connect(lambda *_: self.fetch())
@@ -127,17 +142,16 @@ class RankPanel(JobPanel):
         self.show_cuts_button.clicked.connect(lambda *_: self.show_cuts())
         self.save_cuts_button.clicked.connect(lambda *_: self.save_cuts())
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
-        self._update_buttons()
 
     # -- state ------------------------------------------------------------------------------------------------
     def _update_buttons(self) -> None:
         busy = self.job is not None
         has_batch = self.batch is not None
         for button in (self.earlier_button, self.later_button, self.submit_button):
-            button.setEnabled(self.connected and not busy and has_batch)
+            button.enabled = self.connected and not busy and has_batch
         for button in (self.fetch_button, self.show_cuts_button, self.save_cuts_button):
-            button.setEnabled(self.connected and not busy)
-        self.cancel_button.setEnabled(busy)
+            button.enabled = self.connected and not busy
+        self.cancel_button.enabled = busy
 
     def server_changed(self, state) -> None:
         """Connection panel listener."""
@@ -146,42 +160,37 @@ class RankPanel(JobPanel):
 
     def order(self) -> List[int]:
         """Item ids as now shown, most basal first."""
-        return [int(self.slice_list.item(i).data(Qt.UserRole)) for i in range(self.slice_list.count())]
+        return [int(self.slice_list.item(i).data(Qt.UserRole)) for i in range(self.slice_list.count)]
 
     def move_current(self, step: int) -> None:
         """Move the selected slice one place earlier (more basal, -1) or later (more apical, +1)."""
-        row = prop(self.slice_list, "currentRow")
+        row = self.slice_list.currentRow
         target = row + step
-        if row < 0 or not 0 <= target < self.slice_list.count():
+        if row < 0 or not 0 <= target < self.slice_list.count:
             return
         item = self.slice_list.takeItem(row)
         self.slice_list.insertItem(target, item)
-        self.slice_list.setCurrentRow(target)
+        self.slice_list.currentRow = target
 
     # -- work -------------------------------------------------------------------------------------------------
-    def _next(self, job) -> Dict[str, Any]:
-        s = self.session.settings
-        batch = self.session.client.ranking_batch(s.annotator, s.expertise)
-        batch["progress"] = self.session.client.ranking_progress()
-        return batch
-
     def fetch(self) -> None:
         problem = self.session.settings.problems()
         if problem:
-            self.message_label.setText(problem)
+            self.message_label.text = problem
             return
-        self._run("rank-batch", self._next, self._show_batch, "Getting 8 slices ...")
+        self._call("rank-batch", "ranking_next", on_done=self._show_batch, text="Getting 8 slices ...")
 
     def submit(self) -> None:
-        batch, order, seconds = self.batch, self.order(), time.time() - self.shown_at
-        annotator = self.session.settings.annotator
-
-        def work(job):
-            self.session.client.ranking_submit(batch["batch"], annotator, order, seconds=round(seconds, 1))
-            job.report(0.5, "submitted; getting the next 8 slices")
-            return self._next(job)
-
-        self._run("rank-submit", work, self._show_batch, "Submitting the order ...")
+        seconds = round(time.time() - self.shown_at, 1)
+        self._call(
+            "rank-submit",
+            "ranking_submit_next",
+            self.batch["batch"],
+            self.order(),
+            seconds,
+            on_done=self._show_batch,
+            text="Submitting the order ...",
+        )
 
     def _show_batch(self, batch: Dict[str, Any]) -> None:
         self.batch = batch
@@ -193,32 +202,43 @@ class RankPanel(JobPanel):
             item.setToolTip(f"slice #{it['id']}")
             self.slice_list.addItem(item)
         self.shown_at = time.time()
-        self.progress_label.setText(describe_progress(batch.get("progress") or {}, self.session.settings.annotator))
-        self.message_label.setText("Order the slices, then press Submit order.")
+        self.progress_label.text = describe_progress(batch.get("progress") or {}, self.session.settings.annotator)
+        self.message_label.text = "Order the slices, then press Submit order."
+
+    def _cuts(self) -> Tuple[float, float]:
+        return float(self.basal_spin.value), float(self.apical_spin.value)
 
     def show_cuts(self) -> None:
-        basal, apical = float(prop(self.basal_spin, "value")), float(prop(self.apical_spin, "value"))
+        self._call(
+            "rank-cuts",
+            "ranking_cut_items",
+            *self._cuts(),
+            on_done=self._show_cut_items,
+            text="Loading the slices around the cut points ...",
+        )
 
-        def work(job):
-            ordered = self.session.client.ranking_ordered()["items"]
-            near = items_around_cuts(ordered, basal, apical)
-            return [(it, self.session.client.ranking_thumbnail(it["id"])) for it in near]
-
-        self._run("rank-cuts", work, self._show_cut_items, "Loading the slices around the cut points ...")
-
-    def _show_cut_items(self, pairs) -> None:
-        basal, apical = float(prop(self.basal_spin, "value")), float(prop(self.apical_spin, "value"))
+    def _show_cut_items(self, pairs: List[Tuple[Dict[str, Any], str]]) -> None:
+        basal, apical = self._cuts()
         self.cut_list.clear()
         for it, png in pairs:
             side = "too basal" if it["rating"] > basal else "too apical" if it["rating"] < apical else "in the LV"
-            item = QListWidgetItem(QIcon(_pixmap(png)), f"{it['rating']:.0f}  {side}  ({it['image']} slice {it['slice']}, "
-                                   f"{it['views']} views, volatility {it['volatility']:.2f})")
-            self.cut_list.addItem(item)
-        self.message_label.setText(f"{len(pairs)} slices around the two cut points.")
+            text = (
+                f"{it['rating']:.0f}  {side}  ({it['image']} slice {it['slice']}, {it['views']} views, "
+                f"volatility {it['volatility']:.2f})"
+            )
+            self.cut_list.addItem(QListWidgetItem(QIcon(_pixmap(base64.b64decode(png))), text))
+        self.message_label.text = f"{len(pairs)} slices around the two cut points."
 
     def save_cuts(self) -> None:
-        basal, apical = float(prop(self.basal_spin, "value")), float(prop(self.apical_spin, "value"))
-        self._run("rank-save-cuts", lambda job: self.session.client.ranking_set_cut_points(basal, apical),
-                  lambda cuts: self.message_label.setText(f"Cut points saved: too basal above {cuts['basal_end']:.0f}, "
-                                                          f"too apical below {cuts['apical_start']:.0f}."),
-                  "Saving the cut points ...")
+        self._call(
+            "rank-save-cuts",
+            "ranking_save_cuts",
+            *self._cuts(),
+            on_done=self._cuts_saved,
+            text="Saving the cut points ...",
+        )
+
+    def _cuts_saved(self, cuts: Dict[str, float]) -> None:
+        self.message_label.text = (
+            f"Cut points saved: too basal above {cuts['basal_end']:.0f}, too apical below {cuts['apical_start']:.0f}."
+        )

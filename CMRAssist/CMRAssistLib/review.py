@@ -49,11 +49,17 @@ def slice_rows(report: Dict[str, Any], positions: Optional[Dict[str, Any]] = Non
     rows = []
     for s in report.get("slices", []):
         classes = s.get("classes", {})
-        rows.append(SliceRow(slice=int(s["slice"]), center_lps=s.get("center_lps", (0, 0, 0)),
-                             dice={name: classes.get(name, {}).get("dice") for name, _ in CLASS_COLUMNS},
-                             flagged={name: bool(classes.get(name, {}).get("flagged")) for name, _ in CLASS_COLUMNS},
-                             reasons=list(s.get("reasons", [])), rule_findings=len(s.get("rules", [])),
-                             position=where.get(int(s["slice"]))))
+        rows.append(
+            SliceRow(
+                slice=int(s["slice"]),
+                center_lps=s.get("center_lps", (0, 0, 0)),
+                dice={name: classes.get(name, {}).get("dice") for name, _ in CLASS_COLUMNS},
+                flagged={name: bool(classes.get(name, {}).get("flagged")) for name, _ in CLASS_COLUMNS},
+                reasons=list(s.get("reasons", [])),
+                rule_findings=len(s.get("rules", [])),
+                position=where.get(int(s["slice"])),
+            )
+        )
     # Rule findings are certain, a predicted Dice is an estimate: slices breaking rules come first.
     flagged = sorted((r for r in rows if r.any_flagged), key=lambda r: (r.rule_findings == 0, r.worst, r.slice))
     ordered = flagged + [r for r in rows if not r.any_flagged]
@@ -69,8 +75,11 @@ def position_text(positions: Optional[Dict[str, Any]]) -> str:
     if not in_lv.get("count"):
         return f"Slice position: no slice of {n} looks like it is in the LV."
     outside = n - int(in_lv["count"])
-    return (f"Slice position: slices {in_lv['first']}-{in_lv['last']} of 0-{n - 1} in the LV"
-            + (f"; {outside} outside it" if outside else "") + ".")
+    return (
+        f"Slice position: slices {in_lv['first']}-{in_lv['last']} of 0-{n - 1} in the LV"
+        + (f"; {outside} outside it" if outside else "")
+        + "."
+    )
 
 
 def dice_colour(dice: Optional[float], threshold: float, flagged: bool) -> Tuple[int, int, int]:
@@ -83,8 +92,12 @@ def dice_colour(dice: Optional[float], threshold: float, flagged: bool) -> Tuple
 
 
 MEASURES: Tuple[Tuple[str, str, str], ...] = (
-    ("LV EDV (ml)", "lv_edv_ml", "ED"), ("LV ESV (ml)", "lv_esv_ml", "ES"), ("LV EF (%)", "lv_ef_pct", ""),
-    ("RV EDV (ml)", "rv_edv_ml", "ED"), ("RV ESV (ml)", "rv_esv_ml", "ES"), ("RV EF (%)", "rv_ef_pct", ""),
+    ("LV EDV (ml)", "lv_edv_ml", "ED"),
+    ("LV ESV (ml)", "lv_esv_ml", "ES"),
+    ("LV EF (%)", "lv_ef_pct", ""),
+    ("RV EDV (ml)", "rv_edv_ml", "ED"),
+    ("RV ESV (ml)", "rv_esv_ml", "ES"),
+    ("RV EF (%)", "rv_ef_pct", ""),
     ("LV mass (g)", "lv_mass_g", "ED"),
 )
 
@@ -100,13 +113,23 @@ def measure_rows(report: Dict[str, Any]) -> List[Tuple[str, Optional[float], Opt
         return [(name, function["raw"].get(key), function["corrected"].get(key)) for name, key, _ in MEASURES]
     phase = str((report.get("image_info") or {}).get("phase", "")).upper()
     volumes = report.get("volumes", {})
-    frame = {"lv_edv_ml": "lv_cavity_ml", "lv_esv_ml": "lv_cavity_ml", "rv_edv_ml": "rv_cavity_ml",
-             "rv_esv_ml": "rv_cavity_ml", "lv_mass_g": "lv_mass_g"}
+    frame = {
+        "lv_edv_ml": "lv_cavity_ml",
+        "lv_esv_ml": "lv_cavity_ml",
+        "rv_edv_ml": "rv_cavity_ml",
+        "rv_esv_ml": "rv_cavity_ml",
+        "lv_mass_g": "lv_mass_g",
+    }
     rows = []
     for name, key, needs in MEASURES:
         known = needs and needs == phase and key in frame
-        rows.append((name, volumes.get("raw", {}).get(frame[key]) if known else None,
-                     volumes.get("corrected", {}).get(frame[key]) if known else None))
+        rows.append(
+            (
+                name,
+                volumes.get("raw", {}).get(frame[key]) if known else None,
+                volumes.get("corrected", {}).get(frame[key]) if known else None,
+            )
+        )
     return rows
 
 
@@ -120,6 +143,7 @@ def summary_text(report: Dict[str, Any]) -> str:
         quality = "no QC model trained yet: rule checks only"
     flagged = report.get("summary", {}).get("flagged_slices", [])
     frame_rules = [f["message"] for f in report.get("frame_rules", [])]
-    line2 = (f"{len(flagged)} of {report.get('summary', {}).get('slices', 0)} slices flagged"
-             + (": " + "; ".join(frame_rules) if frame_rules else ""))
+    line2 = f"{len(flagged)} of {report.get('summary', {}).get('slices', 0)} slices flagged" + (
+        ": " + "; ".join(frame_rules) if frame_rules else ""
+    )
     return f"{report.get('image')}: {what}, {quality}.\n{line2}."

@@ -1,11 +1,24 @@
-"""Review panel: QC of the current study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
+"""Review panel: QC of the study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
 
 from typing import Any, Dict, List, Optional, Tuple
 
 from .annotation import AnnotationSession, Study
 from .background import BackgroundRunner, Job
-from .qt_compat import (QAbstractItemView, QBrush, QCheckBox, QColor, QComboBox, QDoubleSpinBox, QFormLayout, QLabel,
-                        QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget, prop)
+from .qt_compat import (
+    QAbstractItemView,
+    QBrush,
+    QCheckBox,
+    QColor,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 from .review import CLASS_COLUMNS, SliceRow, dice_colour, measure_rows, position_text, slice_rows, summary_text
 from .scene import SceneAdapter
 from .widgets import JobPanel, add_busy_row
@@ -28,8 +41,6 @@ def _item(text: str, colour=None, tip: str = "", dimmed: bool = False) -> QTable
 
 
 class ReviewPanel(JobPanel):
-    failure_prefix = "QC failed"
-
     """Builds and drives the panel's widgets.
 
     Args:
@@ -37,6 +48,8 @@ class ReviewPanel(JobPanel):
         runner: runs QC requests off the GUI thread.
         scene: the viewer; clicking a slice row shows that slice.
     """
+
+    failure_prefix = "QC failed"
 
     def __init__(self, session: AnnotationSession, runner: BackgroundRunner, scene: SceneAdapter):
         self.session = session
@@ -49,9 +62,13 @@ class ReviewPanel(JobPanel):
         self.rows: List[SliceRow] = []
         self.job: Optional[Job] = None
         self.connected = False
+        self._build()
+        self._connect()
+        self._update_buttons()
 
+    def _build(self) -> None:
         self.widget = QWidget()
-        self.widget.setObjectName("CMRAssistReviewPanel")
+        self.widget.objectName = "CMRAssistReviewPanel"
         layout = QVBoxLayout(self.widget)
         form = QFormLayout()
         self.label_combo = QComboBox()
@@ -68,20 +85,29 @@ class ReviewPanel(JobPanel):
         form.addRow("Flag below Dice:", self.threshold_spin)
         layout.addLayout(form)
         self.hide_outside_check = QCheckBox("Hide slices outside the LV")
-        self.hide_outside_check.setToolTip("Slices the slice-position classifier calls too basal or too apical are "
-                                           "left out of the table (shown greyed, last, when not hidden)")
+        self.hide_outside_check.setToolTip(
+            "Slices the slice-position classifier calls too basal or too apical are "
+            "left out of the table (shown greyed, last, when not hidden)"
+        )
         self.hide_outside_check.setChecked(True)
         layout.addWidget(self.hide_outside_check)
         self.check_button = QPushButton("Check quality")
-        self.check_button.setToolTip("Predict each slice's Dice without ground truth, run the rule checks, and "
-                                     "correct the volumes for flagged slices")
+        self.check_button.setToolTip(
+            "Predict each slice's Dice without ground truth, run the rule checks, and "
+            "correct the volumes for flagged slices"
+        )
         layout.addWidget(self.check_button)
         self.summary_label = QLabel("No study checked yet.")
         self.summary_label.setWordWrap(True)
         layout.addWidget(self.summary_label)
+        self._build_tables(layout)
+        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
+    def _build_tables(self, layout: QVBoxLayout) -> None:
         self.slice_table = QTableWidget(0, 2 + len(CLASS_COLUMNS))
-        self.slice_table.setHorizontalHeaderLabels(["Slice"] + [short + " Dice" for _, short in CLASS_COLUMNS] + ["Why flagged"])
+        self.slice_table.setHorizontalHeaderLabels(
+            ["Slice"] + [short + " Dice" for _, short in CLASS_COLUMNS] + ["Why flagged"]
+        )
         self.slice_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.slice_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.slice_table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -98,28 +124,32 @@ class ReviewPanel(JobPanel):
         self.measures_table.verticalHeader().setVisible(False)
         layout.addWidget(self.measures_table)
 
-        self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
-
+    def _connect(self) -> None:
         self.check_button.clicked.connect(lambda *_: self.check())
-        self.hide_outside_check.toggled.connect(lambda *_: self.report is not None and self.show_report(self.report, self.positions))
+        self.hide_outside_check.toggled.connect(lambda *_: self._redisplay())
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
         self.slice_table.cellClicked.connect(lambda row, column: self.show_row(row))
         self.slice_table.currentCellChanged.connect(lambda row, *_: self.show_row(row))
-        self._update_buttons()
+
+    def _redisplay(self) -> None:
+        if self.report is not None:
+            self.show_report(self.report, self.positions)
 
     # -- state ------------------------------------------------------------------------------------------------
     def _update_buttons(self) -> None:
         busy = self.job is not None
-        self.check_button.setEnabled(self.connected and not busy and self.study is not None)
-        self.cancel_button.setEnabled(busy)
+        self.check_button.enabled = self.connected and not busy and self.study is not None
+        self.cancel_button.enabled = busy
 
     def server_changed(self, state) -> None:
         """Connection panel listener."""
         self.connected = True
         self.positions_available = bool(state.models.get("slice_position", {}).get("trained"))
         if not state.models.get("qc", {}).get("trained"):
-            self.message_label.setText("The server's QC model is not trained yet: only the rule checks run "
-                                       "(train it with POST /train/qc once labels exist).")
+            self.message_label.text = (
+                "The server's QC model is not trained yet: only the rule checks run "
+                "(train it with POST /train/qc once labels exist)."
+            )
         self._update_buttons()
 
     def study_segmented(self, study: Study) -> None:
@@ -133,14 +163,14 @@ class ReviewPanel(JobPanel):
     def _follow(self, study: Study, label_index: int) -> None:
         self.study = None if study.is_cine else study
         if study.is_cine:
-            self.message_label.setText("QC checks one frame at a time: segment the ED or ES frame to review it.")
+            self.message_label.text = "QC checks one frame at a time: segment the ED or ES frame to review it."
             self._update_buttons()
             return
-        self.label_combo.setCurrentIndex(label_index)
+        self.label_combo.currentIndex = label_index
         self.check()
 
     def selected_label(self) -> str:
-        return LABEL_CHOICES[max(0, prop(self.label_combo, "currentIndex"))][1]
+        return LABEL_CHOICES[max(0, self.label_combo.currentIndex)][1]
 
     # -- work -------------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -148,45 +178,47 @@ class ReviewPanel(JobPanel):
             return
         if self.job is not None:
             self.job.cancel()
-        study, label, threshold = self.study, self.selected_label(), float(prop(self.threshold_spin, "value"))
-
-        with_positions = self.positions_available
-
-        def work(job: Job) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
-            job.report(0.2, f"checking {study.image_id} on the server")
-            report = self.session.quality(study, label=label, threshold=threshold)
-            job.check_cancelled()
-            if not with_positions:
-                return report, None
-            job.report(0.8, f"slice positions of {study.image_id}")
-            return report, self.session.slice_positions(study)
-
-        self._run("qc", work, self._checked, f"Checking {study.image_id} ({label}) ...")
+        study, label, threshold = self.study, self.selected_label(), float(self.threshold_spin.value)
+        self._call(
+            "qc",
+            "review",
+            study,
+            label,
+            threshold,
+            self.positions_available,
+            on_done=self._checked,
+            text=f"Checking {study.image_id} ({label}) ...",
+        )
 
     def _checked(self, result: Tuple[Dict[str, Any], Optional[Dict[str, Any]]]) -> None:
         self.show_report(*result)
         flagged = sum(1 for r in self.rows if r.any_flagged)
-        self.message_label.setText(f"{flagged} slice(s) to look at; click a row to show it." if flagged
-                                   else "No slice flagged.")
+        self.message_label.text = (
+            f"{flagged} slice(s) to look at; click a row to show it." if flagged else "No slice flagged."
+        )
 
     # -- display ----------------------------------------------------------------------------------------------
     def show_report(self, report: Dict[str, Any], positions: Optional[Dict[str, Any]] = None) -> None:
         """Fill the tables; with ``positions``, slices outside the LV go last, greyed, or are hidden."""
         self.report, self.positions = report, positions
         rows = slice_rows(report, positions)
-        hidden = sum(r.outside_lv for r in rows) if self.hide_outside_check.isChecked() else 0
+        hidden = sum(r.outside_lv for r in rows) if self.hide_outside_check.checked else 0
         self.rows = [r for r in rows if not (hidden and r.outside_lv)]
         thresholds = report.get("thresholds", {})
         where = position_text(positions)
-        self.summary_label.setText(summary_text(report) + (f"\n{where}" if where else "")
-                                   + (f" {hidden} hidden." if hidden else ""))
+        self.summary_label.text = (
+            summary_text(report) + (f"\n{where}" if where else "") + (f" {hidden} hidden." if hidden else "")
+        )
         table = self.slice_table
         table.blockSignals(True)
         table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             dim = row.outside_lv
-            table.setItem(r, 0, _item(str(row.slice), dice_colour(None, 0, row.any_flagged) if row.any_flagged else None,
-                                      dimmed=dim))
+            table.setItem(
+                r,
+                0,
+                _item(str(row.slice), dice_colour(None, 0, row.any_flagged) if row.any_flagged else None, dimmed=dim),
+            )
             for c, (name, _) in enumerate(CLASS_COLUMNS, start=1):
                 dice = row.dice[name]
                 colour = dice_colour(dice, float(thresholds.get(name, 0.7)), row.flagged[name])
@@ -201,12 +233,14 @@ class ReviewPanel(JobPanel):
             changed = raw is not None and corrected is not None and abs(raw - corrected) > 0.05
             self.measures_table.setItem(r, 0, _item(name))
             self.measures_table.setItem(r, 1, _item("-" if raw is None else f"{raw:.1f}"))
-            self.measures_table.setItem(r, 2, _item("-" if corrected is None else f"{corrected:.1f}",
-                                                    (240, 200, 110) if changed else None))
+            self.measures_table.setItem(
+                r, 2, _item("-" if corrected is None else f"{corrected:.1f}", (240, 200, 110) if changed else None)
+            )
         self.measures_table.resizeColumnsToContents()
 
     def show_row(self, row: int) -> None:
         """Show the slice of a table row in the slice views."""
         if self.study is not None and 0 <= row < len(self.rows):
             self.scene.show_slice(self.study, self.rows[row].center_lps)
-            self.message_label.setText(f"Slice {self.rows[row].slice}: " + ("; ".join(self.rows[row].reasons) or "not flagged"))
+            reasons = "; ".join(self.rows[row].reasons) or "not flagged"
+            self.message_label.text = f"Slice {self.rows[row].slice}: {reasons}"

@@ -1,10 +1,12 @@
-"""Who is annotating and which server: kept between sessions in QSettings (Slicer's own settings file)."""
+"""Who is annotating and which server; kept between sessions in a QSettings store (Slicer's own settings file).
+
+No Qt import here: the worker process (``worker.py``) reads the settings too, and it has no Qt.
+"""
 
 from dataclasses import dataclass
 from typing import Optional
 
 from .client import EXPERTISE_LEVELS
-from .qt_compat import QSettings
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
 _GROUP = "CMRAssist"
@@ -35,9 +37,12 @@ class UserSettings:
         return None
 
 
-def load_settings(store: Optional[QSettings] = None) -> UserSettings:
-    """Read the saved settings (defaults where nothing was saved or a value is unusable)."""
-    store = store or QSettings()
+def load_settings(store) -> UserSettings:
+    """Read the saved settings (defaults where nothing was saved or a value is unusable).
+
+    Args:
+        store: a QSettings (or any object with ``value(key, default)``).
+    """
     defaults = UserSettings()
 
     def read(key: str, default: str) -> str:
@@ -45,12 +50,15 @@ def load_settings(store: Optional[QSettings] = None) -> UserSettings:
         return default if value is None else str(value)
 
     expertise = read("expertise", defaults.expertise)
-    return UserSettings(server_url=read("serverUrl", defaults.server_url), annotator=read("annotator", ""),
-                        expertise=expertise if expertise in EXPERTISE_LEVELS else defaults.expertise)
+    return UserSettings(
+        server_url=read("serverUrl", defaults.server_url),
+        annotator=read("annotator", ""),
+        expertise=expertise if expertise in EXPERTISE_LEVELS else defaults.expertise,
+    )
 
 
-def save_settings(settings: UserSettings, store: Optional[QSettings] = None) -> None:
-    store = store or QSettings()
+def save_settings(settings: UserSettings, store) -> None:
+    """Write the settings to ``store`` (a QSettings)."""
     store.setValue(f"{_GROUP}/serverUrl", settings.server_url.strip())
     store.setValue(f"{_GROUP}/annotator", settings.annotator.strip())
     store.setValue(f"{_GROUP}/expertise", settings.expertise)

@@ -1,217 +1,312 @@
-"""The Slicer-bound layer: volumes, cine sequences, segmentation nodes and the Segment Editor.
+"""The Slicer-bound layer: volumes, cine sequences, segmentation nodes and slice views of one MRML scene.
 
-The only file of CMRAssistLib that imports ``slicer``. API followed: Slicer 5.10.0, every call checked against
-Slicer's source (``slicer.util``, ``sitkUtils``, vtkMRMLSequenceBrowserNode, vtkMRMLSequenceNode,
-vtkMRMLSegmentationNode, vtkSegment, qMRMLSegmentEditorWidget, vtkSlicerMarkupsLogic::JumpSlicesToLocation); all of them exist from 5.4 on, the oldest
-Slicer the module supports (``parameterNodeWrapper`` came in 5.4).
-Label files are read and written with SimpleITK on the study file's own grid, so what goes back to the
-server has exactly the geometry of the image it came from.
+It uses MRML and module logics only (no Qt, no ``slicer.app``, no ``slicer.util``), handed in by the module, so the
+same code runs inside Slicer and on Kitware's ``slicer-core`` wheel in the tests (``Testing/Python``). The Segment
+Editor widget lives in the module file; its parameter node is kept here. API checked in Slicer's source (5.4
+to 5.10): vtkSlicerVolumesLogic::AddArchetypeVolume, vtkMRMLSequenceNode, vtkMRMLSequenceBrowserNode,
+vtkSlicerSequencesLogic::UpdateProxyNodesFromSequences, vtkSlicerSegmentationsModuleLogic::
+ImportLabelmapToSegmentationNode / ExportSegmentsToLabelmapNode, vtkMRMLApplicationLogic::PropagateVolumeSelection,
+vtkMRMLSliceNode::JumpAllSlices, vtkMRMLScene::GetSingletonNode, vtkMRMLVolumeArchetypeStorageNode.
+Long work is written as steps (see ``scene.py``): one cine frame per step.
 """
 
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
-import sitkUtils
 import slicer
+import vtk
+from vtk.util import numpy_support
 
-from .annotation import Study
-from .frames import extract_frame
 from CMRAssistCore.labels import COLOURS, SEGMENT_NAMES, TERMINOLOGY
 from CMRAssistCore.measures import class_volumes_ml
-from .scene import SceneAdapter
+
+from .annotation import LabelFile, Study
+from .scene import SceneAdapter, Steps
+
+#: Singleton tag of the Segment Editor's parameter node: a singleton survives *Close scene* (it is only reset).
+EDITOR_TAG = "CMRAssist"
+TEMPORARY = "__cmrassist__"
 
 
 class SlicerScene(SceneAdapter):
-    """Shows studies in Slicer and keeps one segmentation node per segmented study."""
+    """Shows studies in one MRML scene and keeps one segmentation node per segmented study.
 
-    def __init__(self):
+    Args:
+        scene: the MRML scene (``slicer.mrmlScene`` in Slicer).
+        volumes: the Volumes module logic (``slicer.modules.volumes.logic()``).
+        sequences: the Sequences module logic.
+        app_logic: the application logic (``slicer.app.applicationLogic()``); it drives the slice views.
+    """
+
+    def __init__(self, scene, *, volumes, sequences, app_logic):
+        self.scene, self.volumes, self.sequences, self.app_logic = scene, volumes, sequences, app_logic
+        self._forget()
+        # After *Close scene* every node this object held is gone: forget them rather than remove them again.
+        self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *_: self._forget())
+
+    def _forget(self) -> None:
         self.volume_node = None  # the study volume, or the cine's proxy volume
         self.browser_node = None  # sequence browser of a cine
         self.volume_sequence = None
         self.segmentation_node = None  # the segmentation, or the proxy of a segmentation sequence
         self.segmentation_sequence = None
-        self.comparison_nodes = {}  # name -> read-only segmentation node shown for comparison
-        self.editor = None
-        self.editor_node = None
+        self.comparison_nodes: Dict[str, object] = {}  # name -> read-only segmentation shown for comparison
 
-    # -- editor ------------------------------------------------------------------------------------------------
-    def editor_widget(self):
-        """A Segment Editor widget bound to the scene (embedded in the Annotate panel)."""
-        if self.editor is None:
-            self.editor = slicer.qMRMLSegmentEditorWidget()
-            self.editor.setMRMLScene(slicer.mrmlScene)
-            self.editor_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "CMRAssistSegmentEditor")
-            self.editor.setMRMLSegmentEditorNode(self.editor_node)
-        return self.editor
+    def close(self) -> None:
+        """Stop observing the scene (module cleanup)."""
+        self.scene.RemoveObserver(self._observer)
 
-    def _bind_editor(self) -> None:
-        if self.editor is None:
-            return
-        self.editor.setSegmentationNode(self.segmentation_node)
-        self.editor.setSourceVolumeNode(self.volume_node)
+    # -- the Segment Editor's parameter node ---------------------------------------------------------------------
+    def editor_node(self):
+        """The Segment Editor parameter node of this module, created if missing (as Slicer's Segment Editor does)."""
+        node = self.scene.GetSingletonNode(EDITOR_TAG, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = self.scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(EDITOR_TAG)
+            node = self.scene.AddNode(node)
+        return node
 
     # -- studies ------------------------------------------------------------------------------------------------
-    def show_study(self, study: Study) -> None:
+    def show_study(self, study: Study) -> Steps:
         self._clear()
+        files = study.frame_files or [study.path]
         if not study.is_cine:
-            self.volume_node = slicer.util.loadVolume(study.path, {"name": study.image_id, "show": True})
-            return
-        # Slicer reads 4D NIfTI only through extensions: build the volume sequence from the frames ourselves.
-        cine = sitk.ReadImage(study.path)
-        self.volume_sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", study.image_id)
-        self.volume_sequence.SetIndexName("frame")
-        for t in range(study.n_frames):
-            temp = sitkUtils.PushVolumeToSlicer(extract_frame(cine, t), name="__cmrassist_frame__")
-            self.volume_sequence.SetDataNodeAtValue(temp, str(t + 1))
-            slicer.mrmlScene.RemoveNode(temp)
-        self.browser_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", study.image_id + " browser")
-        self.browser_node.SetAndObserveMasterSequenceNodeID(self.volume_sequence.GetID())
-        self.browser_node.SetSelectedItemNumber(max((study.ed_frame or 1) - 1, 0))
-        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
-        self.volume_node = self.browser_node.GetProxyNode(self.volume_sequence)
-        slicer.util.setSliceViewerLayers(background=self.volume_node, fit=True)
+            self.volume_node = self.volumes.AddArchetypeVolume(files[0], study.image_id)
+            yield 1.0, f"loaded {study.image_id}"
+        else:
+            # Slicer reads 4D NIfTI only through extensions: build the volume sequence from the frame copies.
+            self.volume_sequence = self._new_sequence(study.image_id)
+            for number, path in enumerate(files, start=1):
+                frame = self.volumes.AddArchetypeVolume(path, TEMPORARY + "frame")
+                self.volume_sequence.SetDataNodeAtValue(frame, str(number))
+                self._remove(frame)
+                yield number / len(files), f"frame {number} of {len(files)}"
+            self.browser_node = self.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", study.image_id + " browser")
+            self.browser_node.SetAndObserveMasterSequenceNodeID(self.volume_sequence.GetID())
+            self._select_item(max((study.ed_frame or 1) - 1, 0))
+            self.volume_node = self.browser_node.GetProxyNode(self.volume_sequence)
+        self._show_volume(self.volume_node)
+
+    def _new_sequence(self, name: str):
+        sequence = self.scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+        sequence.SetIndexName("frame")
+        sequence.SetIndexUnit("")  # cine frames are counted (1-based, as in ACDC's Info.cfg), not timed
+        sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
+        return sequence
+
+    def _show_volume(self, volume) -> None:
+        """Background of every slice view, views rotated to the volume's planes and fitted: the same for a 3D study
+        and a cine (what loading a volume with *show* does in Slicer)."""
+        self.app_logic.GetSelectionNode().SetActiveVolumeID(volume.GetID())
+        self.app_logic.GetSelectionNode().SetActiveLabelVolumeID(None)
+        self.app_logic.PropagateVolumeSelection(1)
+
+    def _select_item(self, index: int) -> None:
+        self.browser_node.SetSelectedItemNumber(index)
+        self.sequences.UpdateProxyNodesFromSequences(self.browser_node)
 
     def show_frame(self, study: Study, frame: Optional[int]) -> None:
         if self.browser_node is None:
             return
-        if frame is None:  # whole cine: let the user play it
-            self.browser_node.SetPlaybackActive(False)
-            return
-        self.browser_node.SetSelectedItemNumber(frame - 1)
-        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
+        self.browser_node.SetPlaybackActive(False)
+        if frame is not None:  # None: the whole cine, the user plays it
+            self._select_item(frame - 1)
 
     def show_slice(self, study: Study, center_lps: Sequence[float]) -> None:
         # Slicer's world is RAS; ITK (and the QC report) give LPS: flip x and y.
         x, y, z = (float(v) for v in center_lps)
-        slicer.modules.markups.logic().JumpSlicesToLocation(-x, -y, z, True)
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.scene, -x, -y, z, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
 
     # -- segmentations ------------------------------------------------------------------------------------------
-    def show_segmentation(self, study: Study, label_path: str) -> None:
-        label = sitk.ReadImage(label_path)
+    def show_segmentation(self, study: Study, label: LabelFile) -> Steps:
         self._remove_segmentation()
-        if label.GetDimension() == 3:
+        if len(label.frame_files) == 1:
             self.segmentation_node = self._new_segmentation(study.image_id + " segmentation")
-            self._fill(self.segmentation_node, sitk.GetArrayFromImage(label))
-        else:
-            self._show_cine_segmentation(study, sitk.GetArrayFromImage(label))
-        self._bind_editor()
+            self._fill(self.segmentation_node, label.frame_files[0])
+            yield 1.0, "segmentation shown"
+            return
+        self.segmentation_sequence = self._new_sequence(study.image_id + " segmentation")
+        current = self.browser_node.GetSelectedItemNumber()
+        for number, path in enumerate(label.frame_files, start=1):
+            self._select_item(number - 1)  # the proxy volume gives this frame's geometry
+            frame = self._new_segmentation(TEMPORARY + "segmentation")
+            self._fill(frame, path)
+            self.segmentation_sequence.SetDataNodeAtValue(frame, str(number))
+            self._remove(frame)
+            yield number / len(label.frame_files), f"segmentation of frame {number} of {len(label.frame_files)}"
+        self.browser_node.AddSynchronizedSequenceNodeID(self.segmentation_sequence.GetID())
+        self.browser_node.SetSaveChanges(self.segmentation_sequence, True)  # edits in the proxy go back to the frame
+        self._select_item(current)
+        self.segmentation_node = self.browser_node.GetProxyNode(self.segmentation_sequence)
+        self.segmentation_node.CreateDefaultDisplayNodes()
 
-    def compare_segmentation(self, study: Study, name: str, label_path: str) -> None:
-        label = sitk.ReadImage(label_path)
-        if label.GetDimension() != 3:
+    def compare_segmentation(self, study: Study, name: str, label: LabelFile) -> Steps:
+        if len(label.frame_files) != 1:
             raise ValueError("only 3D frame labels can be compared")
-        old = self.comparison_nodes.pop(name, None)
-        if old is not None and slicer.mrmlScene.IsNodePresent(old):
-            slicer.mrmlScene.RemoveNode(old)
+        self._remove(self.comparison_nodes.pop(name, None))
         node = self._new_segmentation(name)
-        self._fill(node, sitk.GetArrayFromImage(label))
+        self._fill(node, label.frame_files[0])
         display = node.GetDisplayNode()
         display.SetVisibility2DFill(False)  # outlines only: the editable segmentation stays readable underneath
         display.SetVisibility2DOutline(True)
         self.comparison_nodes[name] = node
-
-    def _show_cine_segmentation(self, study: Study, labels: np.ndarray) -> None:
-        self.segmentation_sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode",
-                                                                         study.image_id + " segmentation")
-        current = self.browser_node.GetSelectedItemNumber()
-        for t in range(labels.shape[0]):
-            self.browser_node.SetSelectedItemNumber(t)
-            slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
-            temp = self._new_segmentation("__cmrassist_segmentation__")
-            self._fill(temp, labels[t])
-            self.segmentation_sequence.SetDataNodeAtValue(temp, str(t + 1))
-            slicer.mrmlScene.RemoveNode(temp)
-        self.browser_node.AddSynchronizedSequenceNodeID(self.segmentation_sequence.GetID())
-        self.browser_node.SetSaveChanges(self.segmentation_sequence, True)  # edits in the proxy go back to the frame
-        self.browser_node.SetSelectedItemNumber(current)
-        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
-        self.segmentation_node = self.browser_node.GetProxyNode(self.segmentation_sequence)
-        self.segmentation_node.CreateDefaultDisplayNodes()
+        yield 1.0, f"{name} shown"
 
     def _new_segmentation(self, name: str):
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
         segmentation = node.GetSegmentation()
-        for value, name in SEGMENT_NAMES.items():
-            segment_id = segmentation.AddEmptySegment(_segment_id(value), name, list(COLOURS[value]))
-            segment = segmentation.GetSegment(segment_id)
+        for value, text in SEGMENT_NAMES.items():
+            segment = segmentation.GetSegment(
+                segmentation.AddEmptySegment(segment_id(value), text, list(COLOURS[value]))
+            )
             segment.SetTag(segment.GetTerminologyEntryTagName(), TERMINOLOGY[value])
+            # Our names and colours stay (Slicer's terminology gives both cavities the one colour of blood).
+            segment.SetNameAutoGenerated(False)
+            segment.SetColorAutoGenerated(False)
         return node
 
-    def _fill(self, node, label: np.ndarray) -> None:
-        for value in SEGMENT_NAMES:
-            mask = (label == value).astype(np.uint8)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, _segment_id(value), self.volume_node)
+    def _fill(self, node, label_path: str) -> None:
+        """Segments from a one-frame label file: label value 1, 2, 3 to the RV, MYO and LV segments."""
+        labelmap = self.volumes.AddArchetypeVolume(label_path, TEMPORARY + "label", 1)
+        try:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+                labelmap, node, _segment_ids()
+            )
+        finally:
+            self._remove(labelmap)
+        if not ok:
+            raise RuntimeError(f"could not import the label {label_path} into {node.GetName()}")
 
-    def _read(self, node) -> np.ndarray:
-        label = None
-        for value in SEGMENT_NAMES:
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, _segment_id(value), self.volume_node)
-            if label is None:
-                label = np.zeros(mask.shape, np.uint8)
-            label[mask > 0] = value  # later classes win where segments overlap after editing
-        return label
+    def label_array(self, node=None) -> np.ndarray:
+        """The segmentation as a label array (k, j, i) on the shown volume's grid; later classes win overlaps."""
+        labelmap = self._export(node or self.segmentation_node)
+        try:
+            return (
+                numpy_support.vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars())
+                .reshape(tuple(reversed(labelmap.GetImageData().GetDimensions())))
+                .astype(np.uint8)
+            )
+        finally:
+            self._remove(labelmap)
 
-    def export_label(self, study: Study, out_path: str) -> str:
+    def _export(self, node):
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY + "export")
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            node, _segment_ids(), labelmap, self.volume_node, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        )
+        if not ok:
+            self._remove(labelmap)
+            raise RuntimeError(f"could not read the segmentation {node.GetName()}")
+        return labelmap
+
+    def export_label(self, study: Study, folder: str) -> Steps:
         if self.segmentation_node is None:
             raise RuntimeError("Nothing to submit: segment the study first.")
-        reference = sitk.ReadImage(study.path)
+        os.makedirs(folder, exist_ok=True)
         if self.segmentation_sequence is None:
-            out = sitk.GetImageFromArray(self._read(self.segmentation_node))
-        else:
-            current = self.browser_node.GetSelectedItemNumber()
-            frames = []
-            for t in range(self.browser_node.GetNumberOfItems()):
-                self.browser_node.SetSelectedItemNumber(t)
-                slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(self.browser_node)
-                frames.append(sitk.GetImageFromArray(self._read(self.segmentation_node)))
-            self.browser_node.SetSelectedItemNumber(current)
-            out = sitk.JoinSeries(frames)
-        out.CopyInformation(reference)
-        sitk.WriteImage(out, out_path, useCompression=True)
-        return out_path
+            paths = [self._write_label(self.segmentation_node, os.path.join(folder, "frame001.nrrd"))]
+            yield 1.0, "segmentation read"
+            return paths
+        current, count, paths = self.browser_node.GetSelectedItemNumber(), self.browser_node.GetNumberOfItems(), []
+        for index in range(count):
+            self._select_item(index)  # saves the proxy's edits into the frame being left, then shows this one
+            paths.append(self._write_label(self.segmentation_node, os.path.join(folder, f"frame{index + 1:03d}.nrrd")))
+            yield (index + 1) / count, f"segmentation of frame {index + 1} of {count} read"
+        self._select_item(current)
+        return paths
+
+    def _write_label(self, node, path: str) -> str:
+        labelmap = self._export(node)
+        try:
+            self._write(labelmap, path)
+        finally:
+            self._remove(labelmap)
+        return path
+
+    def _write(self, volume, path: str) -> None:
+        storage = self.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode", TEMPORARY + "storage")
+        try:
+            storage.SetFileName(path)
+            storage.SetUseCompression(0)  # the worker compresses; the GUI thread only writes raw voxels
+            if not storage.WriteData(volume):
+                raise RuntimeError(f"could not write {path}")
+        finally:
+            self._remove(storage)
 
     # -- scene volumes ------------------------------------------------------------------------------------------
     def volume_choices(self) -> List[Tuple[str, str]]:
-        nodes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-        return [(n.GetName(), n.GetID()) for n in nodes if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+        nodes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+        return [
+            (n.GetName(), n.GetID())
+            for n in found
+            if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetName().startswith(TEMPORARY)
+        ]
 
     def save_volume(self, key: str, out_path: str) -> str:
-        image = sitkUtils.PullVolumeFromSlicer(slicer.mrmlScene.GetNodeByID(key))
-        sitk.WriteImage(image, out_path, useCompression=True)
+        self._write(self.scene.GetNodeByID(key), out_path)
         return out_path
 
+    def segment_volumes_ml(self) -> Dict[str, float]:
+        """Volumes (ml) of the shown segments, keyed as :func:`measures.class_volumes_ml` (for the self-test)."""
+        # Slicer's spacing is (i, j, k); the label array is (k, j, i).
+        return class_volumes_ml(self.label_array(), tuple(reversed(self.volume_node.GetSpacing())))
+
     # -- housekeeping --------------------------------------------------------------------------------------------
+    def _remove(self, node, parts=()) -> None:
+        """Remove a node with its display and storage nodes (and ``parts`` collected earlier), those still there."""
+        if node is not None and self.scene.IsNodePresent(node):
+            parts = list(parts) + _parts(node)
+            self.scene.RemoveNode(node)
+        for part in parts:
+            if self.scene.IsNodePresent(part):
+                self.scene.RemoveNode(part)
+
     def _remove_segmentation(self) -> None:
-        if self.segmentation_sequence is not None:
-            self.browser_node.RemoveSynchronizedSequenceNode(self.segmentation_sequence.GetID())
-            slicer.mrmlScene.RemoveNode(self.segmentation_sequence)
-            self.segmentation_sequence = None
-        if self.segmentation_node is not None and slicer.mrmlScene.IsNodePresent(self.segmentation_node):
-            slicer.mrmlScene.RemoveNode(self.segmentation_node)  # also the proxy of a removed sequence
-        self.segmentation_node = None
+        parts = _parts(self.segmentation_node)  # a proxy's display node outlives it when the browser drops it
+        browser, sequence = self.browser_node, self.segmentation_sequence
+        if sequence is not None and browser is not None and self.scene.IsNodePresent(browser):
+            browser.RemoveSynchronizedSequenceNode(sequence.GetID())
+        self._remove(self.segmentation_node, parts)
+        self._remove(self.segmentation_sequence)
+        self.segmentation_sequence = self.segmentation_node = None
 
     def _clear(self) -> None:
         """Remove the previous study's nodes (the panel shows one study at a time)."""
         self._remove_segmentation()
         for node in self.comparison_nodes.values():
-            if slicer.mrmlScene.IsNodePresent(node):
-                slicer.mrmlScene.RemoveNode(node)
-        self.comparison_nodes = {}
-        for attr in ("browser_node", "volume_sequence", "volume_node"):
-            node = getattr(self, attr)
-            if node is not None and slicer.mrmlScene.IsNodePresent(node):
-                slicer.mrmlScene.RemoveNode(node)
-            setattr(self, attr, None)
-
-    def segment_volumes_ml(self) -> Dict[str, float]:
-        """Volumes (ml) of the shown segments, keyed as :func:`measures.class_volumes_ml` (for the self-test)."""
-        # Slicer's spacing is (i, j, k); the array from _read is (k, j, i).
-        return class_volumes_ml(self._read(self.segmentation_node), tuple(reversed(self.volume_node.GetSpacing())))
+            self._remove(node)
+        parts = _parts(self.volume_node)
+        self._remove(self.browser_node)  # first: a browser would make a new proxy for a sequence left behind
+        self._remove(self.volume_node, parts)
+        self._remove(self.volume_sequence)
+        self._forget()
 
 
-def _segment_id(value: int) -> str:
+def _parts(node) -> list:
+    """The display and storage nodes of a node (none for ``None`` or a node already gone)."""
+    if node is None or node.GetScene() is None:
+        return []
+    parts = (
+        [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLDisplayableNode")
+        else []
+    )
+    storage = node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None
+    return [p for p in parts + [storage] if p is not None]
+
+
+def segment_id(value: int) -> str:
+    """Segment ID of a label value (``LV_cavity`` ...)."""
     return SEGMENT_NAMES[value].replace(" ", "_")
 
+
+def _segment_ids():
+    ids = vtk.vtkStringArray()
+    for value in sorted(SEGMENT_NAMES):  # label value 1, 2, 3 <-> first, second, third ID
+        ids.InsertNextValue(segment_id(value))
+    return ids

@@ -1,6 +1,6 @@
-"""Small widget groups that several panels share."""
+"""Small widget groups that several panels share, and the plumbing of a panel that runs background jobs."""
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .background import BackgroundRunner, Cancelled, Job
 from .qt_compat import QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout
@@ -16,8 +16,8 @@ def add_busy_row(layout: QVBoxLayout) -> Tuple[QProgressBar, QPushButton, QLabel
     row.addWidget(cancel_button)
     layout.addLayout(row)
     message_label = QLabel("")
-    message_label.setWordWrap(True)
-    message_label.setObjectName("message")
+    message_label.wordWrap = True
+    message_label.objectName = "message"
     layout.addWidget(message_label)
     return progress_bar, cancel_button, message_label
 
@@ -25,10 +25,12 @@ def add_busy_row(layout: QVBoxLayout) -> Tuple[QProgressBar, QPushButton, QLabel
 class JobPanel:
     """Plumbing of a panel that runs one background job at a time with a progress bar, Cancel and a message line.
 
-    Subclasses set ``runner``, ``progress_bar``, ``cancel_button`` and ``message_label`` and implement
-    ``_update_buttons``; ``_run`` does the rest on the GUI thread.
+    Subclasses set ``session``, ``runner``, ``progress_bar``, ``cancel_button`` and ``message_label`` and implement
+    ``_update_buttons``. A job is a session call in the worker process (:meth:`_call`) or scene steps on the GUI
+    thread (:meth:`_steps`); an ``on_done`` may start the next one (a download, then building the scene).
     """
 
+    session: Any
     runner: BackgroundRunner
     job: Optional[Job] = None
     failure_prefix = "Failed"
@@ -36,26 +38,49 @@ class JobPanel:
     def _update_buttons(self) -> None:
         raise NotImplementedError
 
-    def _run(self, name: str, fn: Callable[[Job], object], on_done: Callable[[object], None], text: str) -> None:
-        self.message_label.setText(text)
-        self.progress_bar.setValue(0)
-        started = []  # the job, for its callbacks: a job replaced by a newer one must not touch the panel
-        job = self.runner.submit(name, fn, on_done=lambda result: self._finish(on_done, result, started[0]),
-                                 on_error=lambda error: self._failed(error, started[0]), on_progress=self._progress)
+    def _call(
+        self, name: str, method: str, *args: Any, on_done: Callable[[Any], None], text: str, **kwargs: Any
+    ) -> None:
+        """Run ``session.<method>(*args, **kwargs)`` in the worker process."""
+        self._begin(
+            text,
+            on_done,
+            lambda done, failed: self.runner.submit(
+                name, self.session, method, *args, on_done=done, on_error=failed, on_progress=self._progress, **kwargs
+            ),
+        )
+
+    def _steps(self, name: str, steps: Iterator[Any], on_done: Callable[[Any], None], text: str) -> None:
+        """Run scene steps (a generator) on the GUI thread, one per event-loop turn."""
+        self._begin(
+            text,
+            on_done,
+            lambda done, failed: self.runner.steps(
+                name, steps, on_done=done, on_error=failed, on_progress=self._progress
+            ),
+        )
+
+    def _begin(self, text: str, on_done: Callable[[Any], None], start: Callable[[Callable, Callable], Job]) -> None:
+        self.message_label.text = text
+        self.progress_bar.value = 0
+        started: List[Job] = []  # a job replaced by a newer one must not touch the panel
+        job = start(
+            lambda result: self._finish(on_done, result, started[0]), lambda error: self._failed(error, started[0])
+        )
         started.append(job)
         self.job = job
         self._update_buttons()
 
     def _progress(self, fraction: float, text: str) -> None:
-        self.progress_bar.setValue(int(round(100 * fraction)))
+        self.progress_bar.value = int(round(100 * fraction))
         if text:
-            self.message_label.setText(text)
+            self.message_label.text = text
 
-    def _finish(self, on_done: Callable[[object], None], result: object, job: Optional[Job] = None) -> None:
+    def _finish(self, on_done: Callable[[Any], None], result: Any, job: Optional[Job] = None) -> None:
         if job is not None and job is not self.job:
             return
         self.job = None
-        self.progress_bar.setValue(100)
+        self.progress_bar.value = 100
         try:
             on_done(result)
         finally:
@@ -65,14 +90,14 @@ class JobPanel:
         if job is not None and job is not self.job:
             return
         self.job = None
-        self.progress_bar.setValue(0)
-        self.message_label.setText("Cancelled." if isinstance(error, Cancelled) else f"{self.failure_prefix}: {error}")
+        self.progress_bar.value = 0
+        self.message_label.text = "Cancelled." if isinstance(error, Cancelled) else f"{self.failure_prefix}: {error}"
         self._update_buttons()
 
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
-            self.message_label.setText(f"Cancelling {self.job.name} ...")
+            self.message_label.text = f"Cancelling {self.job.name} ..."
 
 
 def fill_table(table: QTableWidget, rows: Sequence[List[str]]) -> None:

@@ -1,0 +1,104 @@
+"""The worker process: runs one call of the annotation session (network and file work) off Slicer's GUI thread.
+
+``background.BackgroundRunner`` starts ``python -u -m CMRAssistLib.worker`` (Slicer's ``PythonSlicer`` inside
+Slicer), writes one request as JSON on its standard input and reads lines starting with :data:`EVENT` from its
+standard output: ``{"progress": fraction, "text": ...}`` while it works, then ``{"result": ...}`` or
+``{"error": {"type", "message", "status"}}``. Qt reads the pipe in C++, so the call advances at full speed
+whatever the GUI thread does. Session values (studies, label files, server states) travel as tagged JSON.
+"""
+
+import dataclasses
+import inspect
+import json
+import sys
+import traceback
+from typing import Any, Callable, Dict, Optional
+
+from .annotation import AnnotationSession, LabelFile, ServerState, Study
+from .client import ServerError, TrainStatus
+from .settings import UserSettings
+
+EVENT = "CMRASSIST_JOB "
+_TYPES = {cls.__name__: cls for cls in (Study, LabelFile, ServerState, TrainStatus)}
+
+
+def encode(value: Any) -> Any:
+    """JSON-able form of a session value: dataclasses and tuples are tagged so :func:`decode` rebuilds them."""
+    if dataclasses.is_dataclass(value) and type(value).__name__ in _TYPES:
+        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"__type__": type(value).__name__, "fields": fields}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    return value
+
+
+def decode(value: Any) -> Any:
+    """The session value :func:`encode` turned into JSON."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__type__" in value:
+            return _TYPES[value["__type__"]](**{k: decode(v) for k, v in value["fields"].items()})
+        if "__tuple__" in value:
+            return tuple(decode(v) for v in value["__tuple__"])
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def request(session: AnnotationSession, method: str, args: tuple, kwargs: Dict[str, Any]) -> bytes:
+    """The request a worker reads: who (settings), where (work folder), and the session call."""
+    if method.startswith("_") or not callable(getattr(AnnotationSession, method, None)):
+        raise AttributeError(f"the annotation session has no call {method!r}")
+    body = {
+        "settings": dataclasses.asdict(session.settings),
+        "workdir": session.workdir,
+        "method": method,
+        "args": encode(list(args)),
+        "kwargs": encode(kwargs),
+    }
+    return json.dumps(body).encode()
+
+
+def parse_event(line: str) -> Optional[Dict[str, Any]]:
+    """The event of a worker output line, or None for any other line."""
+    if not line.startswith(EVENT):
+        return None
+    try:
+        event = json.loads(line[len(EVENT) :])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def error_from(event: Dict[str, Any]) -> Exception:
+    """The exception a worker reported, rebuilt for the panel (a ServerError keeps its HTTP status)."""
+    kind, message = event.get("type", "Exception"), str(event.get("message", ""))
+    if kind == "ServerError":
+        return ServerError(message, int(event.get("status") or 0))
+    return ValueError(message) if kind == "ValueError" else RuntimeError(f"{kind}: {message}")
+
+
+def run(body: Dict[str, Any], emit: Callable[[Dict[str, Any]], None]) -> None:
+    """Run one request, emitting progress events and then the result or the error."""
+    try:
+        session = AnnotationSession(UserSettings(**body["settings"]), body["workdir"])
+        call = getattr(session, body["method"])
+        kwargs = decode(body.get("kwargs") or {})
+        if "progress" in inspect.signature(call).parameters:
+            kwargs["progress"] = lambda fraction, text="": emit({"progress": float(fraction), "text": str(text)})
+        emit({"result": encode(call(*decode(body.get("args") or []), **kwargs))})
+    except Exception as e:  # every failure reaches the panel as a readable message
+        traceback.print_exc()
+        emit({"error": {"type": type(e).__name__, "message": str(e), "status": getattr(e, "status", None)}})
+
+
+def main() -> None:
+    run(json.loads(sys.stdin.read()), lambda event: print(EVENT + json.dumps(event), flush=True))
+
+
+if __name__ == "__main__":
+    main()
