@@ -129,7 +129,6 @@ class CMRAssistLogic(ScriptedLoadableModuleLogic):
     def scene(self) -> SlicerScene:
         return SlicerScene(
             slicer.mrmlScene,
-            volumes=slicer.modules.volumes.logic(),
             sequences=slicer.modules.sequences.logic(),
             app_logic=slicer.app.applicationLogic(),
         )

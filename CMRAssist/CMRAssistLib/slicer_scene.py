@@ -2,11 +2,12 @@
 
 It uses MRML and module logics only (no Qt, no ``slicer.app``, no ``slicer.util``), handed in by the module, so the
 same code runs inside Slicer and on Kitware's ``slicer-core`` wheel in the tests (``Testing/Python``). The Segment
-Editor widget lives in the module file; its parameter node is kept here. API checked in Slicer's source (5.4
-to 5.10): vtkSlicerVolumesLogic::AddArchetypeVolume, vtkMRMLSequenceNode, vtkMRMLSequenceBrowserNode,
-vtkSlicerSequencesLogic::UpdateProxyNodesFromSequences, vtkSlicerSegmentationsModuleLogic::
-ImportLabelmapToSegmentationNode / ExportSegmentsToLabelmapNode, vtkMRMLApplicationLogic::PropagateVolumeSelection,
-vtkMRMLSliceNode::JumpAllSlices, vtkMRMLScene::GetSingletonNode, vtkMRMLVolumeArchetypeStorageNode.
+Editor widget lives in the module file; its parameter node is kept here. API checked in Slicer's source (5.4 to
+5.10): vtkITKArchetypeImageSeriesScalarReader (read as vtkMRMLVolumeArchetypeStorageNode reads), vtkMRMLSequenceNode,
+vtkMRMLSequenceBrowserNode, vtkSlicerSequencesLogic::UpdateProxyNodesFromSequences,
+vtkSlicerSegmentationsModuleLogic::ImportLabelmapToSegmentationNode / ExportSegmentsToLabelmapNode,
+vtkMRMLApplicationLogic::PropagateVolumeSelection, vtkMRMLSliceNode::JumpAllSlices, vtkMRMLScene::GetSingletonNode,
+vtkMRMLVolumeArchetypeStorageNode::WriteData.
 Long work is written as steps (see ``scene.py``): one cine frame per step.
 """
 
@@ -34,13 +35,12 @@ class SlicerScene(SceneAdapter):
 
     Args:
         scene: the MRML scene (``slicer.mrmlScene`` in Slicer).
-        volumes: the Volumes module logic (``slicer.modules.volumes.logic()``).
         sequences: the Sequences module logic.
         app_logic: the application logic (``slicer.app.applicationLogic()``); it drives the slice views.
     """
 
-    def __init__(self, scene, *, volumes, sequences, app_logic):
-        self.scene, self.volumes, self.sequences, self.app_logic = scene, volumes, sequences, app_logic
+    def __init__(self, scene, *, sequences, app_logic):
+        self.scene, self.sequences, self.app_logic = scene, sequences, app_logic
         self._forget()
         # After *Close scene* every node this object held is gone: forget them rather than remove them again.
         self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *_: self._forget())
@@ -73,16 +73,21 @@ class SlicerScene(SceneAdapter):
         self._clear()
         files = study.frame_files or [study.path]
         if not study.is_cine:
-            self.volume_node = self.volumes.AddArchetypeVolume(files[0], study.image_id)
+            self.volume_node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", study.image_id)
+            read_volume(self.volume_node, files[0])
+            self.volume_node.CreateDefaultDisplayNodes()
             yield 1.0, f"loaded {study.image_id}"
         else:
             # Slicer reads 4D NIfTI only through extensions: build the volume sequence from the frame copies.
             self.volume_sequence = self._new_sequence(study.image_id)
-            for number, path in enumerate(files, start=1):
-                frame = self.volumes.AddArchetypeVolume(path, TEMPORARY + "frame")
-                self.volume_sequence.SetDataNodeAtValue(frame, str(number))
+            frame = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", TEMPORARY + "frame")
+            try:
+                for number, path in enumerate(files, start=1):
+                    read_volume(frame, path)
+                    self.volume_sequence.SetDataNodeAtValue(frame, str(number))  # a copy: the node is reused
+                    yield number / len(files), f"frame {number} of {len(files)}"
+            finally:
                 self._remove(frame)
-                yield number / len(files), f"frame {number} of {len(files)}"
             self.browser_node = self.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", study.image_id + " browser")
             self.browser_node.SetAndObserveMasterSequenceNodeID(self.volume_sequence.GetID())
             self._select_item(max((study.ed_frame or 1) - 1, 0))
@@ -128,17 +133,20 @@ class SlicerScene(SceneAdapter):
             yield 1.0, "segmentation shown"
             return
         self.segmentation_sequence = self._new_sequence(study.image_id + " segmentation")
-        current = self.browser_node.GetSelectedItemNumber()
+        count = len(label.frame_files)
+        # Every frame of a cine has the proxy volume's grid: the frames are filled without browsing the cine,
+        # so the views do not redraw for each frame.
         for number, path in enumerate(label.frame_files, start=1):
-            self._select_item(number - 1)  # the proxy volume gives this frame's geometry
             frame = self._new_segmentation(TEMPORARY + "segmentation")
             self._fill(frame, path)
+            yield (number - 0.5) / count, f"segmentation of frame {number} of {count}"
             self.segmentation_sequence.SetDataNodeAtValue(frame, str(number))
             self._remove(frame)
-            yield number / len(label.frame_files), f"segmentation of frame {number} of {len(label.frame_files)}"
+            yield number / count, f"segmentation of frame {number} of {count}"
         self.browser_node.AddSynchronizedSequenceNodeID(self.segmentation_sequence.GetID())
         self.browser_node.SetSaveChanges(self.segmentation_sequence, True)  # edits in the proxy go back to the frame
-        self._select_item(current)
+        self._select_item(self.browser_node.GetSelectedItemNumber())
+        yield 1.0, "segmentation linked to the cine"
         self.segmentation_node = self.browser_node.GetProxyNode(self.segmentation_sequence)
         self.segmentation_node.CreateDefaultDisplayNodes()
 
@@ -171,8 +179,9 @@ class SlicerScene(SceneAdapter):
 
     def _fill(self, node, label_path: str) -> None:
         """Segments from a one-frame label file: label value 1, 2, 3 to the RV, MYO and LV segments."""
-        labelmap = self.volumes.AddArchetypeVolume(label_path, TEMPORARY + "label", 1)
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY + "label")
         try:
+            read_volume(labelmap, label_path)
             ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
                 labelmap, node, _segment_ids()
             )
@@ -194,11 +203,23 @@ class SlicerScene(SceneAdapter):
             self._remove(labelmap)
 
     def _export(self, node):
-        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY + "export")
-        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            node, _segment_ids(), labelmap, self.volume_node, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        """A temporary label map node of ``node``'s segments on the shown volume's grid, label values 1, 2, 3."""
+        geometry = slicer.vtkOrientedImageData()
+        matrix = vtk.vtkMatrix4x4()
+        self.volume_node.GetIJKToRASMatrix(matrix)
+        geometry.SetImageToWorldMatrix(matrix)
+        geometry.SetExtent(self.volume_node.GetImageData().GetExtent())
+        values = vtk.vtkIntArray()
+        for value in sorted(SEGMENT_NAMES):
+            values.InsertNextValue(value)
+        merged = slicer.vtkOrientedImageData()
+        ok = node.GenerateMergedLabelmapForAllSegments(
+            merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, geometry, _segment_ids(), values
         )
-        if not ok:
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY + "export")
+        if not ok or not slicer.vtkSlicerSegmentationsModuleLogic.CreateLabelmapVolumeFromOrientedImageData(
+            merged, labelmap
+        ):
             self._remove(labelmap)
             raise RuntimeError(f"could not read the segmentation {node.GetName()}")
         return labelmap
@@ -211,12 +232,14 @@ class SlicerScene(SceneAdapter):
             paths = [self._write_label(self.segmentation_node, os.path.join(folder, "frame001.nrrd"))]
             yield 1.0, "segmentation read"
             return paths
-        current, count, paths = self.browser_node.GetSelectedItemNumber(), self.browser_node.GetNumberOfItems(), []
+        # The proxy's latest edits go into their frame first; then each frame is read from the sequence itself,
+        # without browsing the cine (no redraw per frame).
+        self.sequences.UpdateSequencesFromProxyNodes(self.browser_node, self.segmentation_node)
+        count, paths = self.segmentation_sequence.GetNumberOfDataNodes(), []
         for index in range(count):
-            self._select_item(index)  # saves the proxy's edits into the frame being left, then shows this one
-            paths.append(self._write_label(self.segmentation_node, os.path.join(folder, f"frame{index + 1:03d}.nrrd")))
+            frame = self.segmentation_sequence.GetNthDataNode(index)
+            paths.append(self._write_label(frame, os.path.join(folder, f"frame{index + 1:03d}.nrrd")))
             yield (index + 1) / count, f"segmentation of frame {index + 1} of {count} read"
-        self._select_item(current)
         return paths
 
     def _write_label(self, node, path: str) -> str:
@@ -285,6 +308,30 @@ class SlicerScene(SceneAdapter):
         self._remove(self.volume_node, parts)
         self._remove(self.volume_sequence)
         self._forget()
+
+
+def read_volume(node, path: str) -> None:
+    """Put a one-frame image file into a volume node, as Slicer's volume storage node reads it (vtkITK archetype
+    reader, one file, native scalar type and orientation, geometry in the node's IJK-to-RAS matrix), without the
+    storage and display nodes and scene events of loading a new volume: a few ms instead of tens per frame."""
+    reader = slicer.vtkITKArchetypeImageSeriesScalarReader()
+    reader.SetArchetype(path)
+    reader.SetSingleFile(1)
+    reader.SetOutputScalarTypeToNative()
+    reader.SetDesiredCoordinateOrientationToNative()
+    reader.SetUseNativeOriginOn()
+    reader.Update()
+    if reader.GetOutput() is None or reader.GetOutput().GetNumberOfPoints() == 0:
+        raise RuntimeError(f"could not read {path}")
+    geometry = vtk.vtkImageChangeInformation()  # the node holds the geometry, the image data none
+    geometry.SetInputConnection(reader.GetOutputPort())
+    geometry.SetOutputSpacing(1, 1, 1)
+    geometry.SetOutputOrigin(0, 0, 0)
+    geometry.Update()
+    image = vtk.vtkImageData()
+    image.ShallowCopy(geometry.GetOutput())
+    node.SetRASToIJKMatrix(reader.GetRasToIjkMatrix())
+    node.SetAndObserveImageData(image)
 
 
 def _parts(node) -> list:

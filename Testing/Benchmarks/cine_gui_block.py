@@ -46,6 +46,22 @@ class Heartbeat:
         return [1000 * (b - a) for a, b in zip(beats, beats[1:])]
 
 
+STEPS = []  # (end time, duration ms) of every scene step: the module's own share of each GUI block
+
+
+def timed(steps):
+    """The same steps, each ``next()`` timed."""
+    while True:
+        begin = time.perf_counter()
+        try:
+            report = next(steps)
+        except StopIteration as stop:
+            STEPS.append((time.perf_counter(), 1000 * (time.perf_counter() - begin)))
+            return stop.value
+        STEPS.append((time.perf_counter(), 1000 * (time.perf_counter() - begin)))
+        yield report
+
+
 def flow(runner, session, scene, label_path, use_model, marks, done):
     """open study -> scene steps -> segmentation -> scene steps -> read back; ``marks`` get each phase's end."""
 
@@ -59,14 +75,14 @@ def flow(runner, session, scene, label_path, use_model, marks, done):
         mark("segmentation shown (GUI steps)")
         runner.steps(
             "export",
-            scene.export_label(study[0], tempfile.mkdtemp()),
+            timed(scene.export_label(study[0], tempfile.mkdtemp())),
             on_error=failed,
             on_done=lambda files: (mark("segmentation read back (GUI steps)"), done.append(files)),
         )
 
     def segmented(result):
         mark("segmentation prepared (worker)")
-        runner.steps("show-seg", scene.show_segmentation(*result), on_done=read_back, on_error=failed)
+        runner.steps("show-seg", timed(scene.show_segmentation(*result)), on_done=read_back, on_error=failed)
 
     def shown(_):
         mark("cine shown (GUI steps)")
@@ -87,7 +103,7 @@ def flow(runner, session, scene, label_path, use_model, marks, done):
     def loaded(result):
         study.append(result)
         mark("cine downloaded and split (worker)")
-        runner.steps("show", scene.show_study(result), on_done=shown, on_error=failed)
+        runner.steps("show", timed(scene.show_study(result)), on_done=shown, on_error=failed)
 
     runner.submit("open", session, "open_study", "bench_cine", on_done=loaded, on_error=failed)
 
@@ -140,14 +156,18 @@ def report(args, marks, heartbeat, start, cpu) -> None:
         f"Qt event loop holding Python's lock (as Slicer's GUI thread); heartbeat every 5 ms"
     )
     print(f"# segmentation: {'the server model' if args.server else 'the phantom label (no trained model here)'}")
-    print(f"{'phase':<40} {'ends at s':>9} {'longest GUI block ms':>21}")
+    print("# longest GUI block: longest gap between heartbeats (includes the OS's own pauses on a busy machine);")
+    print("# longest step: the longest single scene step of the module, timed around next()")
+    print(f"{'phase':<40} {'ends at s':>9} {'longest GUI block ms':>21} {'longest step ms':>16}")
     previous = start
     for name, when in marks:
         gaps = heartbeat.gaps_ms(previous, when)
-        print(f"{name:<40} {when - start:>9.2f} {max(gaps) if gaps else 0:>21.1f}")
+        steps = [d for end, d in STEPS if previous <= end <= when]
+        print(f"{name:<40} {when - start:>9.2f} {max(gaps) if gaps else 0:>21.1f} {max(steps) if steps else 0:>16.1f}")
         previous = when
     gaps = heartbeat.gaps_ms(start, marks[-1][1])
-    print(f"{'whole flow':<40} {marks[-1][1] - start:>9.2f} {max(gaps):>21.1f}")
+    longest = max(d for _, d in STEPS)
+    print(f"{'whole flow':<40} {marks[-1][1] - start:>9.2f} {max(gaps):>21.1f} {longest:>16.1f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ _exec.argtypes = [ctypes.c_void_p, ctypes.c_int]
 _exec.restype = ctypes.c_int
 
 
+def exec_holding_the_lock(loop: QEventLoop) -> None:
+    """``loop.exec()`` as PythonQt runs it: Python's lock stays with this (the GUI) thread."""
+    _exec(shiboken6.getCppPointer(loop)[0], 0)
+
+
 def idle_like_slicer(max_ms: int, until: Optional[Callable[[], bool]] = None, check_ms: int = 20) -> None:
     """Let Qt's event loop run, holding Python's lock, for ``max_ms`` or until ``until()`` holds."""
     loop = QEventLoop()
@@ -29,5 +34,5 @@ def idle_like_slicer(max_ms: int, until: Optional[Callable[[], bool]] = None, ch
         checker.setInterval(check_ms)
         checker.timeout.connect(lambda: until() and loop.quit())
         checker.start()
-    _exec(shiboken6.getCppPointer(loop)[0], 0)
+    exec_holding_the_lock(loop)
     checker.stop()

@@ -67,9 +67,7 @@ class CoreSlicer:
 
     def cmrassist_scene(self) -> SlicerScene:
         """The module's scene layer on this application, wired as ``CMRAssist.py`` wires it in Slicer."""
-        layer = SlicerScene(
-            self.scene, volumes=self.logics["Volumes"], sequences=self.logics["Sequences"], app_logic=self.app_logic
-        )
+        layer = SlicerScene(self.scene, sequences=self.logics["Sequences"], app_logic=self.app_logic)
         self.layers.append(layer)
         return layer
 
