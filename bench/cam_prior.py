@@ -15,20 +15,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
+from expert_vs_nonexpert import CLASSES, HELD_OUT, score
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist"), os.path.dirname(os.path.abspath(__file__))]
-
-from cmrassist_server.acdc import acdc_items  # noqa: E402
-from cmrassist_server.cam_training import training_prior  # noqa: E402
-from cmrassist_server.engine import TrainOptions, train_segmentation  # noqa: E402
-from expert_vs_nonexpert import CLASSES, HELD_OUT, score  # noqa: E402
+from cmrassist_server.io.acdc import acdc_items
+from cmrassist_server.segmentation.cam_training import training_prior
+from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
 
 
 def spread(pool, n):
@@ -50,22 +46,40 @@ def main() -> None:
     out = args.out or tempfile.mkdtemp(prefix="cam_prior_")
     os.makedirs(out, exist_ok=True)
     pool = [n for n in range(1, 101) if n not in HELD_OUT]
-    setting = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "pool_patients": len(pool),
-               "held_out_patients": len(HELD_OUT), "epochs_per_arm": args.epochs, "seed": args.seed,
-               "classifier_epochs": args.classifier_epochs}
+    setting = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "pool_patients": len(pool),
+        "held_out_patients": len(HELD_OUT),
+        "epochs_per_arm": args.epochs,
+        "seed": args.seed,
+        "classifier_epochs": args.classifier_epochs,
+    }
     print("setting:", json.dumps(setting), flush=True)
 
     start = time.time()
     events = []
-    prior = training_prior(acdc_items(args.acdc, pool), position_checkpoint=os.path.join(out, "no_slice_position.pt"),
-                           group_checkpoint=os.path.join(out, "cam_disease_group.pt"), device=args.device,
-                           seed=args.seed, group_epochs=args.classifier_epochs, group_minutes=args.classifier_minutes,
-                           retrain_group=True, log=lambda e, **f: events.append(f))
+    prior = training_prior(
+        acdc_items(args.acdc, pool),
+        position_checkpoint=os.path.join(out, "no_slice_position.pt"),
+        group_checkpoint=os.path.join(out, "cam_disease_group.pt"),
+        device=args.device,
+        seed=args.seed,
+        group_epochs=args.classifier_epochs,
+        group_minutes=args.classifier_minutes,
+        retrain_group=True,
+        log=lambda e, **f: events.append(f),
+    )
     with open(os.path.join(out, "cam_disease_group.json")) as f:
         classifier = json.load(f)
-    setting.update(classifier_minutes=round((time.time() - start) / 60, 1), classifier_val=classifier.get("val"),
-                   classifier_epochs_run=classifier.get("epochs"), prior=prior.describe())
+    setting.update(
+        classifier_minutes=round((time.time() - start) / 60, 1),
+        classifier_val=classifier.get("val"),
+        classifier_epochs_run=classifier.get("epochs"),
+        prior=prior.describe(),
+    )
     print("disease-group classifier:", json.dumps(setting["classifier_val"]), flush=True)
 
     results = {}
@@ -75,12 +89,25 @@ def main() -> None:
         for cam in (False, True):
             arm = f"{fraction}%/{'cam' if cam else 'plain'}"
             checkpoint = os.path.join(out, f"seg_{fraction}_{'cam' if cam else 'plain'}.pt")
-            options = TrainOptions(max_epochs=args.epochs, max_minutes=10_000, cam_prior=cam, seed=args.seed,
-                                   from_scratch=True, device=args.device)
+            options = SegmentationTrainOptions(
+                max_epochs=args.epochs,
+                max_minutes=10_000,
+                cam_prior=cam,
+                seed=args.seed,
+                from_scratch=True,
+                device=args.device,
+            )
             t0 = time.time()
-            trained = train_segmentation(items, checkpoint, options, prior=prior if cam else None, log=lambda *a, **k: None)
-            results[arm] = {"patients": len(patients), "train_minutes": round((time.time() - t0) / 60, 1),
-                            "epochs": trained.epochs, "val": trained.best_val, **score(checkpoint, args.acdc)}
+            trained = train_segmentation(
+                items, checkpoint, options, prior=prior if cam else None, log=lambda *a, **k: None
+            )
+            results[arm] = {
+                "patients": len(patients),
+                "train_minutes": round((time.time() - t0) / 60, 1),
+                "epochs": trained.epochs,
+                "val": trained.best_val,
+                **score(checkpoint, args.acdc),
+            }
             print(arm, json.dumps(results[arm]), flush=True)
     gains = {}
     for fraction in [int(f) for f in args.fractions.split(",")]:
@@ -89,8 +116,13 @@ def main() -> None:
     summary = {"results": results, "dice_gain_with_cam": gains, "setting": setting}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
-    print(json.dumps({"dice": {arm: r["dice"] for arm, r in results.items()}, "dice_gain_with_cam": gains,
-                      "setting": setting}, indent=2, default=str))
+    print(
+        json.dumps(
+            {"dice": {arm: r["dice"] for arm, r in results.items()}, "dice_gain_with_cam": gains, "setting": setting},
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

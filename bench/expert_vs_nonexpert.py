@@ -2,7 +2,7 @@
 """ACDC: segmentation trained on expert vs simulated non-expert labels, with CE+Dice and MAE+Dice.
 
 Label sets for the training patients: the expert labels, and simulated ``well_trained`` and ``brief`` non-expert
-labels made from them (``cmrassist_server.nonexpert``, one fixed random draw per frame). Each of the six arms
+labels made from them (``cmrassist_server.annotations.nonexpert``, one fixed random draw per frame). Each of the six arms
 (3 label sets x 2 losses) trains the server's segmentation network from scratch with the same fixed number of
 epochs (a budget that does not depend on how busy the CPU is) and validates on its own labels (a non-expert
 project has no expert labels to choose models with). Scored on the 20 held-out patients' expert labels: Dice and
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
@@ -23,15 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from CMRAssistCore.measures import overlap_table, ventricular_function  # noqa: E402
-from cmrassist_server.acdc import acdc_items, find_patients  # noqa: E402
-from cmrassist_server.engine import TrainOptions, train_segmentation  # noqa: E402
-from cmrassist_server.imageio import Orientation  # noqa: E402
-from cmrassist_server.nonexpert import simulate_nonexpert  # noqa: E402
-from cmrassist_server.predictor import SegmentationPredictor  # noqa: E402
+from cmrassist_server.annotations.nonexpert import simulate_nonexpert
+from cmrassist_server.imaging.imageio import Orientation
+from cmrassist_server.io.acdc import acdc_items, find_patients
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
+from CMRAssistCore.measures import overlap_table, ventricular_function
 
 HELD_OUT = [g * 20 + k for g in range(5) for k in range(17, 21)]
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
@@ -103,17 +99,22 @@ def score(checkpoint: str, root: str):
         (pe, re_, se), (ps, rs, ss) = frames["ED"], frames["ES"]
         clinical.append((ventricular_function(pe, ps, se, ss), ventricular_function(re_, rs, se, ss)))
     err = lambda k: round(float(np.mean([abs(a[k] - b[k]) for a, b in clinical])), 2)  # noqa: E731
-    return {"dice": {c: round(float(np.mean(v)), 4) for c, v in dice.items()},
-            "hd95_mm": {c: round(float(np.nanmean(v)), 2) for c, v in hd95.items()},
-            "dice_by_region": {r: {c: round(float(np.mean(v)), 4) for c, v in d.items()} for r, d in region_dice.items()},
-            "lv_ef_abs_error_pct": err("lv_ef_pct"), "lv_edv_abs_error_ml": err("lv_edv_ml"),
-            "lv_mass_abs_error_g": err("lv_mass_g")}
+    return {
+        "dice": {c: round(float(np.mean(v)), 4) for c, v in dice.items()},
+        "hd95_mm": {c: round(float(np.nanmean(v)), 2) for c, v in hd95.items()},
+        "dice_by_region": {r: {c: round(float(np.mean(v)), 4) for c, v in d.items()} for r, d in region_dice.items()},
+        "lv_ef_abs_error_pct": err("lv_ef_pct"),
+        "lv_edv_abs_error_ml": err("lv_edv_ml"),
+        "lv_mass_abs_error_g": err("lv_mass_g"),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--acdc", required=True)
-    ap.add_argument("--train-patients", type=int, default=40, help="training patients (spread over the 80, every group)")
+    ap.add_argument(
+        "--train-patients", type=int, default=40, help="training patients (spread over the 80, every group)"
+    )
     ap.add_argument("--epochs", type=int, default=8, help="epochs per arm (the same for every arm)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -134,11 +135,17 @@ def main() -> None:
         for loss in ("ce_dice", "mae_dice"):
             arm = f"{labels}/{loss}"
             checkpoint = os.path.join(out, labels + "_" + loss + ".pt")
-            options = TrainOptions(max_epochs=args.epochs, max_minutes=10_000, loss=loss, seed=args.seed, from_scratch=True)
+            options = SegmentationTrainOptions(
+                max_epochs=args.epochs, max_minutes=10_000, loss=loss, seed=args.seed, from_scratch=True
+            )
             start = time.time()
             trained = train_segmentation(items, checkpoint, options, log=lambda *a, **k: None)
-            results[arm] = {"train_minutes": round((time.time() - start) / 60, 1), "epochs": trained.epochs,
-                            "val_on_own_labels": trained.best_val, **score(checkpoint, args.acdc)}
+            results[arm] = {
+                "train_minutes": round((time.time() - start) / 60, 1),
+                "epochs": trained.epochs,
+                "val_on_own_labels": trained.best_val,
+                **score(checkpoint, args.acdc),
+            }
             print(arm, json.dumps(results[arm]), flush=True)
     gaps = {}
     for ref_loss in ("ce_dice", "mae_dice"):
@@ -146,10 +153,21 @@ def main() -> None:
         for arm, r in results.items():
             if not arm.startswith("expert"):
                 gaps[f"{arm} vs expert/{ref_loss}"] = {c: round(r["dice"][c] - base[c], 4) for c in CLASSES}
-    summary = {"results": results, "dice_gaps": gaps, "simulated_label_dice": quality,
-               "setting": {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-                           "torch_threads": torch.get_num_threads(), "device": "cpu", "train_patients": len(train),
-                           "held_out_patients": len(HELD_OUT), "epochs_per_arm": args.epochs, "seed": args.seed}}
+    summary = {
+        "results": results,
+        "dice_gaps": gaps,
+        "simulated_label_dice": quality,
+        "setting": {
+            "machine": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cpu",
+            "train_patients": len(train),
+            "held_out_patients": len(HELD_OUT),
+            "epochs_per_arm": args.epochs,
+            "seed": args.seed,
+        },
+    }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(json.dumps({"dice_gaps": gaps, "setting": summary["setting"]}, indent=2))

@@ -13,32 +13,30 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict
 
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
+from cmrassist_server.core.checkpoints import ModelRecord
+from cmrassist_server.imaging.preprocess import PreprocessConfig
+from cmrassist_server.io.studies import StudiesWriter
+from cmrassist_server.launcher import RunningServer, free_port, wait_for_info
+from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
+from CMRAssistLib.client import CMRAssistClient
 
-from CMRAssistLib.client import CMRAssistClient  # noqa: E402
-from cmrassist_server.launcher import RunningServer, free_port, wait_for_info  # noqa: E402
-from cmrassist_server.network import ModelRecord, NetworkSpec, publish_checkpoint  # noqa: E402
-from cmrassist_server.preprocess import PreprocessConfig  # noqa: E402
-from cmrassist_server.studies import StudiesWriter  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def study_with_one_ed_frame(folder: str, acdc: str) -> str:
     writer = StudiesWriter(folder)
     if acdc:
-        from cmrassist_server.acdc import find_patients
+        from cmrassist_server.io.acdc import find_patients
 
         p = find_patients(acdc, {61})[0]  # 10-slice NOR patient
         return writer.add_image("bench_ed", p.frame_path(p.ed_frame), {"phase": "ED"})
-    from cmrassist_server.phantoms import make_phantom
+    from cmrassist_server.io.phantoms import make_phantom
 
     seed = next(s for s in range(100) if make_phantom(s, with_cine=False).anatomy.n_slices == 10)
     return writer.add_image("bench_ed", make_phantom(seed, with_cine=False).ed_image, {"phase": "ED"})
@@ -60,8 +58,9 @@ def main(argv=None):
         shutil.copy(args.model, ckpt)
     else:
         spec = NetworkSpec()
-        publish_checkpoint(ckpt, spec.build(), spec, PreprocessConfig(),
-                           ModelRecord(network=asdict(spec), preprocess=asdict(PreprocessConfig())))
+        publish_segmentation(
+            ckpt, spec.build(), spec, PreprocessConfig(), ModelRecord(kind="segmentation", metric="mean")
+        )
     srv = RunningServer(studies, model_dir, os.path.join(work, "server.log"))
     try:
         client = CMRAssistClient(srv.url, timeout=60)
@@ -77,18 +76,27 @@ def main(argv=None):
     import SimpleITK as sitk
 
     size = sitk.ReadImage(client_path(studies)).GetSize()
-    print(f"POST /infer/segmentation, one ED frame {size} ({'ACDC patient061' if args.acdc else 'phantom'}), "
-          f"{args.requests} requests after 3 warm-up:")
-    print(f"  median {np.median(times) * 1000:.0f} ms   p95 {np.percentile(times, 95) * 1000:.0f} ms   "
-          f"min {min(times) * 1000:.0f} ms")
+    print(
+        f"POST /infer/segmentation, one ED frame {size} ({'ACDC patient061' if args.acdc else 'phantom'}), "
+        f"{args.requests} requests after 3 warm-up:"
+    )
+    print(
+        f"  median {np.median(times) * 1000:.0f} ms   p95 {np.percentile(times, 95) * 1000:.0f} ms   "
+        f"min {min(times) * 1000:.0f} ms"
+    )
     result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
     if not args.skip_make:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONAI")}
         t = time.time()
-        proc = subprocess.Popen(["make", "-s", "serve", f"STUDIES={studies}", f"MODEL_DIR={model_dir}", f"PORT={port}"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["make", "-s", "serve", f"STUDIES={studies}", f"MODEL_DIR={model_dir}", f"PORT={port}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         try:
             waited = wait_for_info(f"http://127.0.0.1:{port}", 180, proc)
         finally:
@@ -96,8 +104,12 @@ def main(argv=None):
             proc.wait(20)
         print(f"`make serve` (prepared venv) to first answered /info/: {time.time() - t:.1f} s")
         result["make_serve_to_info_s"] = waited
-    result["setting"] = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                         "model": args.model or "freshly initialised default unet"}
+    result["setting"] = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "model": args.model or "freshly initialised default unet",
+    }
     print("setting: " + json.dumps(result["setting"]))
     shutil.rmtree(work, ignore_errors=True)
     return result

@@ -12,18 +12,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 import SimpleITK as sitk
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from cmrassist_server.acdc import find_patients, parse_patient_range  # noqa: E402
-from cmrassist_server.imageio import Orientation  # noqa: E402
-from cmrassist_server.propagation import PropagationOptions, propagate_frame  # noqa: E402
+from cmrassist_server.annotations.propagation import PropagationOptions, propagate_frame
+from cmrassist_server.imaging.imageio import Orientation
+from cmrassist_server.io.acdc import find_patients, parse_patient_range
 
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
 
@@ -56,7 +52,10 @@ def main() -> None:
         shrink=tuple(int(v) for v in args.shrink.split(",")) if args.shrink else defaults.shrink,
         smoothing=args.smoothing if args.smoothing is not None else defaults.smoothing,
         margin_mm=args.margin_mm if args.margin_mm is not None else defaults.margin_mm,
-        match_histograms=defaults.match_histograms if args.histogram_matching is None else args.histogram_matching == "on")
+        match_histograms=defaults.match_histograms
+        if args.histogram_matching is None
+        else args.histogram_matching == "on",
+    )
     per_patient, seconds = [], []
     for p in find_patients(args.acdc, parse_patient_range(args.patients)):
         ed_image, orientation = canonical(p.frame_path(p.ed_frame))
@@ -77,12 +76,18 @@ def main() -> None:
         for key in (name, name + "_copy"):
             values = np.array([r[key] for r in per_patient])
             summary[key] = {"mean": round(float(values.mean()), 4), "median": round(float(np.median(values)), 4)}
-    summary["seconds_per_pair"] = {"mean": round(float(np.mean(seconds)), 3), "median": round(float(np.median(seconds)), 3),
-                                   "max": round(float(np.max(seconds)), 3)}
+    summary["seconds_per_pair"] = {
+        "mean": round(float(np.mean(seconds)), 3),
+        "median": round(float(np.median(seconds)), 3),
+        "max": round(float(np.max(seconds)), 3),
+    }
     summary["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.__dict__.items()}
-    summary["setting"] = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
-                          "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
-                          "simpleitk": sitk.Version.VersionString()}
+    summary["setting"] = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
+        "simpleitk": sitk.Version.VersionString(),
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"summary": summary, "patients": per_patient}, f, indent=2)

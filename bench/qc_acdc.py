@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
@@ -24,16 +23,13 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from cmrassist_server.acdc import find_patients  # noqa: E402
-from cmrassist_server.corruptions import corrupt  # noqa: E402
-from cmrassist_server.imageio import Orientation  # noqa: E402
-from cmrassist_server.predictor import SegmentationPredictor  # noqa: E402
-from cmrassist_server.qc_check import QualityChecker  # noqa: E402
-from cmrassist_server.qc_engine import QCTrainOptions, prepare_qc_sets, train_qc  # noqa: E402
-from cmrassist_server.qc_metrics import CHECKED_CLASSES, QC_CLASSES, dice_3d, slice_dice_mvsf  # noqa: E402
+from cmrassist_server.imaging.imageio import Orientation
+from cmrassist_server.io.acdc import find_patients
+from cmrassist_server.qc.check import QualityChecker
+from cmrassist_server.qc.corruptions import corrupt
+from cmrassist_server.qc.metrics import CHECKED_CLASSES, QC_CLASSES, dice_3d, slice_dice_mvsf
+from cmrassist_server.qc.training import QCTrainOptions, prepare_qc_sets, train_qc
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 HELD_OUT = [g * 20 + k for g in range(5) for k in range(17, 21)]
 LV = 3
@@ -90,16 +86,21 @@ def summarise(rows, subjects):
             "slices_present": int(present.sum()),
             "subjects": int(len(st)),
         }
-    out["mean"] = {k: float(np.mean([out[QC_CLASSES[c]][k] for c in CHECKED_CLASSES]))
-                   for k in ("slice_mae", "slice_mae_present", "subject_mae", "accuracy_at_0.7", "pearson_r")}
+    out["mean"] = {
+        k: float(np.mean([out[QC_CLASSES[c]][k] for c in CHECKED_CLASSES]))
+        for k in ("slice_mae", "slice_mae_present", "subject_mae", "accuracy_at_0.7", "pearson_r")
+    }
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--acdc", required=True, help="ACDC training folder")
-    ap.add_argument("--segmentation-model", required=True,
-                    help="segmentation checkpoint trained without the held-out patients (bench/segmentation_acdc.py)")
+    ap.add_argument(
+        "--segmentation-model",
+        required=True,
+        help="segmentation checkpoint trained without the held-out patients (bench/segmentation_acdc.py)",
+    )
     ap.add_argument("--qc-model", default=None, help="evaluate this QC checkpoint instead of training one")
     ap.add_argument("--minutes", type=float, default=40.0, help="QC network training budget")
     ap.add_argument("--max-epochs", type=int, default=1000)
@@ -107,7 +108,9 @@ def main(argv=None):
     ap.add_argument("--snapshot-minutes", type=float, default=2.0)
     ap.add_argument("--corruptions", type=int, default=8, help="corrupted copies per training frame")
     ap.add_argument("--test-corruptions", type=int, default=4, help="corrupted copies per test frame")
-    ap.add_argument("--train-patients", type=int, default=0, help="use only N training patients (0: all 80; for a quick try)")
+    ap.add_argument(
+        "--train-patients", type=int, default=0, help="use only N training patients (0: all 80; for a quick try)"
+    )
     ap.add_argument("--test-patients", type=int, default=0, help="use only N held-out patients (0: all 20)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default="out/qc_acdc")
@@ -121,9 +124,16 @@ def main(argv=None):
         train_p = [train_p[i] for i in np.linspace(0, len(train_p) - 1, args.train_patients).astype(int)]
     if args.test_patients:
         test_p = [test_p[i] for i in np.linspace(0, len(test_p) - 1, args.test_patients).astype(int)]
-    setting = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "device": device, "torch": torch.__version__,
-               "train_patients": len(train_p), "test_patients": len(test_p), "args": vars(args)}
+    setting = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "torch": torch.__version__,
+        "train_patients": len(train_p),
+        "test_patients": len(test_p),
+        "args": vars(args),
+    }
     print("setting:", json.dumps(setting), flush=True)
 
     def log(event, **fields):
@@ -132,19 +142,34 @@ def main(argv=None):
     qc_path = args.qc_model or os.path.join(args.out, "qc.pt")
     models = []
     if not args.qc_model:
-        items = [{"image": img, "label": gt, "subject": p.name, "group": p.info.get("Group", "")}
-                 for p, _, img, gt in frames(train_p)]
-        options = QCTrainOptions(max_epochs=args.max_epochs, max_minutes=args.minutes, snapshots=args.snapshots,
-                                 snapshot_minutes=args.snapshot_minutes, corruptions_per_case=args.corruptions,
-                                 device=args.device, from_scratch=True)
+        items = [
+            {"image": img, "label": gt, "subject": p.name, "group": p.info.get("Group", "")}
+            for p, _, img, gt in frames(train_p)
+        ]
+        options = QCTrainOptions(
+            max_epochs=args.max_epochs,
+            max_minutes=args.minutes,
+            snapshots=args.snapshots,
+            snapshot_minutes=args.snapshot_minutes,
+            corruptions_per_case=args.corruptions,
+            device=args.device,
+            from_scratch=True,
+        )
         t0 = time.time()
         sets = prepare_qc_sets(items, options, segmentation_checkpoint=args.segmentation_model, window=128, log=log)
         build_s = time.time() - t0
         result = train_qc(items, qc_path, options, sets=sets, log=log)
-        setting.update(qc_set_build_s=round(build_s, 1), qc_train_epochs=result.epochs, qc_best_val=result.best_val,
-                       qc_train_sources=sets.train.sources())
-        models = [(name, SegmentationPredictor.from_model(m, sets.preprocess, device=device))
-                  for name, m, _ in sets.models if name != "served"]
+        setting.update(
+            qc_set_build_s=round(build_s, 1),
+            qc_train_epochs=result.epochs,
+            qc_best_val=result.best_val,
+            qc_train_sources=sets.train.sources(),
+        )
+        models = [
+            (name, SegmentationPredictor.from_network(m, sets.preprocess, device=device))
+            for name, m, _ in sets.models
+            if name != "served"
+        ]
     served = SegmentationPredictor(args.segmentation_model, device=device)
     checker = QualityChecker(qc_path, device=device)
     rng = np.random.default_rng(1234)
@@ -176,39 +201,67 @@ def main(argv=None):
             for s in report["slices"]:
                 i = s["slice"]
                 pred = [1.0] + [s["classes"][QC_CLASSES[c]]["dice"] for c in CHECKED_CLASSES]
-                present = [True] + [bool((canon_ref[i] == c).any() or (canon_seg[i] == c).any()) for c in CHECKED_CLASSES]
+                present = [True] + [
+                    bool((canon_ref[i] == c).any() or (canon_seg[i] == c).any()) for c in CHECKED_CLASSES
+                ]
                 rows[group].append({"true": true_d[i].tolist(), "pred": pred, "present": present, "source": source})
             true3 = dice_3d(ref, seg)
-            subjects[group].append({"true": true3.tolist(),
-                                    "pred": [1.0] + [report["dice_3d"][QC_CLASSES[c]] for c in CHECKED_CLASSES],
-                                    "source": source, "patient": p.name, "phase": phase})
+            subjects[group].append(
+                {
+                    "true": true3.tolist(),
+                    "pred": [1.0] + [report["dice_3d"][QC_CLASSES[c]] for c in CHECKED_CLASSES],
+                    "source": source,
+                    "patient": p.name,
+                    "phase": phase,
+                }
+            )
 
         # Corrupted mid-slice experiment on the model's segmentation.
         spacing = orientation.spacing
         ref_lv = float((ref == LV).sum()) * np.prod(spacing) / 1000
         base = checker.check(image, prediction)["volumes"]
-        volume_rows.append({"kind": "none", "raw": base["raw"]["lv_cavity_ml"], "corrected": base["corrected"]["lv_cavity_ml"],
-                            "ref": ref_lv})
+        volume_rows.append(
+            {
+                "kind": "none",
+                "raw": base["raw"]["lv_cavity_ml"],
+                "corrected": base["corrected"]["lv_cavity_ml"],
+                "ref": ref_lv,
+            }
+        )
         for kind in ("dilated", "basal_copy", "half_deleted", "swapped"):
             spoiled = orientation.from_canonical(spoil_mid_slice(orientation.to_canonical(prediction), kind, rng))
             rep = checker.check(image, spoiled)
-            volume_rows.append({"kind": kind, "raw": rep["volumes"]["raw"]["lv_cavity_ml"],
-                                "corrected": rep["volumes"]["corrected"]["lv_cavity_ml"], "ref": ref_lv})
+            volume_rows.append(
+                {
+                    "kind": kind,
+                    "raw": rep["volumes"]["raw"]["lv_cavity_ml"],
+                    "corrected": rep["volumes"]["corrected"]["lv_cavity_ml"],
+                    "ref": ref_lv,
+                }
+            )
         print(f"{p.name} {phase}: {len(variants)} segmentations checked", flush=True)
     timings = list(by_patient.values())
 
-    summary = {"setting": setting, "model": summarise(rows["model"], subjects["model"]),
-               "varied": summarise(rows["varied"], subjects["varied"]),
-               "all": summarise(rows["model"] + rows["varied"], subjects["model"] + subjects["varied"])}
+    summary = {
+        "setting": setting,
+        "model": summarise(rows["model"], subjects["model"]),
+        "varied": summarise(rows["varied"], subjects["varied"]),
+        "all": summarise(rows["model"] + rows["varied"], subjects["model"] + subjects["varied"]),
+    }
     mid = {}
     for kind in ("none", "dilated", "basal_copy", "half_deleted", "swapped"):
         sel = [r for r in volume_rows if r["kind"] == kind]
-        mid[kind] = {"raw_rel_error": float(np.mean([abs(r["raw"] - r["ref"]) / r["ref"] for r in sel])),
-                     "corrected_rel_error": float(np.mean([abs(r["corrected"] - r["ref"]) / r["ref"] for r in sel])),
-                     "frames": len(sel)}
+        mid[kind] = {
+            "raw_rel_error": float(np.mean([abs(r["raw"] - r["ref"]) / r["ref"] for r in sel])),
+            "corrected_rel_error": float(np.mean([abs(r["corrected"] - r["ref"]) / r["ref"] for r in sel])),
+            "frames": len(sel),
+        }
     summary["mid_slice_lv_volume"] = mid
-    summary["qc_seconds_per_subject"] = {"median": float(np.median(timings)), "p95": float(np.percentile(timings, 95)),
-                                         "note": "QC of ED and ES frames of one patient, segmentation excluded"}
+    summary["qc_seconds_per_subject"] = {
+        "median": float(np.median(timings)),
+        "p95": float(np.percentile(timings, 95)),
+        "note": "QC of ED and ES frames of one patient, segmentation excluded",
+    }
     summary["segmentation_seconds_per_frame"] = float(np.median(seg_times))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -218,17 +271,25 @@ def main(argv=None):
     print("setting:", json.dumps(setting, default=str))
     for group in ("model", "varied", "all"):
         print(f"-- {group} segmentations ({summary[group]['rv_cavity']['subjects']} volumes)")
-        print(f"{'class':<15}{'sliceMAE':>9}{'(present)':>10}{'subjMAE':>9}{'acc@0.7':>9}{'bad':>6}{'r':>7}{'subj r':>8}")
+        print(
+            f"{'class':<15}{'sliceMAE':>9}{'(present)':>10}{'subjMAE':>9}{'acc@0.7':>9}{'bad':>6}{'r':>7}{'subj r':>8}"
+        )
         for c in CHECKED_CLASSES:
             m = summary[group][QC_CLASSES[c]]
-            print(f"{QC_CLASSES[c]:<15}{m['slice_mae']:>9.3f}{m['slice_mae_present']:>10.3f}{m['subject_mae']:>9.3f}"
-                  f"{m['accuracy_at_0.7']:>9.3f}{m['bad_slices']:>6d}{m['pearson_r']:>7.3f}{m['subject_pearson_r']:>8.3f}")
+            print(
+                f"{QC_CLASSES[c]:<15}{m['slice_mae']:>9.3f}{m['slice_mae_present']:>10.3f}{m['subject_mae']:>9.3f}"
+                f"{m['accuracy_at_0.7']:>9.3f}{m['bad_slices']:>6d}{m['pearson_r']:>7.3f}{m['subject_pearson_r']:>8.3f}"
+            )
     print("-- corrupted mid-slice: LV relative volume error (mean over frames)")
     for kind, m in mid.items():
-        print(f"{kind:<14} raw {m['raw_rel_error']:.3f}  corrected {m['corrected_rel_error']:.3f}  ({m['frames']} frames)")
+        print(
+            f"{kind:<14} raw {m['raw_rel_error']:.3f}  corrected {m['corrected_rel_error']:.3f}  ({m['frames']} frames)"
+        )
     q = summary["qc_seconds_per_subject"]
-    print(f"QC time per subject (ED+ES, CPU): median {q['median'] * 1000:.0f} ms, p95 {q['p95'] * 1000:.0f} ms; "
-          f"segmentation {summary['segmentation_seconds_per_frame'] * 1000:.0f} ms per frame")
+    print(
+        f"QC time per subject (ED+ES, CPU): median {q['median'] * 1000:.0f} ms, p95 {q['p95'] * 1000:.0f} ms; "
+        f"segmentation {summary['segmentation_seconds_per_frame'] * 1000:.0f} ms per frame"
+    )
 
 
 if __name__ == "__main__":

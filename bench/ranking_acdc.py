@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -39,15 +38,17 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from cmrassist_server.acdc import find_patients  # noqa: E402
-from cmrassist_server.imageio import Orientation  # noqa: E402
-from cmrassist_server.position import POSITIONS, predict_positions  # noqa: E402
-from cmrassist_server.position_data import SlicePositions, labelled_stacks, positions_from_label, ranking_positions  # noqa: E402
-from cmrassist_server.position_engine import LabelledStack, PositionTrainOptions, train_position  # noqa: E402
-from cmrassist_server.ranking_store import RankingStore  # noqa: E402
+from cmrassist_server.imaging.imageio import Orientation
+from cmrassist_server.io.acdc import find_patients
+from cmrassist_server.slice_position.data import (
+    SlicePositions,
+    labelled_stacks,
+    positions_from_label,
+    ranking_positions,
+)
+from cmrassist_server.slice_position.network import POSITIONS, predict_positions
+from cmrassist_server.slice_position.ranking_store import RankingStore
+from cmrassist_server.slice_position.training import LabelledStack, PositionTrainOptions, train_position
 
 HELD_OUT = [g * 20 + k for g in range(5) for k in range(17, 21)]
 BOUNDARY_WIDTH = 0.15  # in LV lengths: within this of a boundary, perception is up to 3x noisier
@@ -82,8 +83,9 @@ def load_truth(root: str, numbers: List[int]) -> Tuple[SlicePositions, Dict[str,
     return truth, paths, subjects
 
 
-def one_at_a_time(truth: SlicePositions, annotators: List[Annotator], labels_each: int,
-                  rng: np.random.Generator) -> SlicePositions:
+def one_at_a_time(
+    truth: SlicePositions, annotators: List[Annotator], labels_each: int, rng: np.random.Generator
+) -> SlicePositions:
     """Each annotator labels ``labels_each`` slices, every slice once before any twice; majority per slice."""
     keys = [(i, k) for i, known in truth.items() for k in known]
     votes: Dict[Tuple[Tuple[str, int], int], List[str]] = {}
@@ -121,8 +123,16 @@ def cohen_kappa(pairs: List[Tuple[str, str]]) -> float:
     return float((observed - expected) / (1 - expected)) if expected < 1 else 1.0
 
 
-def ranking(truth: SlicePositions, annotators: List[Annotator], batches_each: int, reviewer: Annotator,
-            rng: np.random.Generator, *, selection: str, db: str) -> Tuple[SlicePositions, Dict]:
+def ranking(
+    truth: SlicePositions,
+    annotators: List[Annotator],
+    batches_each: int,
+    reviewer: Annotator,
+    rng: np.random.Generator,
+    *,
+    selection: str,
+    db: str,
+) -> Tuple[SlicePositions, Dict]:
     """Rank through the real store, then let the reviewer place the cut points; positions and figures."""
     from scipy.stats import kendalltau
 
@@ -132,8 +142,10 @@ def ranking(truth: SlicePositions, annotators: List[Annotator], batches_each: in
     t_of = {it.id: truth[(it.image_id, it.frame)][it.slice][1] for it in store.items()}
     start = time.perf_counter()
     for _ in range(batches_each):
-        open_batches = [(a, store.next_batch(a.name, "expert", seed=int(rng.integers(1 << 30)), selection=selection))
-                        for a in annotators]
+        open_batches = [
+            (a, store.next_batch(a.name, "expert", seed=int(rng.integers(1 << 30)), selection=selection))
+            for a in annotators
+        ]
         for a, batch in open_batches:
             seen = {it.id: a.perceive(t_of[it.id], rng) for it in batch.items}
             store.submit(batch.id, a.name, sorted(seen, key=seen.get))  # most basal (smallest t) first
@@ -157,25 +169,37 @@ def ranking(truth: SlicePositions, annotators: List[Annotator], batches_each: in
     n_basal = cut(ordered, "too_basal")
     n_apical = cut(ordered[::-1], "too_apical")
     rating = [it.rating for it in ordered]
-    basal_end = (rating[n_basal - 1] + rating[n_basal]) / 2 if 0 < n_basal < len(rating) else (rating[0] + 1 if n_basal == 0 else 0.0)
+    basal_end = (
+        (rating[n_basal - 1] + rating[n_basal]) / 2
+        if 0 < n_basal < len(rating)
+        else (rating[0] + 1 if n_basal == 0 else 0.0)
+    )
     k = len(rating) - n_apical
     apical_start = (rating[k - 1] + rating[k]) / 2 if 0 < k < len(rating) else rating[-1] - 1
     apical_start = min(apical_start, basal_end - 1e-3)
     store.set_cut_points(max(0.0, min(3000.0, basal_end)), max(0.0, min(3000.0, apical_start)))
     positions = ranking_positions(store)
     views = [it.views for it in store.items()]
-    return positions, {"kendall_tau": round(float(tau), 4), "reviewer_looks": looks, "store_seconds": round(store_s, 1),
-                       "views_median": float(np.median(views)), "items_unseen": int(sum(v == 0 for v in views)),
-                       "cut_points": store.cut_points()}
+    return positions, {
+        "kendall_tau": round(float(tau), 4),
+        "reviewer_looks": looks,
+        "store_seconds": round(store_s, 1),
+        "views_median": float(np.median(views)),
+        "items_unseen": int(sum(v == 0 for v in views)),
+        "cut_points": store.cut_points(),
+    }
 
 
 def agreement(derived: SlicePositions, truth: SlicePositions) -> Dict:
     total = sum(len(v) for v in truth.values())
     pairs = [(p, truth[key][k][0]) for key, known in derived.items() for k, (p, _) in known.items()]
     outside = [(p, t) for p, t in pairs if t != "in_lv"]
-    return {"labelled_slices": len(pairs), "coverage": round(len(pairs) / total, 4),
-            "agreement": round(float(np.mean([p == t for p, t in pairs])), 4) if pairs else None,
-            "agreement_outside_lv": round(float(np.mean([p == t for p, t in outside])), 4) if outside else None}
+    return {
+        "labelled_slices": len(pairs),
+        "coverage": round(len(pairs) / total, 4),
+        "agreement": round(float(np.mean([p == t for p, t in pairs])), 4) if pairs else None,
+        "agreement_outside_lv": round(float(np.mean([p == t for p, t in outside])), 4) if outside else None,
+    }
 
 
 def restrict(stacks: Dict[Tuple[str, int], LabelledStack], positions: SlicePositions) -> List[LabelledStack]:
@@ -187,14 +211,16 @@ def restrict(stacks: Dict[Tuple[str, int], LabelledStack], positions: SlicePosit
         for k, (p, t) in positions.get(key, {}).items():
             labels[k], continuous[k] = POSITIONS.index(p), t
         if (labels >= 0).any():
-            out.append(LabelledStack(base.image_id, base.subject, base.x, base.place, labels, continuous, frame=base.frame))
+            out.append(
+                LabelledStack(base.image_id, base.subject, base.x, base.place, labels, continuous, frame=base.frame)
+            )
     return out
 
 
 def score(checkpoint: str, test: List[LabelledStack]) -> Dict:
     from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-    from cmrassist_server.position import load_position
+    from cmrassist_server.slice_position.network import load_position
 
     model, _ = load_position(checkpoint)
     from scipy.stats import spearmanr
@@ -209,28 +235,48 @@ def score(checkpoint: str, test: List[LabelledStack]) -> Dict:
     y, prob = np.concatenate(y), np.concatenate(prob)
     t_true, t_pred = np.concatenate(t_true), np.concatenate(t_pred)
     pred = prob.argmax(1)
-    return {"accuracy": round(float(np.mean(pred == y)), 4), "balanced_accuracy": round(float(balanced_accuracy_score(y, pred)), 4),
-            "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-            "roc_auc_ovr_macro": round(float(roc_auc_score(y, prob, multi_class="ovr", average="macro")), 4),
-            "per_class_recall": {name: round(float(np.mean(pred[y == c] == c)), 4) for c, name in enumerate(POSITIONS)
-                                 if (y == c).any()},
-            "continuous_spearman": round(float(spearmanr(t_true, t_pred)[0]), 4),
-            "slices": int(len(y))}
+    return {
+        "accuracy": round(float(np.mean(pred == y)), 4),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y, pred)), 4),
+        "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
+        "roc_auc_ovr_macro": round(float(roc_auc_score(y, prob, multi_class="ovr", average="macro")), 4),
+        "per_class_recall": {
+            name: round(float(np.mean(pred[y == c] == c)), 4) for c, name in enumerate(POSITIONS) if (y == c).any()
+        },
+        "continuous_spearman": round(float(spearmanr(t_true, t_pred)[0]), 4),
+        "slices": int(len(y)),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--acdc", required=True, help="ACDC training folder (patient001 ... patient100)")
     ap.add_argument("--annotators", type=int, default=3)
-    ap.add_argument("--hours", type=float, default=1.0, help="labelling time per annotator, the same for both strategies")
-    ap.add_argument("--seconds-per-slice", type=float, default=4.0,
-                    help="one slice at a time: look at it (and its neighbours), press one of three keys")
-    ap.add_argument("--seconds-per-batch", type=float, default=30.0,
-                    help="a batch of 8 thumbnails: about 7 drags, a last look, submit")
+    ap.add_argument(
+        "--hours", type=float, default=1.0, help="labelling time per annotator, the same for both strategies"
+    )
+    ap.add_argument(
+        "--seconds-per-slice",
+        type=float,
+        default=4.0,
+        help="one slice at a time: look at it (and its neighbours), press one of three keys",
+    )
+    ap.add_argument(
+        "--seconds-per-batch",
+        type=float,
+        default=30.0,
+        help="a batch of 8 thumbnails: about 7 drags, a last look, submit",
+    )
     ap.add_argument("--bias-sd", type=float, default=0.05, help="spread of the annotators' biases (LV lengths)")
-    ap.add_argument("--spread", type=float, default=0.035,
-                    help="typical perception noise away from the boundaries (LV lengths; 3x at a boundary)")
-    ap.add_argument("--classifier-minutes", type=float, default=3.0, help="CPU training budget of each arm's classifier")
+    ap.add_argument(
+        "--spread",
+        type=float,
+        default=0.035,
+        help="typical perception noise away from the boundaries (LV lengths; 3x at a boundary)",
+    )
+    ap.add_argument(
+        "--classifier-minutes", type=float, default=3.0, help="CPU training budget of each arm's classifier"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.json and the checkpoints")
     args = ap.parse_args()
@@ -244,16 +290,21 @@ def main() -> None:
     truth_test, test_paths, test_subjects = load_truth(args.acdc, HELD_OUT)
     paths.update(test_paths)
     subjects.update(test_subjects)
-    print(f"truth: {sum(len(v) for v in truth_train.values())} training slices, "
-          f"{sum(len(v) for v in truth_test.values())} held-out slices", flush=True)
+    print(
+        f"truth: {sum(len(v) for v in truth_train.values())} training slices, "
+        f"{sum(len(v) for v in truth_test.values())} held-out slices",
+        flush=True,
+    )
     all_truth = {**truth_train, **truth_test}
     stacks = {(s.image_id, s.frame): s for s in labelled_stacks(all_truth, paths.get, subjects.get)}
     test = [stacks[key] for key in sorted(truth_test)]
     train_stacks = {key: stacks[key] for key in truth_train}
 
     # Calibrated so that two annotators' slice labels agree with Cohen's kappa near the published 0.77.
-    annotators = [Annotator(f"annotator{k + 1}", float(rng.normal(0, args.bias_sd)),
-                            float(rng.uniform(0.5, 1.5) * args.spread)) for k in range(args.annotators)]
+    annotators = [
+        Annotator(f"annotator{k + 1}", float(rng.normal(0, args.bias_sd)), float(rng.uniform(0.5, 1.5) * args.spread))
+        for k in range(args.annotators)
+    ]
     reviewer = Annotator("reviewer", 0.0, args.spread / 2)
     budget_s = args.hours * 3600
     labels_each = int(budget_s // args.seconds_per_slice)
@@ -262,13 +313,17 @@ def main() -> None:
     arms: Dict[str, Dict] = {}
     derived: Dict[str, SlicePositions] = {}
     derived["one_at_a_time"] = one_at_a_time(truth_train, annotators, labels_each, rng)
-    arms["one_at_a_time"] = {"labels_per_annotator": labels_each,
-                             "inter_annotator_kappa": round(one_at_a_time.kappa, 3)}  # type: ignore[attr-defined]
+    arms["one_at_a_time"] = {
+        "labels_per_annotator": labels_each,
+        "inter_annotator_kappa": round(one_at_a_time.kappa, 3),
+    }  # type: ignore[attr-defined]
     for name, selection in (("ranking_ours", "informative"), ("ranking_random", "random")):
         db = os.path.join(out, f"{name}.sqlite")
         if os.path.exists(db):
             os.remove(db)
-        derived[name], figures = ranking(truth_train, annotators, batches_each, reviewer, rng, selection=selection, db=db)
+        derived[name], figures = ranking(
+            truth_train, annotators, batches_each, reviewer, rng, selection=selection, db=db
+        )
         arms[name] = {"batches_per_annotator": batches_each, **figures}
     derived["truth"] = truth_train
     arms["truth"] = {}
@@ -282,8 +337,11 @@ def main() -> None:
             os.remove(checkpoint)
         options = PositionTrainOptions(max_epochs=10_000, max_minutes=args.classifier_minutes, seed=args.seed)
         result = train_position(restrict(train_stacks, positions), checkpoint, options, log=lambda *a, **k: None)
-        arms[name]["classifier"] = {"epochs": result.epochs, "val_on_own_labels": result.best_val,
-                                    "held_out": score(checkpoint, test)}
+        arms[name]["classifier"] = {
+            "epochs": result.epochs,
+            "val_on_own_labels": result.best_val,
+            "held_out": score(checkpoint, test),
+        }
         print(name, "held-out", json.dumps(arms[name]["classifier"]["held_out"]), flush=True)
 
     test_labels = np.concatenate([s.labels for s in test])
@@ -292,11 +350,19 @@ def main() -> None:
         "held_out_patients": len(HELD_OUT),
         "held_out_class_counts": {p: int((test_labels == c).sum()) for c, p in enumerate(POSITIONS)},
         "always_in_lv_accuracy": round(float(np.mean(test_labels == POSITIONS.index("in_lv"))), 4),
-        "annotators": [asdict(a) for a in annotators], "reviewer": asdict(reviewer),
-        "time_per_annotator_s": budget_s, "seconds_per_slice": args.seconds_per_slice,
+        "annotators": [asdict(a) for a in annotators],
+        "reviewer": asdict(reviewer),
+        "time_per_annotator_s": budget_s,
+        "seconds_per_slice": args.seconds_per_slice,
         "seconds_per_batch": args.seconds_per_batch,
-        "setting": {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": "cpu", "classifier_minutes_per_arm": args.classifier_minutes, "seed": args.seed},
+        "setting": {
+            "machine": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cpu",
+            "classifier_minutes_per_arm": args.classifier_minutes,
+            "seed": args.seed,
+        },
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -13,24 +13,21 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from urllib import request
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")]
-
-from cmrassist_server.launcher import RunningServer  # noqa: E402
-from cmrassist_server.ranking_store import RankingStore  # noqa: E402
-from cmrassist_server.studies import phantom_studies  # noqa: E402
+from cmrassist_server.io.studies import phantom_studies
+from cmrassist_server.launcher import RunningServer
+from cmrassist_server.slice_position.ranking_store import RankingStore
 
 
 def post(url: str, path: str, body: dict) -> dict:
-    req = request.Request(url + path, data=json.dumps(body).encode(), method="POST",
-                          headers={"Content-Type": "application/json"})
+    req = request.Request(
+        url + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -42,8 +39,11 @@ def get(url: str, path: str) -> bytes:
 
 def summary(ms) -> dict:
     ms = np.asarray(ms)
-    return {"median_ms": round(float(np.median(ms)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "n": int(len(ms))}
+    return {
+        "median_ms": round(float(np.median(ms)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "n": int(len(ms)),
+    }
 
 
 def round_trips(url: str, rounds: int, rng: np.random.Generator) -> dict:
@@ -86,10 +86,12 @@ def main() -> None:
         result["fresh_store"] = round_trips(srv.url, args.rounds, rng)
         # A store where every slice has been seen: selection then goes by volatility and uncertainty.
         with store._transaction() as db:
-            db.execute("UPDATE items SET views = 3, volatility = abs(random() % 1000) / 1000.0, "
-                       "priority = abs(random() % 1000) / 1000.0")
+            db.execute(
+                "UPDATE items SET views = 3, volatility = abs(random() % 1000) / 1000.0, "
+                "priority = abs(random() % 1000) / 1000.0"
+            )
         result["every_item_viewed"] = round_trips(srv.url, args.rounds, rng)
-        real = [it for it in store.items(list(range(1, have + 1)))][:20]
+        real = store.items(list(range(1, have + 1)))[:20]
         cold, warm = [], []
         for it in real:
             for bucket in (cold, warm):
@@ -99,8 +101,12 @@ def main() -> None:
         result["thumbnail"] = {"cold": summary(cold), "cached": summary(warm)}
     finally:
         srv.stop()
-    result["setting"] = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                         "server": "MONAI Label on 127.0.0.1, one uvicorn worker, SQLite WAL"}
+    result["setting"] = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "server": "MONAI Label on 127.0.0.1, one uvicorn worker, SQLite WAL",
+    }
     print(json.dumps(result, indent=2))
 
 

@@ -12,24 +12,20 @@ import csv
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 import SimpleITK as sitk
 import torch
+from monailabel.datastore.local import LocalDatastore
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "server"))
-
-from monailabel.datastore.local import LocalDatastore  # noqa: E402
-
-from CMRAssistCore.measures import overlap_table, ventricular_function  # noqa: E402
-from cmrassist_server.acdc import find_patients, import_acdc  # noqa: E402
-from cmrassist_server.imageio import Orientation  # noqa: E402
-from cmrassist_server.predictor import SegmentationPredictor  # noqa: E402
-from lib.trainers.segmentation import SegmentationTrainTask  # noqa: E402
+from cmrassist_server.imaging.imageio import Orientation
+from cmrassist_server.io.acdc import find_patients, import_acdc
+from cmrassist_server.io.studies import training_items
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
+from CMRAssistCore.measures import overlap_table, ventricular_function
 
 
 def held_out_numbers():
@@ -59,12 +55,19 @@ def main(argv=None):
     checkpoint = os.path.join(args.out, "segmentation.pt")
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
-    task = SegmentationTrainTask(checkpoint, defaults={"max_epochs": args.max_epochs, "max_minutes": args.minutes,
-                                                       "network": args.network, "val_split": args.val_split},
-                                 position_checkpoint=os.path.join(args.out, "none.pt"),
-                                 group_checkpoint=os.path.join(args.out, "cam_disease_group.pt"))
+    # What the server's train task does with these params (final labels of the imported patients).
+    options = SegmentationTrainOptions.from_request(
+        {
+            "max_epochs": args.max_epochs,
+            "max_minutes": args.minutes,
+            "network": args.network,
+            "val_split": args.val_split,
+            "device": args.device,
+        }
+    )
     t0 = time.time()
-    summary = task({"device": args.device}, LocalDatastore(studies, extensions=("*.nii.gz",)))
+    items = training_items(LocalDatastore(studies, extensions=("*.nii.gz",)))
+    summary = train_segmentation(items, checkpoint, options).summary()
     train_s = time.time() - t0
     history = json.load(open(os.path.splitext(checkpoint)[0] + ".history.json"))
 
@@ -83,10 +86,23 @@ def main(argv=None):
             table = overlap_table(pred, ref, zyx_spacing)
             frames[phase] = (pred, ref, zyx_spacing)
             for cls, m in table.items():
-                rows.append({"patient": p.name, "group": p.info["Group"], "phase": phase, "class": cls,
-                             "dice": m["dice"], "hd95_mm": m["hd95_mm"], "seconds": dt, "slice_mm": spacing[0]})
+                rows.append(
+                    {
+                        "patient": p.name,
+                        "group": p.info["Group"],
+                        "phase": phase,
+                        "class": cls,
+                        "dice": m["dice"],
+                        "hd95_mm": m["hd95_mm"],
+                        "seconds": dt,
+                        "slice_mm": spacing[0],
+                    }
+                )
         (pe, re_, sp_e), (ps, rs, sp_s) = frames["ED"], frames["ES"]
-        per_patient[p.name] = {"pred": ventricular_function(pe, ps, sp_e, sp_s), "ref": ventricular_function(re_, rs, sp_e, sp_s)}
+        per_patient[p.name] = {
+            "pred": ventricular_function(pe, ps, sp_e, sp_s),
+            "ref": ventricular_function(re_, rs, sp_e, sp_s),
+        }
 
     with open(os.path.join(args.out, "per_volume.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -106,19 +122,31 @@ def main(argv=None):
     clinical = {k: err(k) for k in ("lv_ef_pct", "rv_ef_pct", "lv_edv_ml", "lv_esv_ml", "rv_edv_ml", "lv_mass_g")}
     print("MAE: " + ", ".join(f"{k} {v:.2f}" for k, v in clinical.items()))
     vals = [h["val"]["mean"] for h in history]
-    tail = vals[-max(3, len(vals) // 5):]
-    rising = len(vals) >= 4 and np.mean(tail) > np.mean(vals[-2 * len(tail):-len(tail)]) + 0.002
-    print(f"training: {len(history)} epochs in {train_s / 60:.1f} min, best val mean Dice {max(vals):.3f}; "
-          f"val curve over the last epochs {'still rising' if rising else 'flat'}: {[round(v, 3) for v in vals[-8:]]}")
+    tail = vals[-max(3, len(vals) // 5) :]
+    rising = len(vals) >= 4 and np.mean(tail) > np.mean(vals[-2 * len(tail) : -len(tail)]) + 0.002
+    print(
+        f"training: {len(history)} epochs in {train_s / 60:.1f} min, best val mean Dice {max(vals):.3f}; "
+        f"val curve over the last epochs {'still rising' if rising else 'flat'}: {[round(v, 3) for v in vals[-8:]]}"
+    )
     seconds = [r["seconds"] for r in rows[::3]]
-    setting = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "device": predictor.device, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-               "minutes": args.minutes, "network": args.network, "train_patients": len(train),
-               "val_split": args.val_split,
-               "median_infer_s_per_volume": float(np.median(seconds))}
+    setting = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": predictor.device,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "minutes": args.minutes,
+        "network": args.network,
+        "train_patients": len(train),
+        "val_split": args.val_split,
+        "median_infer_s_per_volume": float(np.median(seconds)),
+    }
     print("setting: " + json.dumps(setting))
-    json.dump({"results": results, "clinical_mae": clinical, "history": history, "setting": setting, "summary": summary},
-              open(os.path.join(args.out, "summary.json"), "w"), indent=1)
+    json.dump(
+        {"results": results, "clinical_mae": clinical, "history": history, "setting": setting, "summary": summary},
+        open(os.path.join(args.out, "summary.json"), "w"),
+        indent=1,
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Shared fixtures: small phantom studies and a real MONAI Label server on a free loopback port."""
 
-import time
-
 import pytest
+from training_wait import wait_training
 
 from cmrassist_server.launcher import RunningServer
 
@@ -10,9 +9,9 @@ from cmrassist_server.launcher import RunningServer
 @pytest.fixture(scope="session")
 def phantom_studies(tmp_path_factory):
     """3 labelled phantom subjects (ED/ES) and one unlabelled subject with its cine."""
-    from cmrassist_server.studies import phantom_studies as write
-
     import shutil
+
+    from cmrassist_server.io.studies import phantom_studies as write
 
     folder = str(tmp_path_factory.mktemp("studies"))
     write(folder, 3, seed=11)
@@ -53,17 +52,6 @@ def trained_server(server):
     status = wait_training(client)
     assert status.state == "DONE", f"training ended as {status}"
     return server
-
-
-def wait_training(client, timeout=300):
-    """The train task's final status (DONE, ERROR or STOPPED)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status.state in ("DONE", "ERROR", "STOPPED"):
-            return status
-        time.sleep(1)
-    raise AssertionError("training did not finish")
 
 
 @pytest.fixture(scope="session")

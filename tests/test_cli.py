@@ -10,12 +10,11 @@ import pytest
 import SimpleITK as sitk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "cmrassist_server.cli"]
+CLI = [os.path.join(os.path.dirname(sys.executable), "cmrassist")]  # the installed console script
 
 
 def run(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "server"), os.path.join(ROOT, "CMRAssist")])}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, **kw)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, **kw)
 
 
 def test_phantoms_command_writes_a_studies_folder(tmp_path):
@@ -28,7 +27,7 @@ def test_phantoms_command_writes_a_studies_folder(tmp_path):
 
 
 def test_evaluate_prints_a_table_and_writes_csv(tmp_path):
-    from cmrassist_server.phantoms import make_phantom
+    from cmrassist_server.io.phantoms import make_phantom
 
     ref, pred = tmp_path / "ref", tmp_path / "pred"
     ref.mkdir()
@@ -55,8 +54,9 @@ def test_evaluate_prints_a_table_and_writes_csv(tmp_path):
 @pytest.mark.slow
 def test_prepare_demo_writes_phantoms_and_a_bootstrap_model(tmp_path):
     studies, model = tmp_path / "demo", tmp_path / "model"
-    proc = run("prepare-demo", "--studies", str(studies), "--model-dir", str(model), "--phantoms", "3",
-               "--minutes", "0.3")
+    proc = run(
+        "prepare-demo", "--studies", str(studies), "--model-dir", str(model), "--phantoms", "3", "--minutes", "0.3"
+    )
     assert proc.returncode == 0, proc.stderr
     assert (model / "segmentation.pt").is_file()
     assert "bootstrap training" in proc.stderr  # the progress bar
@@ -67,8 +67,18 @@ def test_prepare_demo_writes_phantoms_and_a_bootstrap_model(tmp_path):
 
 
 def test_slicer_side_code_runs_on_python_39():
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "vermin"), "--no-tips", "--violations", "-t=3.9-", "--eval-annotations",
-                           os.path.join(ROOT, "CMRAssist")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "vermin"),
+            "--no-tips",
+            "--violations",
+            "-t=3.9-",
+            "--eval-annotations",
+            os.path.join(ROOT, "CMRAssist"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -95,6 +105,10 @@ def test_module_cmakelists_lists_every_lib_file_and_resource():
     listed = set()
     for block in re.findall(r"set\(MODULE_PYTHON_(?:SCRIPTS|RESOURCES)\s+(.*?)\)", text, re.S):
         listed |= set(block.split())
-    on_disk = {os.path.relpath(os.path.join(d, f), module) for d, _, files in os.walk(module) for f in files
-               if not f.endswith((".pyc", "CMakeLists.txt")) and "__pycache__" not in d}
+    on_disk = {
+        os.path.relpath(os.path.join(d, f), module)
+        for d, _, files in os.walk(module)
+        for f in files
+        if not f.endswith((".pyc", "CMakeLists.txt")) and "__pycache__" not in d
+    }
     assert on_disk == listed

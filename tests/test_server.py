@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CMRAssistLib.client import CMRAssistClient, ServerError
 from CMRAssistCore.measures import dice
+from CMRAssistLib.client import CMRAssistClient, ServerError
 
 
 @pytest.fixture()
@@ -60,17 +60,21 @@ def test_submit_label_records_annotator_expertise_and_time(trained_server, tmp_p
     assert stored["info"]["annotator"] == "Dr Ada" and stored["info"]["expertise"] == "non-expert"
     assert stored["info"]["submitted_at"] and stored["info"]["frame"] == 0
     back = client.download_label(image_id, str(tmp_path / "dl") if os.makedirs(tmp_path / "dl") is None else "")
-    assert dice(sitk.GetArrayFromImage(sitk.ReadImage(back)), sitk.GetArrayFromImage(sitk.ReadImage(label_path)), 3) == 1.0
+    assert (
+        dice(sitk.GetArrayFromImage(sitk.ReadImage(back)), sitk.GetArrayFromImage(sitk.ReadImage(label_path)), 3) == 1.0
+    )
     with pytest.raises(ValueError):
         client.submit_label(image_id, label_path, annotator="x", expertise="guru")
 
 
 def test_upload_a_new_study_then_segment_it(trained_server, tmp_path):
-    from cmrassist_server.phantoms import make_phantom
+    from cmrassist_server.io.phantoms import make_phantom
 
     client = CMRAssistClient(trained_server.url, timeout=30)
     p = make_phantom(77, with_cine=False)
-    new_id = client.upload_image(write(p.ed_image, tmp_path / "new.nii.gz"), image_id="uploaded77", info={"phase": "ED"})
+    new_id = client.upload_image(
+        write(p.ed_image, tmp_path / "new.nii.gz"), image_id="uploaded77", info={"phase": "ED"}
+    )
     assert new_id == "uploaded77"
     assert client.image_info("uploaded77")["phase"] == "ED"
     path = client.download_image("uploaded77", str(tmp_path))
@@ -78,7 +82,7 @@ def test_upload_a_new_study_then_segment_it(trained_server, tmp_path):
 
 
 def _bad_cases(tmp_path, studies):
-    from cmrassist_server.phantoms import make_phantom
+    from cmrassist_server.io.phantoms import make_phantom
 
     p = make_phantom(11, with_cine=False)  # same seed as phantom011: same grid
     junk = tmp_path / "junk.nii.gz"
@@ -149,7 +153,7 @@ def test_stopped_server_gives_a_readable_error():
 
 
 def test_training_can_be_stopped_and_the_served_model_stays(trained_server):
-    from cmrassist_server.network import load_checkpoint
+    from cmrassist_server.segmentation.network import load_segmentation
 
     client = CMRAssistClient(trained_server.url, timeout=30)
     ckpt = os.path.join(trained_server.model_dir, "segmentation.pt")
@@ -161,5 +165,5 @@ def test_training_can_be_stopped_and_the_served_model_stays(trained_server):
     client.train_stop()
     status = client.train_status()
     assert status.state == "STOPPED" and not status.running and status.message == "training stopped"
-    load_checkpoint(ckpt)  # the served model is whole
+    load_segmentation(ckpt)  # the served model is whole
     assert client.info()["models"]["segmentation"]["trained"] is True

@@ -1,4 +1,4 @@
-"""``cmrassist``: command-line parts of CMRAssist (phantoms, ACDC import, evaluation, demo preparation)."""
+"""``cmrassist``: command-line parts of CMRAssist (server, phantoms, ACDC import, evaluation, demo preparation)."""
 
 import argparse
 import os
@@ -21,28 +21,41 @@ def _bar(total: int, desc: str):
 
 
 def cmd_phantoms(args) -> int:
-    from .studies import phantom_studies
+    from cmrassist_server.io.studies import phantom_studies
 
-    n = phantom_studies(args.out, args.n, args.seed, labelled_fraction=args.labelled_fraction, with_cine=args.cine,
-                        progress=_bar(args.n, "phantoms"))
+    n = phantom_studies(
+        args.out,
+        args.n,
+        args.seed,
+        labelled_fraction=args.labelled_fraction,
+        with_cine=args.cine,
+        progress=_bar(args.n, "phantoms"),
+    )
     print(f"wrote {n} phantom images ({args.n} subjects) to {args.out}")
     return 0
 
 
 def cmd_import_acdc(args) -> int:
+    from cmrassist_server.io.acdc import import_acdc
     from CMRAssistCore.labels import parse_label_map
 
-    from .acdc import import_acdc
-
     mapping = parse_label_map(args.label_map) if args.label_map else None
-    counts = import_acdc(args.src, args.dst, patients=args.patients, label_map=mapping, with_cine=not args.no_cine,
-                         progress=_bar(100, "import"))
-    print(f"imported {counts['patients']} patients: {counts['images']} images, {counts['labels']} expert labels -> {args.dst}")
+    counts = import_acdc(
+        args.src,
+        args.dst,
+        patients=args.patients,
+        label_map=mapping,
+        with_cine=not args.no_cine,
+        progress=_bar(100, "import"),
+    )
+    print(
+        f"imported {counts['patients']} patients: {counts['images']} images, {counts['labels']} expert labels -> {args.dst}"
+    )
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_folders, format_report
+    from cmrassist_server.segmentation.evaluate import evaluate_folders, format_report
 
     result = evaluate_folders(args.pred, args.ref, args.csv)
     print(format_report(result))
@@ -53,21 +66,33 @@ def cmd_prepare_demo(args) -> int:
     """Phantom studies when the folder is empty, and a bootstrap model when none exists (progress bar)."""
     from monailabel.datastore.local import LocalDatastore
 
-    from .engine import TrainOptions, train_segmentation
-    from .studies import phantom_studies, training_items
+    from cmrassist_server.io.studies import phantom_studies, training_items
+    from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
 
     checkpoint = os.path.join(args.model_dir, "segmentation.pt")
-    existing = [f for f in os.listdir(args.studies) if f.endswith((".nii.gz", ".nii"))] if os.path.isdir(args.studies) else []
+    existing = (
+        [f for f in os.listdir(args.studies) if f.endswith((".nii.gz", ".nii"))] if os.path.isdir(args.studies) else []
+    )
     if not existing:
-        print(f"[demo] writing {args.phantoms} phantom subjects to {args.studies} (labels on {args.labelled_fraction:.0%})")
-        phantom_studies(args.studies, args.phantoms, args.seed, labelled_fraction=args.labelled_fraction,
-                        with_cine=True, progress=_bar(args.phantoms, "phantoms"))
+        print(
+            f"[demo] writing {args.phantoms} phantom subjects to {args.studies} (labels on {args.labelled_fraction:.0%})"
+        )
+        phantom_studies(
+            args.studies,
+            args.phantoms,
+            args.seed,
+            labelled_fraction=args.labelled_fraction,
+            with_cine=True,
+            progress=_bar(args.phantoms, "phantoms"),
+        )
     if os.path.isfile(checkpoint):
         print(f"[demo] model present: {checkpoint}")
         return 0
     items = training_items(LocalDatastore(args.studies, extensions=("*.nii.gz", "*.nii")))
     if len(items) < 2:
-        print(f"[demo] only {len(items)} labelled images in {args.studies}: no bootstrap model; train from the UI later")
+        print(
+            f"[demo] only {len(items)} labelled images in {args.studies}: no bootstrap model; train from the UI later"
+        )
         return 0
     print(f"[demo] no model yet: bootstrap training on {len(items)} labelled phantom frames for {args.minutes:g} min")
     bar = tqdm(total=100, desc="bootstrap training", unit="%", file=sys.stderr)
@@ -78,16 +103,41 @@ def cmd_prepare_demo(args) -> int:
             bar.set_postfix(val_dice=round(fields["val"]["mean"], 3))
             bar.refresh()
 
-    result = train_segmentation(items, checkpoint, TrainOptions(max_minutes=args.minutes, max_epochs=200), log=log)
+    result = train_segmentation(
+        items, checkpoint, SegmentationTrainOptions(max_minutes=args.minutes, max_epochs=200), log=log
+    )
     bar.n = 100
     bar.close()
     print(f"[demo] bootstrap model published: {result.published}, best validation Dice {result.best_val}")
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The MONAI Label server with the CMRAssist app, from any shell (no venv activation needed)."""
+    from cmrassist_server.launcher import server_command, server_env
+
+    conf = []
+    for pair in args.conf:
+        if "=" not in pair:
+            raise ValueError(f"--conf takes key=value, not {pair!r}")
+        conf += ["--conf", *pair.split("=", 1)]
+    cmd = server_command(args.studies, args.model_dir, host=args.host, port=args.port, conf=conf)
+    print("[serve] " + " ".join(cmd), flush=True)
+    os.execve(cmd[0], cmd, server_env())  # the server replaces this process: signals reach it directly
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cmrassist", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the MONAI Label server with the CMRAssist app")
+    p.add_argument("--studies", required=True, help="studies folder (or a DICOMweb URL)")
+    p.add_argument("--model-dir", default=os.path.join("server", "model"))
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--conf", nargs="*", default=[], help="app settings as key=value (see core/conf.py)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("phantoms", help="write synthetic short-axis cine phantoms as a MONAI Label studies folder")
     p.add_argument("--out", required=True)
@@ -101,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--patients", help="patient numbers, e.g. 1-80 or 1-5,90 (default: all)")
-    p.add_argument("--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)")
+    p.add_argument(
+        "--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)"
+    )
     p.add_argument("--no-cine", action="store_true", help="skip 4D cines")
     p.set_defaults(func=cmd_import_acdc)
 
@@ -123,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .imageio import InvalidInputError
+    from cmrassist_server.imaging.imageio import CMRAssistError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InvalidInputError, ValueError) as e:
+    except (CMRAssistError, ValueError) as e:
         print(f"cmrassist {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,10 @@ def wait_for_info(url: str, timeout: float, proc: Optional[subprocess.Popen] = N
     start = time.time()
     while time.time() - start < timeout:
         if proc is not None and proc.poll() is not None:
-            tail = open(log_path).read()[-3000:] if log_path else ""
+            tail = ""
+            if log_path:
+                with open(log_path) as f:
+                    tail = f.read()[-3000:]
             raise RuntimeError(f"server exited at start:\n{tail}")
         try:
             urllib.request.urlopen(url + "/info/", timeout=2).read()
@@ -30,6 +33,41 @@ def wait_for_info(url: str, timeout: float, proc: Optional[subprocess.Popen] = N
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not answer within {timeout:g} s")
+
+
+def server_command(
+    studies: str, model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, conf: Optional[List[str]] = None
+) -> List[str]:
+    """``monailabel start_server`` for the CMRAssist app (what ``cmrassist serve`` and the tests run)."""
+    bindir = os.path.dirname(sys.executable)
+    return [
+        os.path.join(bindir, "monailabel"),
+        "start_server",
+        "--app",
+        APP_DIR,
+        "--studies",
+        studies,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--conf",
+        "model_dir",
+        os.path.abspath(model_dir),
+        *(conf or []),
+    ]
+
+
+def server_env() -> Dict[str, str]:
+    """The environment MONAI Label's launcher needs: it runs ``python`` from PATH, so this interpreter comes first
+    (without it, a shell whose venv is not activated gets "No module named monailabel")."""
+    bindir = os.path.dirname(sys.executable)
+    return {
+        **os.environ,
+        "MONAI_LABEL_TRACKING_ENABLED": "false",
+        "MONAILABEL_PYEXE": sys.executable,
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }
 
 
 class RunningServer:
@@ -54,13 +92,11 @@ class RunningServer:
     def _start(self, log_mode: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        bindir = os.path.dirname(sys.executable)
-        env = {**os.environ, "MONAI_LABEL_TRACKING_ENABLED": "false", "MONAILABEL_PYEXE": sys.executable,
-               "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-        cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", APP_DIR, "--studies", self.studies,
-               "--host", "127.0.0.1", "--port", str(self.port), "--conf", "model_dir", self.model_dir, *self.extra_conf]
-        self.log = open(self.log_path, log_mode)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        cmd = server_command(self.studies, self.model_dir, port=self.port, conf=self.extra_conf)
+        self.log = open(self.log_path, log_mode)  # noqa: SIM115 - the server writes to it until stop() closes it
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=server_env(), start_new_session=True
+        )
         try:
             self.startup_s = wait_for_info(self.url, 120, self.proc, self.log_path)
         except RuntimeError:

@@ -5,7 +5,7 @@ import logging
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from cmrassist_server.qc_store import QCStore
+from cmrassist_server.qc.store import QCStore
 
 logger = logging.getLogger(__name__)
 

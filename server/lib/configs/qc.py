@@ -1,9 +1,10 @@
 """Wiring of the QC model: infer task, train task, scoring method and review strategy share one checker."""
 
-from cmrassist_server.conf import AppConf
-from cmrassist_server.predictor import PredictorCache
-from cmrassist_server.qc_check import QualityChecker
-from cmrassist_server.qc_store import QCStore
+from cmrassist_server.core.checkpoints import ServedModel
+from cmrassist_server.core.conf import AppConf
+from cmrassist_server.qc.check import QualityChecker
+from cmrassist_server.qc.store import QCStore
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 from ..activelearning.qc import ReviewFirst
 from ..infers.qc import QCInferTask
@@ -22,8 +23,9 @@ class QCConfig:
 
     name = "qc"
 
-    def __init__(self, conf: AppConf, segmentation: PredictorCache, results_folder: str):
+    def __init__(self, conf: AppConf, segmentation: ServedModel[SegmentationPredictor], results_folder: str):
         self.conf = conf
+        self.checkpoint = conf.qc_checkpoint
         self.segmentation = segmentation
         self.checker = QualityChecker(conf.qc_checkpoint, device=conf.device)
         self.store = QCStore(results_folder)
@@ -32,8 +34,11 @@ class QCConfig:
         return QCInferTask(self.checker, self.segmentation, self.store, threshold=self.conf.qc_threshold)
 
     def trainer(self) -> QCTrainTask:
-        return QCTrainTask(self.conf.qc_checkpoint, segmentation_checkpoint=self.conf.segmentation_checkpoint,
-                           defaults={"max_minutes": self.conf.train_max_minutes})
+        return QCTrainTask(
+            self.conf.qc_checkpoint,
+            segmentation_checkpoint=self.conf.segmentation_checkpoint,
+            defaults={"max_minutes": self.conf.train_max_minutes},
+        )
 
     def scoring(self) -> QCScoring:
         return QCScoring(self.checker, self.segmentation, self.store, threshold=self.conf.qc_threshold)

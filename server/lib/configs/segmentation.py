@@ -2,9 +2,9 @@
 
 from typing import Dict, Optional
 
-from cmrassist_server.conf import AppConf
-from cmrassist_server.position import PositionClassifier
-from cmrassist_server.predictor import PredictorCache
+from cmrassist_server.core.conf import AppConf
+from cmrassist_server.segmentation.predictor import served_segmentation
+from cmrassist_server.slice_position.network import PositionClassifier
 
 from ..infers.segmentation import SegmentationInferTask
 from ..trainers.segmentation import SegmentationTrainTask
@@ -17,16 +17,23 @@ class SegmentationConfig:
 
     def __init__(self, conf: AppConf):
         self.conf = conf
-        self.predictors = PredictorCache(conf.segmentation_checkpoint, device=conf.device)
+        self.checkpoint = conf.segmentation_checkpoint
+        self.served = served_segmentation(conf.segmentation_checkpoint, conf.device)
         #: The slice-position classifier, for ``outside_lv=empty`` requests (set by the app when it serves one).
         self.positions: Optional[PositionClassifier] = None
 
     def infer(self) -> SegmentationInferTask:
-        return SegmentationInferTask(self.predictors, positions=self.positions)
+        return SegmentationInferTask(self.served, positions=self.positions, device=self.conf.device)
 
     def trainer(self) -> SegmentationTrainTask:
-        defaults: Dict = {"max_epochs": self.conf.train_max_epochs, "max_minutes": self.conf.train_max_minutes,
-                          "network": self.conf.network}
-        return SegmentationTrainTask(self.conf.segmentation_checkpoint, defaults=defaults,
-                                     position_checkpoint=self.conf.position_checkpoint,
-                                     group_checkpoint=self.conf.cam_group_checkpoint)
+        defaults: Dict = {
+            "max_epochs": self.conf.train_max_epochs,
+            "max_minutes": self.conf.train_max_minutes,
+            "network": self.conf.network,
+        }
+        return SegmentationTrainTask(
+            self.conf.segmentation_checkpoint,
+            defaults=defaults,
+            position_checkpoint=self.conf.position_checkpoint,
+            group_checkpoint=self.conf.cam_group_checkpoint,
+        )

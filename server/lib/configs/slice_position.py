@@ -1,7 +1,7 @@
 """Wiring of the slice-position classifier: its infer and train tasks share one checkpoint path."""
 
-from cmrassist_server.conf import AppConf
-from cmrassist_server.position import PositionClassifier
+from cmrassist_server.core.conf import AppConf
+from cmrassist_server.slice_position.network import PositionClassifier
 
 from ..infers.slice_position import PositionInferTask
 from ..trainers.slice_position import PositionTrainTask
@@ -19,6 +19,7 @@ class PositionConfig:
 
     def __init__(self, conf: AppConf, ranking_db: str):
         self.conf = conf
+        self.checkpoint = conf.position_checkpoint
         self.ranking_db = ranking_db
         self.classifier = PositionClassifier(conf.position_checkpoint, device=conf.device)
 
@@ -26,5 +27,8 @@ class PositionConfig:
         return PositionInferTask(self.classifier)
 
     def trainer(self) -> PositionTrainTask:
-        return PositionTrainTask(self.conf.position_checkpoint, ranking_db=self.ranking_db,
-                                 defaults={"max_minutes": self.conf.train_max_minutes})
+        return PositionTrainTask(
+            self.conf.position_checkpoint,
+            ranking_db=self.ranking_db,
+            defaults={"max_minutes": self.conf.train_max_minutes},
+        )

@@ -1,18 +1,20 @@
 """Infer task ``propagate``: one labelled frame of a 4D cine carried to every other frame by registration."""
 
-import logging
+import os
 import tempfile
 import time
+from typing import Dict, Optional
 
 import numpy as np
-from fastapi import HTTPException
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine
+from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.core.ids import check_id
+from cmrassist_server.core.options import parse_bool
+from cmrassist_server.imaging.imageio import check_label, read_image, write_label_like
 from CMRAssistCore.labels import CARDIAC_CLASSES
-from cmrassist_server.imageio import InvalidInputError, check_label, read_image, write_label_like
-from cmrassist_server.propagation import PropagationOptions, propagate_cine
-
-logger = logging.getLogger(__name__)
 
 
 class PropagateInferTask(InferTask):
@@ -25,35 +27,97 @@ class PropagateInferTask(InferTask):
     """
 
     def __init__(self, options: PropagationOptions = PropagationOptions()):
-        super().__init__(type=InferType.SEGMENTATION, labels=dict(CARDIAC_CLASSES), dimension=3,
-                         description="Propagate one frame's label to every frame of a cine (slice-wise "
-                         "diffeomorphic demons, nearest-neighbour label warping)", config={"source": "", "store": False})
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels=dict(CARDIAC_CLASSES),
+            dimension=3,
+            description="Propagate one frame's label to every frame of a cine (slice-wise "
+            "diffeomorphic demons, nearest-neighbour label warping)",
+            config={"source": "", "store": False},
+        )
         self.options = options
 
     def is_valid(self) -> bool:
         return True
 
+    def context(self, request: Dict, image_id: Optional[str], datastore: Datastore) -> Dict:
+        """The labelled frame to propagate (resolved on the server: never a path a client sent)."""
+        if image_id is None:
+            raise CMRAssistError(
+                "propagation works on a stored cine (its labelled frame is found in the datastore): "
+                "upload the cine as a study first",
+                422,
+            )
+        if parse_bool(request.get("store", False), "store"):
+            request["save_label"], request["label_tag"] = True, "propagated"
+        return labelled_frame(request.get("source") or None, image_id, datastore)
+
     def __call__(self, request):
         context = request.get("cmrassist") or {}
-        try:
-            cine = read_image(request["image"])
-            if cine.GetDimension() != 4:
-                raise InvalidInputError("propagation needs a 4D cine; this image is one 3D frame", status=422)
-            if not context.get("source_label"):
-                raise InvalidInputError("no labelled frame of this cine was found: segment and submit one frame "
-                                        "(usually ED) first, or name it with the 'source' param", status=409)
-            frame = int(context["source_frame"])
-            if not 1 <= frame <= cine.GetSize()[3]:
-                raise InvalidInputError(f"the source frame {frame} is outside the cine's 1-{cine.GetSize()[3]}", status=422)
-            label = read_image(context["source_label"])
-            source = check_label(label, read_image(context["source_image"]))
-            if source.shape != tuple(reversed(cine.GetSize()[:3])):
-                raise InvalidInputError("the source label's grid is not the cine's", status=422)
-        except InvalidInputError as e:
-            raise HTTPException(status_code=e.status, detail=str(e)) from None
+        cine = read_image(request["image"])
+        if cine.GetDimension() != 4:
+            raise CMRAssistError("propagation needs a 4D cine; this image is one 3D frame", 422)
+        if not context.get("source_label"):
+            raise CMRAssistError(
+                "no labelled frame of this cine was found: segment and submit one frame (usually ED) "
+                "first, or name it with the 'source' param",
+                409,
+            )
+        frame = int(context["source_frame"])
+        if not 1 <= frame <= cine.GetSize()[3]:
+            raise CMRAssistError(f"the source frame {frame} is outside the cine's 1-{cine.GetSize()[3]}", 422)
+        source = check_label(read_image(context["source_label"]), read_image(context["source_image"]))
+        if source.shape != tuple(reversed(cine.GetSize()[:3])):
+            raise CMRAssistError("the source label's grid is not the cine's", 422)
         start = time.time()
         labels = propagate_cine(cine, source.astype(np.uint8), frame - 1, options=self.options)
-        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False).name
+        fd, out = tempfile.mkstemp(suffix=".nii.gz")  # MONAI Label sends the file, then removes it
+        os.close(fd)
         write_label_like(labels, cine, out)
-        return out, {"label_names": dict(CARDIAC_CLASSES), "frames": int(labels.shape[0]), "source": context.get("source"),
-                     "source_frame": frame, "seconds": round(time.time() - start, 2)}
+        return out, {
+            "label_names": dict(CARDIAC_CLASSES),
+            "frames": int(labels.shape[0]),
+            "source": context.get("source"),
+            "source_frame": frame,
+            "seconds": round(time.time() - start, 2),
+        }
+
+
+def _final_label(datastore: Datastore, image_id: str) -> Optional[str]:
+    path = datastore.get_label_uri(image_id, "final")
+    return path if path and os.path.isfile(path) else None
+
+
+def labelled_frame(source: Optional[str], cine_id: str, datastore: Datastore) -> Dict:
+    """The frame study to propagate from: ``source`` when named, else the cine's ED frame study, else the first
+    labelled one; ``{}`` when no frame of the cine is labelled."""
+    cine = datastore.get_image_info(cine_id) or {}
+    if source:
+        check_id(str(source), "source study id")
+        datastore.get_image_uri(source)  # 404 for unknown ids
+        if not _final_label(datastore, source):
+            raise CMRAssistError(f"study {source!r} has no final label to propagate", 404)
+        candidates = [source]
+    else:
+        frames = {}  # labelled frame studies of this cine -> their frame number
+        for image_id in datastore.list_images():
+            info = datastore.get_image_info(image_id) or {}
+            mine = info.get("source_image") == cine_id or (
+                cine.get("patient") and info.get("patient") == cine.get("patient") and info.get("frame")
+            )
+            if image_id != cine_id and mine and _final_label(datastore, image_id):
+                frames[image_id] = int(info.get("frame") or 0)
+        ed = cine.get("ed_frame")
+        candidates = sorted(frames, key=lambda i: (frames[i] != ed, frames[i], i))
+    if not candidates:
+        return {}
+    chosen = candidates[0]
+    frame = (datastore.get_image_info(chosen) or {}).get("frame")
+    if not frame:
+        raise CMRAssistError(f"study {chosen!r} does not say which cine frame it is", 422)
+    return {
+        "source": chosen,
+        "source_frame": int(frame),
+        "source_label": _final_label(datastore, chosen),
+        "source_image": datastore.get_image_uri(chosen),
+    }

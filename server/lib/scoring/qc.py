@@ -6,10 +6,12 @@ from typing import Dict, List
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from cmrassist_server.imageio import InvalidInputError, check_label, read_image
-from cmrassist_server.predictor import PredictorCache
-from cmrassist_server.qc_check import QualityChecker, parse_thresholds
-from cmrassist_server.qc_store import QCStore
+from cmrassist_server.core.checkpoints import ServedModel
+from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.imaging.imageio import check_label, read_image
+from cmrassist_server.qc.check import QualityChecker, parse_thresholds
+from cmrassist_server.qc.store import QCStore
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 from ..infers.qc import PREDICTION, stamp
 
@@ -35,7 +37,14 @@ class QCScoring(ScoringMethod):
         threshold: flag threshold.
     """
 
-    def __init__(self, checker: QualityChecker, segmentation: PredictorCache, store: QCStore, *, threshold: float):
+    def __init__(
+        self,
+        checker: QualityChecker,
+        segmentation: ServedModel[SegmentationPredictor],
+        store: QCStore,
+        *,
+        threshold: float,
+    ):
         super().__init__("QC of every 3D frame's label or prediction; the 'qc' strategy serves the worst first")
         self.checker = checker
         self.segmentation = segmentation
@@ -64,18 +73,23 @@ class QCScoring(ScoringMethod):
                 if image.GetDimension() != 3:
                     skipped.append(image_id)  # cines are checked through their ED/ES frame studies
                     continue
-                label = self.segmentation.get().segment(image) if tag == PREDICTION else check_label(read_image(label_path), image)
+                label = (
+                    self.segmentation.get().segment(image)
+                    if tag == PREDICTION
+                    else check_label(read_image(label_path), image)
+                )
                 if label.ndim != 3:
                     skipped.append(image_id)
                     continue
                 report = self.checker.check(image, label, thresholds=thresholds)
-            except (InvalidInputError, ValueError, RuntimeError) as e:
+            except (CMRAssistError, ValueError, RuntimeError) as e:
                 failed[image_id] = str(e)
                 logger.warning(f"QC of {image_id} failed: {e}")
                 continue
             info = datastore.get_image_info(image_id) or {}
-            report.update(image=image_id, label=tag, image_info=info, stamp=current,
-                          seconds={"qc": report.pop("seconds")})
+            report.update(
+                image=image_id, label=tag, image_info=info, stamp=current, seconds={"qc": report.pop("seconds")}
+            )
             self.store.save(image_id, report)
             checked.append(image_id)
         logger.info(f"QC scoring: {len(checked)} checked, {len(skipped)} skipped, {len(failed)} failed")

@@ -1,0 +1,153 @@
+"""Label propagation across cine frames by deformable registration (SimpleITK), slice by slice.
+
+Short-axis cines have thick slices (5-10 mm) and through-plane motion that registration cannot recover, so each
+slice is registered in-plane to the same slice of the target frame: a symmetric-forces demons registration at
+three resolutions on a window around the labelled heart (the frames come from one acquisition, so their
+intensities match without histogram matching). The label is then warped with nearest-neighbour interpolation.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from cmrassist_server.imaging.imageio import Orientation, frames_of
+
+
+@dataclass(frozen=True)
+class PropagationOptions:
+    """Registration settings (tuned on ACDC ED -> ES pairs; see ``bench/propagation.py``).
+
+    Args:
+        iterations: demons iterations at each level, coarse to fine.
+        shrink: downsampling factor of each level.
+        smoothing: standard deviation (pixels) of the displacement field's Gaussian regularisation.
+        margin_mm: window around the labelled heart that is registered (the rest is left where it is).
+        match_histograms: match the frames' intensity histograms before registering.
+    """
+
+    iterations: Sequence[int] = (80, 60, 40)
+    shrink: Sequence[int] = (4, 2, 1)
+    smoothing: float = 1.0
+    margin_mm: float = 25.0
+    match_histograms: bool = False
+
+
+def _as_image(array: np.ndarray, spacing) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.SetSpacing((float(spacing[1]), float(spacing[0])))
+    return image
+
+
+def register_slice(fixed: np.ndarray, moving: np.ndarray, spacing, options: PropagationOptions) -> sitk.Transform:
+    """Displacement-field transform mapping ``fixed`` (target frame) points onto ``moving`` (labelled frame).
+
+    Args:
+        fixed: target frame's slice ``(rows, cols)``.
+        moving: labelled frame's slice, same grid.
+        spacing: ``(row_mm, col_mm)``.
+        options: registration settings.
+    """
+    lo, hi = np.percentile(np.concatenate([fixed.ravel(), moving.ravel()]), (1, 99))
+    scale = max(hi - lo, 1e-6)
+    fixed_img = _as_image(np.clip((fixed - lo) / scale, 0, 1), spacing)
+    moving_img = _as_image(np.clip((moving - lo) / scale, 0, 1), spacing)
+    if options.match_histograms:
+        moving_img = sitk.HistogramMatching(moving_img, fixed_img, 64, 7, True)
+    field = None
+    for iterations, shrink in zip(options.iterations, options.shrink):
+        f = sitk.Shrink(fixed_img, [shrink, shrink]) if shrink > 1 else fixed_img
+        m = sitk.Shrink(moving_img, [shrink, shrink]) if shrink > 1 else moving_img
+        demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+        demons.SetNumberOfIterations(int(iterations))
+        demons.SetStandardDeviations(options.smoothing)
+        demons.SetSmoothDisplacementField(True)
+        if field is None:
+            field = demons.Execute(f, m)
+        else:
+            initial = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
+            field = demons.Execute(f, m, initial)
+    if field.GetSize() != fixed_img.GetSize():
+        field = sitk.Resample(field, fixed_img, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
+    return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+
+
+def propagate_frame(
+    moving_image: np.ndarray,
+    moving_label: np.ndarray,
+    fixed_image: np.ndarray,
+    spacing,
+    options: Optional[PropagationOptions] = None,
+) -> np.ndarray:
+    """Warp ``moving_label`` (on ``moving_image``) onto ``fixed_image``; canonical ``(slices, rows, cols)`` arrays.
+
+    Args:
+        moving_image: the labelled frame.
+        moving_label: its label map.
+        fixed_image: the frame to label.
+        spacing: ``(slice_mm, row_mm, col_mm)``.
+        options: registration settings.
+    """
+    options = options or PropagationOptions()
+    out = np.zeros_like(moving_label)
+    fg = np.argwhere(moving_label > 0)
+    if len(fg) == 0:
+        return out
+    margin = (int(np.ceil(options.margin_mm / spacing[1])), int(np.ceil(options.margin_mm / spacing[2])))
+    r0, c0 = np.maximum(fg[:, 1:].min(0) - margin, 0)
+    r1, c1 = np.minimum(fg[:, 1:].max(0) + margin + 1, moving_label.shape[1:])
+    window = (slice(r0, r1), slice(c0, c1))
+    for k in range(moving_label.shape[0]):
+        if not moving_label[k].any():
+            continue
+        transform = register_slice(fixed_image[k][window], moving_image[k][window], spacing[1:], options)
+        label = sitk.GetImageFromArray(moving_label[k][window].astype(np.uint8))
+        label.SetSpacing((float(spacing[2]), float(spacing[1])))
+        warped = sitk.Resample(label, label, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        out[k][window] = sitk.GetArrayFromImage(warped)
+    return out
+
+
+def propagate_cine(
+    cine: sitk.Image,
+    label: np.ndarray,
+    source_frame: int,
+    *,
+    targets: Optional[List[int]] = None,
+    options: Optional[PropagationOptions] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> np.ndarray:
+    """Propagate one frame's label to the other frames of a 4D cine.
+
+    Args:
+        cine: the 4D image.
+        label: the labelled frame's ``(z, y, x)`` label on the cine's grid.
+        source_frame: 0-based index of the labelled frame.
+        targets: 0-based frames to label (all others by default).
+        options: registration settings.
+        progress: ``progress(done, total)`` after each frame.
+
+    Returns:
+        ``(frames, z, y, x)`` labels: the source label at ``source_frame``, warped labels at the targets, zeros
+        elsewhere.
+    """
+    frames = frames_of(cine)
+    if not 0 <= source_frame < len(frames):
+        raise ValueError(f"source frame {source_frame + 1} is outside 1..{len(frames)}")
+    if label.shape != frames.shape[1:]:
+        raise ValueError(f"the label's shape {label.shape} is not the cine frame's {frames.shape[1:]}")
+    orientation = Orientation.of(cine)
+    moving_image = orientation.to_canonical(frames[source_frame])
+    moving_label = orientation.to_canonical(label)
+    out = np.zeros((len(frames),) + label.shape, np.uint8)
+    out[source_frame] = label
+    targets = [t for t in (targets if targets is not None else range(len(frames))) if t != source_frame]
+    for n, t in enumerate(targets, start=1):
+        warped = propagate_frame(
+            moving_image, moving_label, orientation.to_canonical(frames[t]), orientation.spacing, options
+        )
+        out[t] = orientation.from_canonical(warped)
+        if progress:
+            progress(n, len(targets))
+    return out

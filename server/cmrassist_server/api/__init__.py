@@ -1,0 +1,35 @@
+"""HTTP routes the app adds in front of MONAI Label's: checked training, model versions, ranking, label
+versions. Errors are ``core.errors.CMRAssistError``, which FastAPI answers itself.
+"""
+
+from fastapi import FastAPI
+
+from cmrassist_server.api.model_versions import install_model_version_routes
+from cmrassist_server.api.ranking import install_ranking_routes
+from cmrassist_server.api.train import install_train_routes
+from cmrassist_server.api.versions import install_version_routes
+
+__all__ = [
+    "install_routes",
+    "install_model_version_routes",
+    "install_ranking_routes",
+    "install_train_routes",
+    "install_version_routes",
+]
+
+
+def install_routes(app: FastAPI, *, trainers, checkpoints, ranking, versions=None) -> None:
+    """Every route, in front of MONAI Label's own.
+
+    Args:
+        app: MONAI Label's FastAPI app.
+        trainers: the train tasks by model name.
+        checkpoints: served checkpoint path by model name.
+        ranking: the ranking service.
+        versions: the label-version service (local datastores only).
+    """
+    install_train_routes(app, trainers)
+    install_model_version_routes(app, checkpoints)
+    install_ranking_routes(app, ranking)
+    if versions is not None:
+        install_version_routes(app, versions)

@@ -1,0 +1,70 @@
+"""The app's configuration, parsed once from MONAI Label's ``--conf key value`` pairs into a typed object."""
+
+import os
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
+
+from cmrassist_server.core.device import default_device
+from cmrassist_server.core.errors import CMRAssistError
+
+
+@dataclass(frozen=True)
+class AppConf:
+    """Server settings with their defaults in one place.
+
+    Args:
+        model_dir: where published checkpoints live (``server/model`` by default).
+        network: network of the segmentation model when training from scratch.
+        device: ``cuda`` or ``cpu`` for inference; CUDA when present by default.
+        train_max_minutes: default training budget of a train request.
+        train_max_epochs: default epoch cap of a train request.
+        demo_phantoms: phantom subjects written when the server starts with an empty studies folder.
+        bootstrap_minutes: budget of the bootstrap training run made before serving when no model exists.
+        qc_threshold: predicted slice Dice under which QC flags a slice (LV, MYO and RV alike; a request may
+            set its own per class).
+    """
+
+    model_dir: str
+    network: str = "unet"
+    device: Optional[str] = None
+    train_max_minutes: float = 10.0
+    train_max_epochs: int = 50
+    demo_phantoms: int = 12
+    bootstrap_minutes: float = 3.0
+    qc_threshold: float = 0.7
+
+    @classmethod
+    def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":
+        """Parse MONAI Label's string conf; unknown keys are left to MONAI Label itself."""
+        values = {
+            "model_dir": conf.get("model_dir")
+            or os.environ.get("CMRASSIST_MODEL_DIR")
+            or os.path.join(app_dir, "model")
+        }
+        for f in fields(cls):
+            if f.name in conf and f.name != "model_dir":
+                raw = conf[f.name]
+                try:
+                    values[f.name] = int(raw) if f.type is int else float(raw) if f.type is float else raw
+                except ValueError:
+                    raise CMRAssistError(f"app setting {f.name}={raw!r}: a number is expected") from None
+        conf_obj = cls(**values)
+        default_device(conf_obj.device)  # an unusable device is refused at start, not at the first request
+        return conf_obj
+
+    @property
+    def segmentation_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "segmentation.pt")
+
+    @property
+    def qc_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "qc.pt")
+
+    @property
+    def position_checkpoint(self) -> str:
+        return os.path.join(self.model_dir, "slice_position.pt")
+
+    @property
+    def cam_group_checkpoint(self) -> str:
+        """The disease-group slice classifier a CAM prior falls back on when no slice-position model exists."""
+        return os.path.join(self.model_dir, "cam_disease_group.pt")

@@ -1,0 +1,135 @@
+"""Reading, checking and writing short-axis images and label maps (SimpleITK), and canonical orientation."""
+
+import os
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from cmrassist_server.core.errors import CMRAssistError
+from CMRAssistCore.labels import VALID_VALUES
+
+# ACDC's sform scales make ITK warn on every read; the warning says nothing a user can act on.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
+MIN_SLICES = 2
+MIN_INPLANE = 16
+
+
+def read_image(path: str) -> sitk.Image:
+    """Read an image file, turning every reader failure into :class:`CMRAssistError`."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise CMRAssistError(f"file {os.path.basename(path)!r} is missing or empty")
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
+        raise CMRAssistError(
+            f"{os.path.basename(path)!r} is not a readable image (NIfTI .nii/.nii.gz or NRRD expected): {first}"
+        ) from None
+
+
+def check_study_image(image: sitk.Image) -> None:
+    """Refuse what cannot be a short-axis stack: 2D images, single slices, tiny or multi-component images."""
+    dim = image.GetDimension()
+    size = image.GetSize()
+    if dim not in (3, 4):
+        raise CMRAssistError(f"image is {dim}D with size {size}; a short-axis stack (3D) or cine (4D) is needed")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise CMRAssistError("image has several components per voxel (colour?); a grey-level MR image is needed")
+    inplane, slices = sorted(size[:3])[1:], min(size[:3])
+    if slices < MIN_SLICES:
+        raise CMRAssistError(f"image has a single slice (size {size}); a stack of at least {MIN_SLICES} is needed")
+    if min(inplane) < MIN_INPLANE:
+        raise CMRAssistError(f"image size {size} is too small in-plane (at least {MIN_INPLANE} pixels)")
+    if dim == 4 and size[3] < 1:
+        raise CMRAssistError("cine has no frames")
+
+
+def check_label(label: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """Check a label map against its image and return it as an integer array.
+
+    Args:
+        label: the uploaded label map.
+        image: the study image it belongs to (3D, or 4D cine: the label may then be 3D for one frame or 4D).
+    """
+    if label.GetNumberOfComponentsPerPixel() != 1:
+        raise CMRAssistError("label map has several components per voxel; one integer per voxel is needed")
+    lsize, isize = label.GetSize(), image.GetSize()
+    if lsize != isize and not (image.GetDimension() == 4 and lsize == isize[:3]):
+        raise CMRAssistError(f"label map size {lsize} does not match the image size {isize}")
+    lsp = np.asarray(label.GetSpacing()[:3])
+    isp = np.asarray(image.GetSpacing()[:3])
+    if not np.allclose(lsp, isp, rtol=1e-3, atol=1e-3):
+        raise CMRAssistError(f"label spacing {tuple(lsp)} differs from image spacing {tuple(isp)}")
+    array = sitk.GetArrayFromImage(label)
+    if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
+        raise CMRAssistError("label map has non-integer values")
+    values = set(np.unique(array).astype(int).tolist())
+    unknown = sorted(values - set(VALID_VALUES))
+    if unknown:
+        raise CMRAssistError(
+            f"label map has unknown values {unknown[:10]}; expected 0 background, 1 RV cavity, 2 LV myocardium, "
+            "3 LV cavity"
+        )
+    return array.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a numpy ``(z, y, x)`` array maps to canonical ``(slice, row, column)``: transpose, then flip.
+
+    The slice axis is the one with the coarsest spacing; in-plane axes are flipped and ordered so that their
+    direction cosines point along +x (columns) and +y (rows) as far as the acquisition allows.
+    """
+
+    axes: Tuple[int, int, int]
+    flips: Tuple[int, ...]
+    spacing: Tuple[float, float, float]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Orientation":
+        spacing = np.asarray(image.GetSpacing()[:3], dtype=float)
+        dim = image.GetDimension()
+        direction = np.asarray(image.GetDirection(), dtype=float).reshape(dim, dim)[:3, :3]
+        # sitk axis k is numpy axis 2-k; prefer the stored slice axis (2) on ties.
+        slice_k = 2 if spacing[2] >= spacing.max() - 1e-3 else int(np.argmax(spacing))
+        inplane = [k for k in range(3) if k != slice_k]
+        dominant = {k: int(np.argmax(np.abs(direction[:, k]))) for k in inplane}
+        col_k, row_k = sorted(inplane, key=lambda k: dominant[k])
+        axes = (2 - slice_k, 2 - row_k, 2 - col_k)
+        flips = tuple(pos for pos, k in ((1, row_k), (2, col_k)) if direction[dominant[k], k] < 0)
+        return cls(
+            axes=axes, flips=flips, spacing=(float(spacing[slice_k]), float(spacing[row_k]), float(spacing[col_k]))
+        )
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """``(z, y, x)`` -> ``(slice, row, column)``."""
+        out = np.transpose(array, self.axes)
+        return np.ascontiguousarray(np.flip(out, self.flips) if self.flips else out)
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_canonical`."""
+        out = np.flip(array, self.flips) if self.flips else array
+        return np.ascontiguousarray(np.transpose(out, np.argsort(self.axes)))
+
+
+def frames_of(image: sitk.Image) -> np.ndarray:
+    """The image as ``(frames, z, y, x)`` float32; a 3D image is one frame."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    return array[None] if image.GetDimension() == 3 else array
+
+
+def write_label_like(label: np.ndarray, reference: sitk.Image, path: str) -> str:
+    """Write a ``(z, y, x)`` or ``(t, z, y, x)`` uint8 label with the reference image's geometry."""
+    label = label.astype(np.uint8)
+    # GetImageFromArray never makes a 4D image: a cine is joined from its 3D frames.
+    out = (
+        sitk.GetImageFromArray(label)
+        if label.ndim == 3
+        else sitk.JoinSeries([sitk.GetImageFromArray(f) for f in label])
+    )
+    out.CopyInformation(reference)
+    sitk.WriteImage(out, path, useCompression=True)
+    return path

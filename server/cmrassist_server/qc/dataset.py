@@ -1,0 +1,219 @@
+"""The QC training set: segmentations of widely varied quality, with their true slice Dice and MVSF.
+
+Sources, for every labelled frame (its ``final`` label is the reference):
+- the reference itself (a few perfect examples);
+- realistic corruptions of the reference (:mod:`.corruptions`);
+- predictions of segmentation model snapshots of different capacity, data fraction and training length
+  (and of the served model), which make the errors real models make.
+Slices are then sampled evenly over bins of their true Dice, so that bad slices are seen as often as good ones.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, crop_or_pad
+from cmrassist_server.qc.corruptions import corrupt
+from cmrassist_server.qc.metrics import CHECKED_CLASSES, slice_dice_mvsf
+from cmrassist_server.qc.network import qc_input, window_center
+from cmrassist_server.segmentation.cam_prior import CamPrior
+from cmrassist_server.segmentation.data import PreparedCase
+from cmrassist_server.segmentation.network import NetworkSpec, load_segmentation
+from cmrassist_server.segmentation.training import SegmentationTrainOptions, predict_stack, train_segmentation
+
+DICE_BINS = 10
+
+
+@dataclass
+class QCVariant:
+    """One checked segmentation of a prepared frame, cropped to the QC window, with its true slice figures."""
+
+    case: int
+    source: str
+    center: Tuple[float, float]
+    segmentation: np.ndarray  # (slices, window, window) uint8
+    dice: np.ndarray  # (slices, classes)
+    mvsf: np.ndarray  # (slices, classes)
+
+
+@dataclass
+class QCTrainingSet:
+    """Variants of prepared frames; ``inputs`` builds network inputs for any (variant, slice) pairs."""
+
+    cases: List[PreparedCase]
+    variants: List[QCVariant] = field(default_factory=list)
+    window: int = 128
+
+    def add(self, case_index: int, segmentation: np.ndarray, source: str) -> None:
+        case = self.cases[case_index]
+        dice, mvsf = slice_dice_mvsf(case.label, segmentation)
+        center = window_center(segmentation)
+        cropped, _ = crop_or_pad(segmentation.astype(np.uint8), center, (self.window, self.window))
+        self.variants.append(QCVariant(case_index, source, center, cropped, dice, mvsf))
+
+    def slices(self) -> List[Tuple[int, int]]:
+        return [(v, z) for v, var in enumerate(self.variants) for z in range(var.dice.shape[0])]
+
+    def slice_quality(self, pairs: Sequence[Tuple[int, int]]) -> np.ndarray:
+        """Mean true Dice over the checked classes present in reference or segmentation (1 if none), per slice."""
+        out = np.empty(len(pairs))
+        for k, (v, z) in enumerate(pairs):
+            var = self.variants[v]
+            seg = var.segmentation[z]
+            ref_areas = (self.cases[var.case].label[z][..., None] == np.array(CHECKED_CLASSES)).any((0, 1))
+            present = [c for i, c in enumerate(CHECKED_CLASSES) if ref_areas[i] or (seg == c).any()]
+            out[k] = float(np.mean(var.dice[z, present])) if present else 1.0
+        return out
+
+    def inputs(self, pairs: Sequence[Tuple[int, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Network inputs ``(N, 5, window, window)`` and targets ``(N, 8)`` (Dice then MVSF per class)."""
+        xs, ys = [], []
+        for v, z in pairs:
+            var = self.variants[v]
+            image = self.cases[var.case].image[z : z + 1]
+            seg_window = var.segmentation[z : z + 1]
+            c = self.window / 2
+            x = qc_input(_crop(image, var.center, self.window), seg_window, (c, c), self.window)
+            xs.append(x[0])
+            ys.append(np.concatenate([var.dice[z], var.mvsf[z]]))
+        return torch.stack(xs), torch.from_numpy(np.stack(ys).astype(np.float32))
+
+    def sources(self) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for var in self.variants:
+            kind = var.source.split(":")[0]
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+
+def _crop(image: np.ndarray, center: Tuple[float, float], window: int) -> np.ndarray:
+    return crop_or_pad(image, center, (window, window))[0]
+
+
+class BalancedSampler:
+    """Draws slices evenly over bins of true slice quality (mean Dice of the checked classes)."""
+
+    def __init__(self, dataset: QCTrainingSet, rng: np.random.Generator, bins: int = DICE_BINS):
+        self.pairs = dataset.slices()
+        quality = dataset.slice_quality(self.pairs)
+        index = np.minimum((quality * bins).astype(int), bins - 1)
+        self.bins = [np.flatnonzero(index == b) for b in range(bins)]
+        self.bins = [b for b in self.bins if len(b)]
+        self.counts = {f"{b / bins:.1f}-{(b + 1) / bins:.1f}": int((index == b).sum()) for b in range(bins)}
+        self.rng = rng
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def draw(self, size: int) -> List[Tuple[int, int]]:
+        picks = self.rng.integers(0, len(self.bins), size)
+        return [self.pairs[int(self.rng.choice(self.bins[b]))] for b in picks]
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """A weak segmentation model to train for the QC set: capacity, data fraction and epochs."""
+
+    channels: Tuple[int, ...]
+    fraction: float
+    epochs: int
+
+    @property
+    def name(self) -> str:
+        return f"snapshot:c{self.channels[0]}-f{self.fraction:.2f}-e{self.epochs}"
+
+
+def snapshot_plans(count: int, rng: np.random.Generator) -> List[SnapshotPlan]:
+    """``count`` different snapshot settings: small to full capacity, 10-50% of the data, 1-4 epochs."""
+    capacities = [(4, 8, 16, 32, 64), (8, 16, 32, 64, 128), (16, 32, 64, 128, 256)]
+    plans = []
+    for k in range(count):
+        plans.append(
+            SnapshotPlan(
+                channels=capacities[k % len(capacities)],
+                fraction=float(rng.choice([0.1, 0.25, 0.5])),
+                epochs=int(rng.choice([1, 2, 4])),
+            )
+        )
+    return plans
+
+
+def train_snapshots(
+    items: List[Dict],
+    plans: Sequence[SnapshotPlan],
+    *,
+    device: str,
+    seed: int,
+    minutes_each: float,
+    log: Callable[..., None],
+) -> List[Tuple[str, torch.nn.Module]]:
+    """Train each planned snapshot briefly on a fraction of ``items``; returns ``(name, model)`` pairs."""
+    rng = np.random.default_rng(seed)
+    subjects = sorted({it.get("subject") or it["image"] for it in items})
+    models = []
+    for k, plan in enumerate(plans):
+        n = max(2, int(round(len(subjects) * plan.fraction)))
+        chosen = set(rng.choice(subjects, size=min(n, len(subjects)), replace=False).tolist())
+        subset = [it for it in items if (it.get("subject") or it["image"]) in chosen]
+        with tempfile.TemporaryDirectory(prefix="cmrassist-snapshot-") as folder:
+            path = os.path.join(folder, "snapshot.pt")
+            options = SegmentationTrainOptions(
+                max_epochs=plan.epochs,
+                max_minutes=minutes_each,
+                val_split=0.2,
+                device=device,
+                from_scratch=True,
+                seed=seed + k,
+            )
+            train_segmentation(
+                subset, path, options, spec=NetworkSpec(channels=plan.channels), log=lambda *a, **f: None
+            )
+            model = load_segmentation(path, device).network
+        log("loading", stage="snapshot", name=plan.name, subjects=len(chosen), done=k + 1, total=len(plans))
+        models.append((plan.name, model))
+    return models
+
+
+def build_training_set(
+    cases: List[PreparedCase],
+    *,
+    corruptions_per_case: int,
+    models: Sequence[Tuple[str, torch.nn.Module, Optional[CamPrior]]],
+    device: str,
+    seed: int,
+    window: int = 128,
+    include_reference: bool = True,
+    preprocessor: Optional[CardiacPreprocessor] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> QCTrainingSet:
+    """Variants of every case: its reference, ``corruptions_per_case`` corruptions and each model's prediction.
+
+    Args:
+        cases: prepared labelled frames (image and reference at the preprocessing spacing).
+        corruptions_per_case: corrupted copies of each reference.
+        models: ``(name, segmentation model, its CAM prior or None)`` whose predictions are added.
+        device: where the models run.
+        seed: random seed of the corruptions.
+        window: QC window edge in pixels.
+        include_reference: add the unchanged reference as one variant.
+        preprocessor: the cases' preprocessing (adds a model's prior channel).
+        progress: ``progress(done, total)`` per case.
+    """
+    rng = np.random.default_rng(seed)
+    pre = preprocessor or CardiacPreprocessor()
+    dataset = QCTrainingSet(cases=cases, window=window)
+    for i, case in enumerate(cases):
+        if include_reference:
+            dataset.add(i, case.label, "reference")
+        for _ in range(corruptions_per_case):
+            seg, kind = corrupt(case.label, rng)
+            dataset.add(i, seg, "corruption:" + kind)
+        for name, model, prior in models:
+            dataset.add(i, predict_stack(model, pre.input_channels(case.image, prior), device), name)
+        if progress:
+            progress(i + 1, len(cases))
+    return dataset

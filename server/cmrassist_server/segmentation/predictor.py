@@ -1,0 +1,79 @@
+"""Slice-wise segmentation of a 3D frame or, frame by frame, a 4D cine, back on the input grid."""
+
+from typing import Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from cmrassist_server.core.checkpoints import ServedModel
+from cmrassist_server.core.device import default_device
+from cmrassist_server.imaging.imageio import Orientation, frames_of
+from cmrassist_server.imaging.postprocess import clean_label
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig
+from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
+
+
+class SegmentationPredictor:
+    """Segments images with a loaded segmentation model.
+
+    Args:
+        checkpoint: path of a published checkpoint (or ``None`` with ``model``).
+        device: ``cuda`` or ``cpu``; ``None`` picks CUDA when present.
+        batch_slices: slices per forward pass.
+        model: a model already in memory (e.g. a training snapshot) instead of a checkpoint.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Optional[str] = None,
+        *,
+        device: Optional[str] = None,
+        batch_slices: int = 16,
+        model: Optional[SegmentationModel] = None,
+    ):
+        self.device = default_device(device)
+        loaded = model if model is not None else load_segmentation(checkpoint, self.device)
+        self.model, self.spec, self.record = loaded.network.eval(), loaded.spec, loaded.record
+        self.prior = loaded.prior  # the CAM prior the network was trained with, if any
+        self.preprocessor = CardiacPreprocessor(loaded.preprocess)
+        self.batch_slices = batch_slices
+
+    @classmethod
+    def from_network(
+        cls, network: torch.nn.Module, config: PreprocessConfig, *, device: str = "cpu"
+    ) -> "SegmentationPredictor":
+        """A predictor around a network in memory (a training snapshot) and its preprocessing."""
+        return cls(device=device, model=SegmentationModel(network, None, config, {}))  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
+        """Softmax class probabilities ``(slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)`` inputs."""
+        outs = []
+        for start in range(0, stack.shape[0], self.batch_slices):
+            batch = stack[start : start + self.batch_slices].to(self.device)
+            outs.append(torch.softmax(self.model(batch), dim=1).float().cpu())
+        return torch.cat(outs)
+
+    def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
+        """Label map ``(z, y, x)`` of one frame."""
+        stack, ctx = self.preprocessor.inference_input(frame_zyx, orientation, prior=self.prior)
+        labels = self.preprocessor.invert_probabilities(self.probabilities(stack), ctx)
+        canonical = orientation.to_canonical(labels)
+        return orientation.from_canonical(clean_label(canonical))
+
+    def segment(self, image: sitk.Image, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+        """Label array with the image's own array shape: ``(z, y, x)``, or ``(t, z, y, x)`` for a cine."""
+        orientation = Orientation.of(image)
+        frames = frames_of(image)
+        labels = np.zeros(frames.shape, dtype=np.uint8)
+        for t, frame in enumerate(frames):
+            labels[t] = self.segment_frame(frame, orientation)
+            if progress:
+                progress(t + 1, len(frames))
+        return labels[0] if image.GetDimension() == 3 else labels
+
+
+def served_segmentation(checkpoint: str, device: Optional[str] = None) -> ServedModel[SegmentationPredictor]:
+    """The served segmentation model of ``checkpoint``, reloaded whenever training or a version change replaces it."""
+    return ServedModel(checkpoint, lambda path: SegmentationPredictor(path, device=device))
