@@ -60,11 +60,7 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.versions = VersionsPanel(self.session, self.runner, self.scene)
         self.rank = RankPanel(self.session, self.runner)
         self.train = TrainPanel(self.session, self.runner)
-        self.annotate.segmented_listeners += [
-            self._bind_editor,
-            self.review.study_segmented,
-            self.versions.study_changed,
-        ]
+        self.annotate.segmented_listeners += [self.review.study_segmented, self.versions.study_changed]
         self.annotate.submitted_listeners += [self.review.label_submitted, self.versions.study_changed]
         self.connection.listeners += [p.server_changed for p in (self.annotate, self.review, self.rank, self.train)]
         for title, panel, collapsed in (
@@ -86,10 +82,11 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.editor.setMRMLSegmentEditorNode(self.scene.editor_node())
         self.editor.setMRMLScene(slicer.mrmlScene)
         self.annotate.editor_layout.addWidget(self.editor)
+        self.scene.segmentation_listeners.append(self._bind_editor)  # a new study, frame or label version
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-    def _bind_editor(self, study=None) -> None:
+    def _bind_editor(self) -> None:
         self.editor.setSegmentationNode(self.scene.segmentation_node)
         self.editor.setSourceVolumeNode(self.scene.volume_node)
 

@@ -12,7 +12,7 @@ Long work is written as steps (see ``scene.py``): one cine frame per step.
 """
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import slicer
@@ -41,6 +41,8 @@ class SlicerScene(SceneAdapter):
 
     def __init__(self, scene, *, sequences, app_logic):
         self.scene, self.sequences, self.app_logic = scene, sequences, app_logic
+        #: Called with no argument once a new segmentation is shown (the module binds the Segment Editor to it).
+        self.segmentation_listeners: List[Callable[[], None]] = []
         self._forget()
         # After *Close scene* every node this object held is gone: forget them rather than remove them again.
         self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *_: self._forget())
@@ -131,6 +133,7 @@ class SlicerScene(SceneAdapter):
             self.segmentation_node = self._new_segmentation(study.image_id + " segmentation")
             self._fill(self.segmentation_node, label.frame_files[0])
             yield 1.0, "segmentation shown"
+            self._segmentation_shown()
             return
         self.segmentation_sequence = self._new_sequence(study.image_id + " segmentation")
         count = len(label.frame_files)
@@ -149,6 +152,11 @@ class SlicerScene(SceneAdapter):
         yield 1.0, "segmentation linked to the cine"
         self.segmentation_node = self.browser_node.GetProxyNode(self.segmentation_sequence)
         self.segmentation_node.CreateDefaultDisplayNodes()
+        self._segmentation_shown()
+
+    def _segmentation_shown(self) -> None:
+        for listener in self.segmentation_listeners:
+            listener()
 
     def compare_segmentation(self, study: Study, name: str, label: LabelFile) -> Steps:
         if len(label.frame_files) != 1:

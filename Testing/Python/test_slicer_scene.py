@@ -90,8 +90,11 @@ def _steps(steps):
 def test_a_segmentation_goes_in_as_three_segments_and_comes_back_on_the_study_grid(core, frame_study, tmp_path):
     study, label = frame_study
     scene = core.cmrassist_scene()
+    shown = []
+    scene.segmentation_listeners.append(lambda: shown.append(scene.segmentation_node))  # the Segment Editor's
     run(scene.show_study(study))
     run(scene.show_segmentation(study, label))
+    assert shown == [scene.segmentation_node]
     segmentation = scene.segmentation_node.GetSegmentation()
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == [SEGMENT_NAMES[v] for v in sorted(SEGMENT_NAMES)]
