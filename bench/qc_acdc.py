@@ -165,11 +165,7 @@ def main(argv=None):
             qc_best_val=result.best_val,
             qc_train_sources=sets.train.sources(),
         )
-        models = [
-            (name, SegmentationPredictor.from_network(m, sets.preprocess, device=device))
-            for name, m, _ in sets.models
-            if name != "served"
-        ]
+        models = [(name, SegmentationPredictor(device=device, model=m)) for name, m in sets.models if name != "served"]
     served = SegmentationPredictor(args.segmentation_model, device=device)
     checker = QualityChecker(qc_path, device=device)
     rng = np.random.default_rng(1234)

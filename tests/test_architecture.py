@@ -56,7 +56,8 @@ ALLOWED = {
     "slice_position": {"core", "imaging"},
     "segmentation": {"core", "imaging", "annotations", "io", "slice_position"},
     "qc": {"core", "imaging", "segmentation"},
-    "api": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc"},
+    "release": {"core", "imaging", "io", "slice_position", "segmentation", "qc"},
+    "api": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc", "release"},
 }
 
 

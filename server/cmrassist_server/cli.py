@@ -1,8 +1,10 @@
 """``cmrassist``: command-line parts of CMRAssist (server, phantoms, ACDC import, evaluation, demo preparation)."""
 
 import argparse
+import json
 import os
 import sys
+import time
 from typing import List, Optional
 
 from tqdm import tqdm
@@ -112,6 +114,32 @@ def cmd_prepare_demo(args) -> int:
     return 0
 
 
+def cmd_train_release(args) -> int:
+    """The shipped models from ACDC (see ``release/recipe.py``), with a progress bar per training run."""
+    from cmrassist_server.release.recipe import release_plan, train_release
+
+    plan = release_plan(args.acdc, args.out, models=args.models.split(","), epochs=args.epochs, minutes=args.minutes,
+                        device=args.device, seed=args.seed, all_patients=args.all_patients)  # fmt: skip
+    bar = None
+
+    def log(event: str, **fields) -> None:
+        nonlocal bar
+        if event == "start":
+            bar = tqdm(total=100, desc=f"{fields['model']} training", unit="%", file=sys.stderr)
+        elif event == "epoch" and bar is not None:
+            bar.n = min(100, int(fields["percent"]))
+            bar.set_postfix({fields["metric"]: round(fields["score"], 4), "best": round(fields["best_score"], 4)})
+            bar.refresh()
+        elif event == "done" and bar is not None:
+            bar.close()
+        if args.log:
+            with open(args.log, "a") as f:
+                f.write(json.dumps({"event": event, "time": time.time(), **fields}, default=str) + "\n")
+
+    train_release(plan, log=log)
+    return 0
+
+
 def cmd_serve(args) -> int:
     """The MONAI Label server with the CMRAssist app, from any shell (no venv activation needed)."""
     from cmrassist_server.launcher import server_command, server_env
@@ -138,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--conf", nargs="*", default=[], help="app settings as key=value (see core/conf.py)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
+    p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
+    p.add_argument("--out", default="models")
+    p.add_argument("--models", default="segmentation,slice_position,qc", help="which, in order")
+    p.add_argument("--epochs", default="", help="per model, e.g. segmentation=400,qc=30 (the recipe's by default)")
+    p.add_argument("--minutes", default="", help="wall-clock cap: a number for every model, or model=minutes pairs")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--all-patients", action="store_true", help="train on all 100 (no held-out figures)")
+    p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
+    p.set_defaults(func=cmd_train_release)
 
     p = sub.add_parser("phantoms", help="write synthetic short-axis cine phantoms as a MONAI Label studies folder")
     p.add_argument("--out", required=True)

@@ -96,3 +96,30 @@ def test_inverse_is_exact_when_no_resampling_is_needed():
     window, _ = crop_or_pad(canonical, (24, 20), ctx.box.size)
     probs = F.one_hot(torch.from_numpy(window.astype(np.int64)), 4).permute(0, 3, 1, 2).float()
     assert np.array_equal(pre.invert_probabilities(probs, ctx), label)
+
+
+def test_neighbour_slices_give_the_same_channels_to_training_and_inference():
+    """2.5D input: the slice, the one below and the one above (ends repeated), built in one place."""
+    import numpy as np
+
+    from cmrassist_server.imaging.imageio import Orientation
+    from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig
+    from cmrassist_server.io.phantoms import make_phantom
+
+    pre = CardiacPreprocessor(PreprocessConfig(neighbour_slices=1))
+    assert pre.config.input_count() == 3 and pre.config.input_count(prior=object()) == 4
+    phantom = make_phantom(3, with_cine=False)
+    image = phantom.ed_image
+    orientation = Orientation.of(image)
+    import SimpleITK as sitk
+
+    stack, _ = pre.resampled_stack(sitk.GetArrayFromImage(image), orientation)
+    channels = pre.input_channels(stack)
+    n = len(stack)
+    assert channels.shape == (n, 3) + stack.shape[1:]
+    np.testing.assert_array_equal(channels[:, 0], stack)
+    np.testing.assert_array_equal(channels[1:, 1], stack[:-1])  # the slice below
+    np.testing.assert_array_equal(channels[:-1, 2], stack[1:])  # the slice above
+    np.testing.assert_array_equal(channels[0, 1], stack[0])  # the end repeats
+    window, _ = pre.inference_input(sitk.GetArrayFromImage(image), orientation)
+    assert window.shape[1] == 3  # what inference feeds the network has the same channels

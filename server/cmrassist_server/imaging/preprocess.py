@@ -26,6 +26,8 @@ class PreprocessConfig:
         infer_window: largest inference window edge (pixels); larger slices are cropped around their centre,
             which still holds the heart in short-axis views (288 mm at 1.5 mm) and keeps CPU latency low.
         percentiles: intensity percentiles mapped to 0 and 1.
+        neighbour_slices: slices on each side of a slice that the network also sees (2.5D input: 1 gives the
+            slice above and the one below as extra channels; the ends of the stack repeat the end slice).
     """
 
     spacing_mm: float = 1.5
@@ -33,6 +35,11 @@ class PreprocessConfig:
     size_multiple: int = 16
     infer_window: int = 192
     percentiles: Tuple[float, float] = (0.5, 99.5)
+    neighbour_slices: int = 0
+
+    def input_count(self, prior: Optional[Any] = None) -> int:
+        """Network input channels: the slice, its neighbours, and a prior's channel when there is one."""
+        return 1 + 2 * self.neighbour_slices + (prior is not None)
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "PreprocessConfig":
@@ -135,14 +142,19 @@ class CardiacPreprocessor:
         return class_map(resample_inplane(onehot, size)).numpy().astype(np.uint8)
 
     def input_channels(self, stack: np.ndarray, prior: Optional[Any] = None) -> np.ndarray:
-        """``(slices, C, H, W)`` network channels of a resampled stack: the image, then the prior's channel.
+        """``(slices, C, H, W)`` network channels of a resampled stack: the slice, then its neighbours below and
+        above (``neighbour_slices``), then the prior's channel.
 
-        The one place where training and inference add the prior (``prior.channel(stack, spacing_mm)``, e.g.
-        ``cam_prior.CamPrior``), so both see the same input.
+        The one place where training and inference build the input (neighbours, and the prior through
+        ``prior.channel(stack, spacing_mm)``, e.g. ``cam_prior.CamPrior``), so both see the same.
         """
-        if prior is None:
-            return stack[:, None]
-        return np.stack([stack, prior.channel(stack, self.config.spacing_mm)], axis=1).astype(np.float32)
+        channels = [stack]
+        n = stack.shape[0]
+        for k in range(1, self.config.neighbour_slices + 1):
+            channels += [stack[np.clip(np.arange(n) - k, 0, n - 1)], stack[np.clip(np.arange(n) + k, 0, n - 1)]]
+        if prior is not None:
+            channels.append(prior.channel(stack, self.config.spacing_mm))
+        return np.stack(channels, axis=1).astype(np.float32)
 
     def inference_input(
         self, frame_zyx: np.ndarray, orientation: Orientation, *, prior: Optional[Any] = None

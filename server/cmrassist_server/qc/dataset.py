@@ -10,19 +10,18 @@ Slices are then sampled evenly over bins of their true Dice, so that bad slices 
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from cmrassist_server.imaging.preprocess import CardiacPreprocessor, crop_or_pad
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
 from cmrassist_server.qc.corruptions import corrupt
 from cmrassist_server.qc.metrics import CHECKED_CLASSES, slice_dice_mvsf
 from cmrassist_server.qc.network import qc_input, window_center
-from cmrassist_server.segmentation.cam_prior import CamPrior
 from cmrassist_server.segmentation.data import PreparedCase
-from cmrassist_server.segmentation.network import NetworkSpec, load_segmentation
+from cmrassist_server.segmentation.network import NetworkSpec, SegmentationModel, load_segmentation
 from cmrassist_server.segmentation.training import SegmentationTrainOptions, predict_stack, train_segmentation
 
 DICE_BINS = 10
@@ -150,7 +149,7 @@ def train_snapshots(
     seed: int,
     minutes_each: float,
     log: Callable[..., None],
-) -> List[Tuple[str, torch.nn.Module]]:
+) -> List[Tuple[str, SegmentationModel]]:
     """Train each planned snapshot briefly on a fraction of ``items``; returns ``(name, model)`` pairs."""
     rng = np.random.default_rng(seed)
     subjects = sorted({it.get("subject") or it["image"] for it in items})
@@ -174,7 +173,9 @@ def train_snapshots(
             )
             model = load_segmentation(path, device).network
         log("loading", stage="snapshot", name=plan.name, subjects=len(chosen), done=k + 1, total=len(plans))
-        models.append((plan.name, model))
+        models.append(
+            (plan.name, SegmentationModel(model, NetworkSpec(channels=plan.channels), PreprocessConfig(), {}))
+        )
     return models
 
 
@@ -182,7 +183,7 @@ def build_training_set(
     cases: List[PreparedCase],
     *,
     corruptions_per_case: int,
-    models: Sequence[Tuple[str, torch.nn.Module, Optional[CamPrior]]],
+    models: Sequence[Tuple[str, SegmentationModel]],
     device: str,
     seed: int,
     window: int = 128,
@@ -195,7 +196,7 @@ def build_training_set(
     Args:
         cases: prepared labelled frames (image and reference at the preprocessing spacing).
         corruptions_per_case: corrupted copies of each reference.
-        models: ``(name, segmentation model, its CAM prior or None)`` whose predictions are added.
+        models: ``(name, segmentation model)`` whose predictions are added (each with its own input channels).
         device: where the models run.
         seed: random seed of the corruptions.
         window: QC window edge in pixels.
@@ -212,8 +213,9 @@ def build_training_set(
         for _ in range(corruptions_per_case):
             seg, kind = corrupt(case.label, rng)
             dataset.add(i, seg, "corruption:" + kind)
-        for name, model, prior in models:
-            dataset.add(i, predict_stack(model, pre.input_channels(case.image, prior), device), name)
+        for name, model in models:
+            inputs = CardiacPreprocessor(replace(pre.config, neighbour_slices=model.preprocess.neighbour_slices))
+            dataset.add(i, predict_stack(model.network, inputs.input_channels(case.image, model.prior), device), name)
         if progress:
             progress(i + 1, len(cases))
     return dataset

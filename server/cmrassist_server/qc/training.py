@@ -26,9 +26,8 @@ from cmrassist_server.qc.dataset import (
 )
 from cmrassist_server.qc.metrics import CHECKED_CLASSES
 from cmrassist_server.qc.network import QCNet, QCSpec, load_qc, predict_slices, publish_qc
-from cmrassist_server.segmentation.cam_prior import CamPrior
 from cmrassist_server.segmentation.data import prepare_cases
-from cmrassist_server.segmentation.network import load_segmentation
+from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class QCSets:
     train: QCTrainingSet
     val: QCTrainingSet
     preprocess: PreprocessConfig
-    models: List[Tuple[str, torch.nn.Module, Optional[CamPrior]]]  # (name, network, its CAM prior or None)
+    models: List[Tuple[str, SegmentationModel]]
 
 
 def prepare_qc_sets(
@@ -117,17 +116,13 @@ def prepare_qc_sets(
     ]
     models = []
     if segmentation_checkpoint and os.path.isfile(segmentation_checkpoint):
-        served = load_segmentation(segmentation_checkpoint, device)
-        models.append(("served", served.network, served.prior))
+        models.append(("served", load_segmentation(segmentation_checkpoint, device)))
     if options.snapshots:
         train_items = [it for it, s in zip(items, subjects) if s in train_subjects]
         plans = snapshot_plans(options.snapshots, np.random.default_rng(options.seed))
-        models += [
-            (name, model, None)
-            for name, model in train_snapshots(
-                train_items, plans, device=device, seed=options.seed, minutes_each=options.snapshot_minutes, log=log
-            )
-        ]
+        models += train_snapshots(
+            train_items, plans, device=device, seed=options.seed, minutes_each=options.snapshot_minutes, log=log
+        )
     sets = []
     for part, seed in ((train_subjects, options.seed), (val_subjects, options.seed + 1000)):
         part_cases = [c for c in cases if c.subject in part]

@@ -10,7 +10,7 @@ from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.device import default_device
 from cmrassist_server.imaging.imageio import Orientation, frames_of
 from cmrassist_server.imaging.postprocess import clean_label
-from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 
@@ -38,13 +38,6 @@ class SegmentationPredictor:
         self.prior = loaded.prior  # the CAM prior the network was trained with, if any
         self.preprocessor = CardiacPreprocessor(loaded.preprocess)
         self.batch_slices = batch_slices
-
-    @classmethod
-    def from_network(
-        cls, network: torch.nn.Module, config: PreprocessConfig, *, device: str = "cpu"
-    ) -> "SegmentationPredictor":
-        """A predictor around a network in memory (a training snapshot) and its preprocessing."""
-        return cls(device=device, model=SegmentationModel(network, None, config, {}))  # type: ignore[arg-type]
 
     @torch.no_grad()
     def probabilities(self, stack: torch.Tensor) -> torch.Tensor:

@@ -142,16 +142,16 @@ class SegmentationRecipe(TrainingRecipe):
             raise ValueError("options.cam_prior and the prior given must agree (see cam_training.training_prior)")
         self.items, self.val_items = items, items if val_items is None else val_items
         self.checkpoint, self.options, self.prior = checkpoint, options, prior
-        self.spec = replace(spec or NetworkSpec(name=options.network), in_channels=2 if prior is not None else 1)
         self.pre = CardiacPreprocessor(preprocess)
+        self.spec = replace(spec or NetworkSpec(name=options.network), in_channels=self.pre.config.input_count(prior))
+        self.chosen = spec is not None or preprocess is not None  # the caller fixed the architecture
         self.augment = augment or AugmentConfig()
         self.served: Optional[SegmentationModel] = None
 
     def prepare(self, device: str, log: Log) -> None:
         self.device = device
         self.served = self.load_served(self.checkpoint, self.options, lambda p: load_segmentation(p, device), log)
-        if self.served is not None and self.served.spec == self.spec:
-            self.pre = CardiacPreprocessor(self.served.preprocess)  # a warm start keeps the served preprocessing
+        self._adopt_served()
         both = self.items + (self.val_items if self.val_items is not self.items else [])
         subjects = [it.get("subject") or it["image"] for it in both]
         groups = {s: it.get("group", "") for s, it in zip(subjects, both)}
@@ -167,7 +167,18 @@ class SegmentationRecipe(TrainingRecipe):
         self.loss_fn = segmentation_loss(self.options.loss)
         self.generator = torch.Generator().manual_seed(self.options.seed)
 
-    def _prepared(self, chosen: List[Dict], keep: set, prior: Optional[CamPrior]) -> List[PreparedCase]:
+    def _adopt_served(self) -> None:
+        """A warm start keeps the served model's architecture and preprocessing (e.g. a shipped 2.5D model stays
+        2.5D) when it is the network asked for with the same kind of prior; a caller's explicit choice must match."""
+        served = self.served
+        if served is None or served.spec.name != self.spec.name or (served.prior is None) != (self.prior is None):
+            return
+        if not self.chosen or served.spec == self.spec:
+            self.spec, self.pre = served.spec, CardiacPreprocessor(served.preprocess)
+
+    def _prepared(
+        self, chosen: List[Dict], keep: set, prior: Optional[CamPrior], pre: Optional[CardiacPreprocessor] = None
+    ) -> List[PreparedCase]:
         return [
             case
             for it in chosen
@@ -177,7 +188,7 @@ class SegmentationRecipe(TrainingRecipe):
                 it.get("subject") or it["image"],
                 it["image"],
                 it["label"],
-                self.pre,
+                pre or self.pre,
                 weight=float(it.get("weight", 1.0)),
                 prior=prior,
             )
@@ -191,10 +202,12 @@ class SegmentationRecipe(TrainingRecipe):
     def served_val(self) -> Optional[Dict[str, float]]:
         if self.served is None:
             return None
-        # The served model is scored on its own inputs (its own prior, or none) over the same validation frames.
-        same_inputs = self.served.prior is None and self.prior is None
-        cases = self.val_cases if same_inputs else self._prepared(self.val_items, self.val_subjects, self.served.prior)
-        return validate(self.served.network, cases, self.device)
+        # The served model is scored on its own inputs (its preprocessing and prior) over the same validation frames.
+        served = self.served
+        if served.prior is None and self.prior is None and served.preprocess == self.pre.config:
+            return validate(served.network, self.val_cases, self.device)
+        cases = self._prepared(self.val_items, self.val_subjects, served.prior, CardiacPreprocessor(served.preprocess))
+        return validate(served.network, cases, self.device)
 
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.sampler) / self.options.batch_size))

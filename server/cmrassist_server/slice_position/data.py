@@ -1,11 +1,13 @@
 """Training examples for the slice-position classifier: ranking-derived positions joined with the frames' pixels."""
 
+import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.slice_position.network import POSITIONS, PositionSpec, frame_stack, stack_inputs
 from cmrassist_server.slice_position.ranking_store import RankingStore
 from cmrassist_server.slice_position.training import LabelledStack
@@ -36,6 +38,26 @@ def ranking_positions(store: RankingStore) -> SlicePositions:
             (cuts["basal_end"] - item.rating) / span,
         )
     return out
+
+
+def label_positions(items: List[Dict]) -> Tuple[SlicePositions, Dict[str, str], Dict[str, str]]:
+    """True slice positions of labelled frames, from their labels (:func:`positions_from_label`).
+
+    Args:
+        items: ``{"image", "label", "subject"}`` per 3D frame.
+
+    Returns:
+        ``(positions, image path by id, subject by id)``, ids being the image file names without extension.
+    """
+    positions: SlicePositions = {}
+    paths, subjects = {}, {}
+    for it in items:
+        label = sitk.ReadImage(it["label"])
+        canonical = Orientation.of(label).to_canonical(sitk.GetArrayFromImage(label))
+        image_id = os.path.basename(it["image"]).split(".")[0]
+        positions[(image_id, 1)] = dict(enumerate(positions_from_label(canonical)))
+        paths[image_id], subjects[image_id] = it["image"], it.get("subject") or image_id
+    return positions, paths, subjects
 
 
 def labelled_stacks(

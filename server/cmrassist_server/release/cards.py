@@ -1,0 +1,121 @@
+"""Model cards and checksums of the shipped models (``models/<model>.md``, ``models/SHA256SUMS``)."""
+
+import hashlib
+import json
+import os
+import time
+from typing import Callable, Dict
+
+from cmrassist_server.core.checkpoints import read_record
+from cmrassist_server.core.training import TrainResult
+from cmrassist_server.io.acdc import acdc_items
+from cmrassist_server.segmentation.heldout import HELD_OUT, evaluate_acdc, format_summary
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.slice_position.data import label_positions, labelled_stacks
+from cmrassist_server.slice_position.network import load_position
+from cmrassist_server.slice_position.training import evaluate_position
+
+CHECKSUMS = "SHA256SUMS"
+LICENCE = (
+    "Research use only; not a medical device. Trained on the ACDC training set (University Hospital of Dijon), "
+    'which must be cited by any use: O. Bernard, A. Lalande, C. Zotti, F. Cervenansky, et al., "Deep Learning '
+    'Techniques for Automatic MRI Cardiac Multi-structures Segmentation and Diagnosis: Is the Problem Solved?", '
+    "IEEE TMI 37(11):2514-2525, 2018, doi:10.1109/TMI.2018.2837502. Code: Apache-2.0."
+)
+PURPOSE = {
+    "segmentation": "LV cavity (3), LV myocardium (2) and RV cavity (1) of short-axis cine MRI frames, slice by slice "
+    "(2.5D: each slice with its two neighbours).",
+    "slice_position": "Whether each short-axis slice lies too basal, in the LV or too apical, with a continuous "
+    "position (0 at the base, 1 at the apex), by the published definitions applied to expert labels.",
+    "qc": "Quality control without ground truth: per slice and class, the Dice and volume similarity a segmentation "
+    "would score against an expert, from the image, the segmentation and the segmentation model's own belief.",
+}
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def update_checksum(folder: str, name: str) -> str:
+    """Write ``name``'s SHA-256 into ``folder/SHA256SUMS`` (``sha256sum -c`` format); returns the digest."""
+    path = os.path.join(folder, CHECKSUMS)
+    lines = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f.read().splitlines():
+                digest, _, file = line.partition("  ")
+                lines[file] = digest
+    lines[name] = sha256(os.path.join(folder, name))
+    with open(path, "w") as f:
+        f.writelines(f"{digest}  {file}\n" for file, digest in sorted(lines.items()))
+    return lines[name]
+
+
+def _segmentation_figures(plan, checkpoint: str) -> str:
+    result = evaluate_acdc(SegmentationPredictor(checkpoint, device=plan.device), plan.acdc, HELD_OUT)
+    return "Per volume (each ED or ES frame scored alone, then averaged), Dice and HD95 (mm):\n\n```\n" + \
+        format_summary(result) + "\n```\n"  # fmt: skip
+
+
+def _slice_position_figures(plan, checkpoint: str) -> str:
+    positions, paths, subjects = label_positions(acdc_items(plan.acdc, HELD_OUT))
+    model, _ = load_position(checkpoint, plan.device or "cpu")
+    figures = evaluate_position(model, labelled_stacks(positions, paths.get, subjects.get), plan.device or "cpu")
+    return f"Slices of the 40 held-out frames, positions from their expert labels: `{json.dumps(figures)}`\n"
+
+
+#: Held-out evaluation of each model for its card (the QC entry lives with the QC benchmark code).
+EVALUATIONS: Dict[str, Callable] = {"segmentation": _segmentation_figures, "slice_position": _slice_position_figures}
+
+
+def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine: Dict) -> str:
+    """Evaluate ``model`` on the held-out patients (when held out) and write its card and checksum."""
+    checkpoint = os.path.join(plan.out, f"{model}.pt")
+    if not result.published or not os.path.isfile(checkpoint):
+        raise RuntimeError(f"{model}: the run published no model")
+    digest = update_checksum(plan.out, f"{model}.pt")
+    held_out = (
+        EVALUATIONS[model](plan, checkpoint) if plan.hold_out else "Trained on all 100 patients: no held-out figures."
+    )
+    record = read_record(checkpoint) or {}
+    epochs = f"{plan.epochs.get(model)} epochs" + (
+        f" capped at {plan.minutes[model]:g} min" if plan.minutes.get(model) else ""
+    )
+    text = f"""# CMRAssist shipped model: `{model}`
+
+{PURPOSE[model]}
+
+- **File**: `{model}.pt` ({os.path.getsize(checkpoint) / 1e6:.1f} MB), SHA-256 `{digest}` (also in `{CHECKSUMS}`;
+  the server refuses a file that does not match). Loaded with `torch.load(weights_only=True)`.
+- **Data**: ACDC training set, {
+        "80 patients (all but the 20 held out: the last 4 of each disease group, "
+        + ", ".join(f"{n:03d}" for n in HELD_OUT)
+        + ")"
+        if plan.hold_out
+        else "all 100 patients"
+    }, ED and ES frames with expert labels.
+- **Recipe**: `cmrassist train-release` (`server/cmrassist_server/release/recipe.py`), through the server's one
+  training loop; seed {plan.seed}; {epochs}.
+- **Command**: `.venv/bin/cmrassist train-release --acdc ../shared/acdc/training --out models --models {
+        model
+    } --epochs {model}={plan.epochs.get(model)} --seed {plan.seed}`
+- **Training**: {result.epochs} epochs in {minutes:.0f} min on {machine["platform"]} ({machine["cpus"]} CPUs,
+  {machine["torch_threads"]} torch threads, device {machine["device"]}), {time.strftime("%Y-%m-%d", time.gmtime())}.
+- **Validation** (subjects held out of training inside the training patients, used to pick the epoch):
+  `{json.dumps(record.get("val"))}` at epoch {record.get("epochs")}.
+
+## Held-out figures
+
+{held_out}
+## Licence and citation
+
+{LICENCE}
+"""
+    path = os.path.join(plan.out, f"{model}.md")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
