@@ -1,6 +1,7 @@
 """``cmrassist``: command-line parts of CMRAssist (server, phantoms, ACDC import, evaluation, demo preparation)."""
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -155,6 +156,10 @@ def cmd_serve(args) -> int:
     return 0  # not reached
 
 
+#: Packages that bring their own commands: each module has ``add_commands(subparsers)``, whose parsers set ``func``.
+COMMAND_MODULES: List[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cmrassist", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -211,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=3.0, help="bootstrap training budget")
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_prepare_demo)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return ap
 
 
