@@ -12,7 +12,7 @@ Long work is written as steps (see ``scene.py``): one cine frame per step.
 """
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import slicer
@@ -141,8 +141,9 @@ class SlicerScene(SceneAdapter):
         # so the views do not redraw for each frame.
         for number, path in enumerate(label.frame_files, start=1):
             frame = self._new_segmentation(TEMPORARY + "segmentation")
-            self._fill(frame, path)
-            yield (number - 0.5) / count, f"segmentation of frame {number} of {count}"
+            for _ in self._fill_steps(frame, path):
+                yield (number - 0.7) / count, f"segmentation of frame {number} of {count}"
+            yield (number - 0.4) / count, f"segmentation of frame {number} of {count}"
             self.segmentation_sequence.SetDataNodeAtValue(frame, str(number))
             self._remove(frame)
             yield number / count, f"segmentation of frame {number} of {count}"
@@ -187,9 +188,15 @@ class SlicerScene(SceneAdapter):
 
     def _fill(self, node, label_path: str) -> None:
         """Segments from a one-frame label file: label value 1, 2, 3 to the RV, MYO and LV segments."""
+        for _ in self._fill_steps(node, label_path):
+            pass
+
+    def _fill_steps(self, node, label_path: str) -> Iterator[None]:
+        """:meth:`_fill` in two steps (read, then import), so that each holds the GUI thread half as long."""
         labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY + "label")
         try:
             read_volume(labelmap, label_path)
+            yield
             ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
                 labelmap, node, _segment_ids()
             )
@@ -245,9 +252,15 @@ class SlicerScene(SceneAdapter):
         self.sequences.UpdateSequencesFromProxyNodes(self.browser_node, self.segmentation_node)
         count, paths = self.segmentation_sequence.GetNumberOfDataNodes(), []
         for index in range(count):
-            frame = self.segmentation_sequence.GetNthDataNode(index)
-            paths.append(self._write_label(frame, os.path.join(folder, f"frame{index + 1:03d}.nrrd")))
-            yield (index + 1) / count, f"segmentation of frame {index + 1} of {count} read"
+            labelmap = self._export(self.segmentation_sequence.GetNthDataNode(index))
+            yield (index + 0.5) / count, f"segmentation of frame {index + 1} of {count} read"
+            path = os.path.join(folder, f"frame{index + 1:03d}.nrrd")
+            try:
+                self._write(labelmap, path)
+            finally:
+                self._remove(labelmap)
+            paths.append(path)
+            yield (index + 1) / count, f"segmentation of frame {index + 1} of {count} written"
         return paths
 
     def _write_label(self, node, path: str) -> str:

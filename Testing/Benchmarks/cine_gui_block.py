@@ -14,6 +14,7 @@ Run: ``.venv/bin/python Testing/Benchmarks/cine_gui_block.py [--frames 30] [--se
 """
 
 import argparse
+import gc
 import os
 import platform
 import sys
@@ -47,6 +48,17 @@ class Heartbeat:
 
 
 STEPS = []  # (end time, duration ms) of every scene step: the module's own share of each GUI block
+GC_PAUSES = []  # (end time, duration ms) of Python's garbage collections: the interpreter's share
+
+
+_GC_STARTED = [0.0]
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append((time.perf_counter(), 1000 * (time.perf_counter() - _GC_STARTED[0])))
 
 
 def timed(steps):
@@ -136,6 +148,7 @@ def main() -> None:
     core = CoreSlicer()
     scene = core.cmrassist_scene()
     runner, heartbeat, marks, done = BackgroundRunner(), Heartbeat(), [], []
+    gc.callbacks.append(_gc_timer)
     heartbeat.timer.start()
     start = time.perf_counter()
     flow(runner, session, scene, label_path, bool(args.server), marks, done)
@@ -167,6 +180,8 @@ def report(args, marks, heartbeat, start, cpu) -> None:
         previous = when
     gaps = heartbeat.gaps_ms(start, marks[-1][1])
     longest = max(d for _, d in STEPS)
+    pauses = [d for end, d in GC_PAUSES if start <= end <= marks[-1][1]]
+    print(f"# Python's own garbage collections in the flow: {len(pauses)}, longest {max(pauses, default=0):.1f} ms")
     print(f"{'whole flow':<40} {marks[-1][1] - start:>9.2f} {max(gaps):>21.1f} {longest:>16.1f}")
 
 
