@@ -12,7 +12,7 @@ MODEL_DIR    ?= server/model
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv serve test lint clean
+.PHONY: venv system serve test lint clean
 
 venv:
 	@bash scripts/setup_venv.sh
@@ -25,7 +25,11 @@ else
 	$(VENV)/bin/cmrassist serve --studies $(STUDIES) --model-dir $(MODEL_DIR) --host $(HOST) --port $(PORT) --conf $(CONF)
 endif
 
-test: venv lint
+# System packages the tests start themselves (Orthanc + DICOMweb, the PACS of the DICOM tests); idempotent.
+system:
+	@bash scripts/setup_system.sh
+
+test: venv system lint
 	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow or slow" $(PYTEST_ARGS)
 
 lint: venv

@@ -57,7 +57,8 @@ ALLOWED = {
     "segmentation": {"core", "imaging", "annotations", "io", "slice_position"},
     "qc": {"core", "imaging", "segmentation"},
     "release": {"core", "imaging", "io", "slice_position", "segmentation", "qc"},
-    "api": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc", "release"},
+    "reporting": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc"},
+    "api": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc", "release", "reporting"},
 }
 
 
