@@ -23,6 +23,8 @@ from cmrassist_server.api import install_routes
 from cmrassist_server.core.conf import AppConf
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.io.datastore import CheckedDatastore, stored_image_id
+from cmrassist_server.io.dicom.dicomweb import DicomWebCineDatastore
+from cmrassist_server.reporting.phases import model_phases
 from cmrassist_server.slice_position.ranking import RankingService
 from cmrassist_server.slice_position.ranking_store import RankingStore
 from lib.configs.qc import QCConfig
@@ -71,8 +73,9 @@ class CMRAssistApp(MONAILabelApp):
         )
 
     def init_datastore(self) -> Datastore:
-        if not self.local:
-            return super().init_datastore()
+        if not self.local:  # a PACS (DICOMweb): its short-axis cines, cached beside the models (io/dicom/dicomweb.py)
+            phases = model_phases(self.models[SegmentationConfig.name].served)
+            return DicomWebCineDatastore(self.studies, os.path.join(self.state_dir, "dicomweb"), phases=phases)
         datastore = CheckedDatastore(self.studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=False)
         datastore.versions = self._versions()
         return datastore
