@@ -1,6 +1,7 @@
 """Review panel: QC of the study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
 
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 from .annotation import AnnotationSession, Study
 from .background import BackgroundRunner, Job
@@ -27,6 +28,12 @@ LABEL_CHOICES = (("Model prediction", "prediction"), ("Submitted label (final)",
 
 
 DIMMED = (150, 150, 150)  # text colour of slices outside the LV
+
+
+def report_links(server_url: str, image_id: str) -> str:
+    """Links to the server's report of a study (``GET /report/{image}``) as HTML and as a one-page PDF."""
+    base = f"{server_url.rstrip('/')}/report/{quote(image_id)}"
+    return f'Study report: <a href="{base}?format=html">HTML</a> | <a href="{base}?format=pdf">PDF</a>'
 
 
 def _item(text: str, colour=None, tip: str = "", dimmed: bool = False) -> QTableWidgetItem:
@@ -100,6 +107,11 @@ class ReviewPanel(JobPanel):
         self.summary_label = QLabel("No study checked yet.")
         self.summary_label.setWordWrap(True)
         layout.addWidget(self.summary_label)
+        # The server's study report (measures against normal ranges, QC, pictures), opened in the browser.
+        self.report_label = QLabel("")
+        self.report_label.openExternalLinks = True
+        self.report_label.setToolTip("The study report: LV/RV volumes, EF and mass against normal ranges, QC, pictures")
+        layout.addWidget(self.report_label)
         self._build_tables(layout)
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
@@ -161,6 +173,7 @@ class ReviewPanel(JobPanel):
         self._follow(study, 1)
 
     def _follow(self, study: Study, label_index: int) -> None:
+        self.report_label.text = report_links(self.session.client.server_url, study.image_id)
         self.study = None if study.is_cine else study
         if study.is_cine:
             self.message_label.text = "QC checks one frame at a time: segment the ED or ES frame to review it."

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from cmrassist_server.api.model_versions import install_model_version_routes
 from cmrassist_server.api.ranking import install_ranking_routes
+from cmrassist_server.api.report import install_report_routes
 from cmrassist_server.api.train import install_train_routes
 from cmrassist_server.api.versions import install_version_routes
 
@@ -31,5 +32,6 @@ def install_routes(app: FastAPI, *, trainers, checkpoints, ranking, versions=Non
     install_train_routes(app, trainers)
     install_model_version_routes(app, checkpoints)
     install_ranking_routes(app, ranking)
+    install_report_routes(app)
     if versions is not None:
         install_version_routes(app, versions)

@@ -103,30 +103,42 @@ def draw_qc(ax, report: Dict[str, Any]) -> None:
     ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.02).ax.tick_params(labelsize=6)
 
 
+def _value(value, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.1f} {unit}".strip()
+
+
 def table_rows(report: Dict[str, Any]) -> List[List[str]]:
+    """measure, value, indexed value (with its range where one is known), normal range, status, QC-corrected."""
     corrected = report["qc_function"]["corrected"]
+    ranges = {r["measure"]: r for r in report["normal_ranges"]}
     rows = []
-    for row in report["normal_ranges"]:
-        measure, value = row["measure"], row["value"]
-        text = "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+    for measure in report["measures"]:
+        row = ranges[measure]
+        key = f"{measure[:-3]}_ml_m2" if measure.endswith("_ml") else "lv_mass_g_m2" if measure == "lv_mass_g" else ""
+        indexed = report["indexed"].get(key)
+        index_text = _value(indexed, unit_of(key)) if indexed is not None else "-"
+        if key in ranges and "low" in ranges[key]:
+            index_text += f" ({ranges[key]['low']:g}-{ranges[key]['high']:g})"
         limits = f"{row['low']:g}-{row['high']:g}" if "low" in row else "-"
         qc = corrected.get(measure)
-        rows.append([NAMES.get(measure, measure), f"{text} {unit_of(measure)}", limits, row["status"],
-                     f"{qc:.1f}" if isinstance(qc, (int, float)) else "-"])  # fmt: skip
+        rows.append([NAMES.get(measure, measure), _value(row["value"], unit_of(measure)), index_text, limits,
+                     str(row["status"]), _value(qc) if isinstance(qc, (int, float)) else "-"])  # fmt: skip
     return rows
 
 
 def draw_table(ax, report: Dict[str, Any]) -> None:
     rows = table_rows(report)
-    table = ax.table(cellText=rows, colLabels=["measure", "value", "normal", "", "QC-corrected"], loc="upper center",
-                     cellLoc="left", colLoc="left", colWidths=[0.3, 0.22, 0.18, 0.12, 0.18])  # fmt: skip
+    table = ax.table(cellText=rows, colLabels=["measure", "value", "per m² BSA (normal)", "normal", "", "QC-corrected"],
+                     loc="upper center", cellLoc="left", colLoc="left", colWidths=[0.16, 0.14, 0.26, 0.14, 0.12, 0.14])  # fmt: skip
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     table.scale(1, 1.25)
-    for i, row in enumerate(report["normal_ranges"], start=1):
-        colour = STATUS_COLOUR.get(str(row["status"]))
+    for i, row in enumerate(rows, start=1):
+        colour = STATUS_COLOUR.get(row[4])
         if colour:
-            table[i, 3].get_text().set_color(colour)
+            table[i, 4].get_text().set_color(colour)
     ax.set_axis_off()
     sexes = {"M": "men", "F": "women"}.get(report.get("sex") or "", "men or women (sex unknown: widest)")
     ax.set_title(f"Measures against normal ranges ({sexes}, mean ± 2 SD)", fontsize=9)

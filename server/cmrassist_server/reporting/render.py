@@ -78,7 +78,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}.low,.high{{color:
 <h1>{html.escape(title)}</h1>
 <p>Patient {html.escape(str(report.get("patient") or "-"))}, study date {html.escape(str(report.get("study_date") or "-"))},
 sex {html.escape(str(report.get("sex") or "-"))}, body surface area {bsa}. ES: {html.escape(report["es_method"])}.</p>
-<h2>Measures</h2><table><tr><th>measure</th><th>value</th><th>normal</th><th></th><th>QC-corrected</th></tr>{rows}</table>
+<h2>Measures</h2><table><tr><th>measure</th><th>value</th><th>per m² BSA (normal)</th><th>normal</th><th></th><th>QC-corrected</th></tr>{rows}</table>
 <h2>Quality control</h2><ul>{qc}</ul>
 <img alt="ED and ES mid slices with contours, volume curve, QC heat map" src="data:image/png;base64,{picture}">
 <p><small>{html.escape(footnote(report))}</small></p>
