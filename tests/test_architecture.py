@@ -58,7 +58,19 @@ ALLOWED = {
     "qc": {"core", "imaging", "segmentation"},
     "release": {"core", "imaging", "io", "slice_position", "segmentation", "qc"},
     "reporting": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc"},
-    "api": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc", "release", "reporting"},
+    "cohort": {"core", "imaging", "segmentation", "qc"},
+    "api": {
+        "core",
+        "imaging",
+        "annotations",
+        "io",
+        "slice_position",
+        "segmentation",
+        "qc",
+        "release",
+        "reporting",
+        "cohort",
+    },
 }
 
 

@@ -157,7 +157,7 @@ def cmd_serve(args) -> int:
 
 
 #: Packages that bring their own commands: each module has ``add_commands(subparsers)``, whose parsers set ``func``.
-COMMAND_MODULES: List[str] = ["cmrassist_server.reporting.commands"]
+COMMAND_MODULES: List[str] = ["cmrassist_server.cohort.commands", "cmrassist_server.reporting.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,12 +63,13 @@ def phantom_studies(
     labelled_fraction: float = 1.0,
     with_cine: bool = False,
     apical_margin_slices: int = 0,
+    n_frames: int = 12,
     progress: Optional[callable] = None,
 ) -> int:
     """Write ``n`` phantom subjects (ED and ES frames, optionally the cine) to a studies folder.
 
     Labels go to the first ``round(n * labelled_fraction)`` subjects; ``apical_margin_slices`` extends every
-    stack beyond the apex. Returns the number of images written.
+    stack beyond the apex; cines have ``n_frames`` frames. Returns the number of images written.
     """
     from cmrassist_server.io.phantoms import make_phantom
 
@@ -76,7 +77,7 @@ def phantom_studies(
     n_labelled = int(round(n * labelled_fraction))
     count = 0
     for i in range(n):
-        p = make_phantom(seed + i, with_cine=with_cine, apical_margin_slices=apical_margin_slices)
+        p = make_phantom(seed + i, with_cine=with_cine, apical_margin_slices=apical_margin_slices, n_frames=n_frames)
         for phase, image, label, frame in (
             ("ED", p.ed_image, p.ed_label, 1),
             ("ES", p.es_image, p.es_label, p.anatomy.es_frame + 1),
