@@ -10,65 +10,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from CMRAssistCore.progress import metric_name
-
+from .account import Account
 from .client import CMRAssistClient, ServerError, TrainStatus
 from .frames import join_frames, label_summary, split_frames, write_frame
 from .ranking import RankingCalls
+from .server_state import SEGMENTATION_MODEL, ServerState
 from .settings import UserSettings
 
-SEGMENTATION_MODEL = "segmentation"
-
-
-@dataclass
-class ServerState:
-    """What the Connection panel shows about a server."""
-
-    url: str
-    name: str = ""
-    version: str = ""
-    models: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    trainers: List[str] = field(default_factory=list)
-    #: Each trainer's options: a default, or a list of choices with the default first (``GET /info/``).
-    trainer_configs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    strategies: List[str] = field(default_factory=list)
-    training: TrainStatus = field(default_factory=TrainStatus)
-
-    @property
-    def segmentation_trained(self) -> bool:
-        return bool(self.models.get(SEGMENTATION_MODEL, {}).get("trained"))
-
-    def summary(self) -> str:
-        """A few lines for the status label."""
-        lines = [f"{self.name} {self.version} at {self.url}".strip()]
-        for model, info in sorted(self.models.items()):
-            record = info.get("model_record") or {}
-            score = record.get("score")
-            if info.get("trained"):
-                score = f", {metric_name(record.get('metric'))} {score:.3f}" if isinstance(score, float) else ""
-                lines.append(f"model {model}: trained{score}")
-            else:
-                lines.append(f"model {model}: not trained yet (train it from labelled studies)")
-        lines.append(
-            "training: "
-            + (f"running, {self.training.percent:.0f}%" if self.training.running else self.training.state.lower())
-        )
-        return "\n".join(lines)
-
-    @classmethod
-    def from_info(cls, url: str, info: Dict[str, Any], training: TrainStatus) -> "ServerState":
-        trainers = info.get("trainers") or {}
-        configs = {name: dict((t or {}).get("config") or {}) for name, t in trainers.items()}
-        return cls(
-            url=url,
-            name=str(info.get("name", "")),
-            version=str(info.get("version", "")),
-            models=dict(info.get("models") or {}),
-            trainers=sorted(trainers),
-            trainer_configs=configs,
-            strategies=sorted(info.get("strategies") or {}),
-            training=training,
-        )
+__all__ = ["SEGMENTATION_MODEL", "AnnotationSession", "LabelFile", "ServerState", "Study", "image_id_for"]
 
 
 @dataclass
@@ -171,12 +120,15 @@ class AnnotationSession(RankingCalls):
 
     def set_settings(self, settings: UserSettings) -> None:
         self.settings = settings
-        self.client = CMRAssistClient(settings.server_url)
+        self.client = CMRAssistClient(settings.server_url, token=settings.token)
 
     # -- server -------------------------------------------------------------------------------------------
     def server_state(self) -> ServerState:
+        """Who the server takes this user for (a refused token stops here, with its reason), its models and
+        training."""
+        account = Account.from_me(self.client.me())
         info = self.client.info()
-        return ServerState.from_info(self.client.server_url, info, self.client.train_status())
+        return ServerState.from_info(self.client.server_url, info, self.client.train_status(), account)
 
     # -- studies ------------------------------------------------------------------------------------------
     def next_study(self, strategy: str, progress: Progress = _no_progress) -> Study:
@@ -379,6 +331,14 @@ class AnnotationSession(RankingCalls):
             choices: more train params (segmentation: ``labels``, ``loss``, ``non_expert_weight``, ...).
         """
         return self.client.train_start(model, max_minutes=max_minutes, max_epochs=max_epochs, **choices)
+
+    def start_cohort(self, **options: Any) -> Dict[str, Any]:
+        """Start a cohort run of every study on the server (admin): ``frames`` ``all`` or ``ed-es``, ..."""
+        return self.client.cohort_start(**options)
+
+    def cohort_status(self) -> Dict[str, Any]:
+        """The server's cohort run: state, progress counters, results."""
+        return self.client.cohort_status()
 
     def stop_training(self) -> Dict[str, Any]:
         return self.client.train_stop()

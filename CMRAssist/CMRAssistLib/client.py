@@ -16,7 +16,7 @@ from CMRAssistCore.progress import PROGRESS_PREFIX, parse_progress_line
 from .transport import HttpTransport, ServerError, _filename, _multipart
 
 EXPERTISE_LEVELS = ("expert", "non-expert")
-__all__ = ["PROGRESS_PREFIX", "CMRAssistClient", "ServerError", "TrainStatus", "parse_train_status"]
+__all__ = ["PROGRESS_PREFIX", "CMRAssistClient", "ServerError", "TrainStatus", "parse_train_status", "server_address"]
 
 
 @dataclass
@@ -68,24 +68,42 @@ def parse_train_status(task: Optional[Dict[str, Any]]) -> TrainStatus:
     return out
 
 
+def server_address(url: str) -> str:
+    """The server address as the client uses it: trimmed, no trailing slash, ``http://`` when no scheme is given."""
+    url = (url or "").strip().rstrip("/")
+    return url if url.startswith(("http://", "https://")) else "http://" + url
+
+
 class CMRAssistClient(HttpTransport):
     """Client of one server.
 
     Args:
         server_url: e.g. ``http://127.0.0.1:8000``.
+        token: API token (``cmra_...``) or an institution's bearer token; none for a server without sign-in.
         timeout: seconds per request (inference and uploads get ``long_timeout``).
         long_timeout: seconds for inference, uploads and downloads.
     """
 
-    def __init__(self, server_url: str, *, timeout: float = 10.0, long_timeout: float = 300.0):
-        url = server_url.strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            url = "http://" + url
-        self.server_url = url
+    def __init__(self, server_url: str, *, token: str = "", timeout: float = 10.0, long_timeout: float = 300.0) -> None:
+        self.server_url = server_address(server_url)
+        self.token = (token or "").strip()
         self.timeout = timeout
         self.long_timeout = long_timeout
 
+    def __repr__(self) -> str:  # never the token
+        return f"CMRAssistClient({self.server_url!r}, signed={bool(self.token)})"
+
     # -- server state ------------------------------------------------------------------------------------
+    def me(self) -> Dict[str, Any]:
+        """``GET /auth/me``: the account the server answers this client as (``name``, ``role``, ``expertise``,
+        ``source``, ``may``); a server that predates sign-in answers as one without it (``source`` ``open``)."""
+        try:
+            return self._json("GET", "/auth/me")
+        except ServerError as e:
+            if e.status == 404:
+                return {"name": "", "role": "admin", "expertise": None, "source": "open", "auth": False}
+            raise
+
     def info(self) -> Dict[str, Any]:
         """``GET /info/``: models (with their ``trained`` flag), trainers, strategies, datastore counts."""
         return self._json("GET", "/info/")
@@ -129,11 +147,11 @@ class CMRAssistClient(HttpTransport):
         info: Optional[Dict] = None,
         progress: Optional[Callable[[float], None]] = None,
     ) -> str:
-        """``PUT /datastore/``: add a study image; returns its id (``progress`` as in :meth:`download_image`)."""
+        """``PUT /datastore/image``: add a study image; returns its id (``progress`` as in :meth:`download_image`)."""
         body, ctype = _multipart({"params": json.dumps(info or {})}, {"file": path})
         res = self._json(
             "PUT",
-            "/datastore/",
+            "/datastore/image",
             query={"image": image_id},
             body=body,
             ctype=ctype,
@@ -157,8 +175,8 @@ class CMRAssistClient(HttpTransport):
         Args:
             image_id: the study image.
             label_path: label map file on the image's grid (0 background, 1 RV, 2 MYO, 3 LV).
-            annotator: the annotator's name.
-            expertise: ``expert`` or ``non-expert``.
+            annotator: the annotator's name (a server with sign-in records the signed-in account instead).
+            expertise: ``expert`` or ``non-expert`` (likewise the account's on a server with sign-in).
             tag: label tag (``final`` by default).
             extra: more info to record (e.g. the frame).
         """
@@ -346,6 +364,20 @@ class CMRAssistClient(HttpTransport):
             body=json.dumps({"version": version}).encode(),
             ctype="application/json",
         )
+
+    # -- cohort runs -------------------------------------------------------------------------------------------
+    def cohort_start(self, **options: Any) -> Dict[str, Any]:
+        """``POST /batch/analyse`` (admin): segment, check and measure every study of the server in a child process
+        (options ``frames`` all/ed-es, ``address`` of a Ray cluster, ``workers``, ``gpus_per_worker``, ...)."""
+        return self._json("POST", "/batch/analyse", body=json.dumps(options).encode(), ctype="application/json")
+
+    def cohort_status(self) -> Dict[str, Any]:
+        """``GET /batch/analyse``: ``state`` (none, running, done, failed, stopped), progress counters, results."""
+        return self._json("GET", "/batch/analyse")
+
+    def cohort_stop(self) -> Dict[str, Any]:
+        """``DELETE /batch/analyse``: stop the cohort run (what it finished stays done)."""
+        return self._json("DELETE", "/batch/analyse")
 
     def train_stop(self) -> Dict[str, Any]:
         return self._json("DELETE", "/train/")

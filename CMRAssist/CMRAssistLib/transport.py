@@ -1,12 +1,15 @@
 """HTTP plumbing of the REST client: standard library only (it runs in Slicer's Python and its worker process).
 
 Every failure surfaces as :class:`ServerError` with a message a user can read; no call blocks longer than its
-timeout. Large bodies go up and answers come down in chunks, each reported as the fraction done.
+timeout. Large bodies go up and answers come down in chunks, each reported as the fraction done. With an API token,
+every request carries ``Authorization: Bearer <token>``; a refusal for want of sign-in (401) or of a role (403) says
+so in the user's words.
 """
 
 import json
 import mimetypes
 import os
+import re
 import socket
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -21,11 +24,43 @@ class ServerError(Exception):
         self.status = status
 
 
+#: What a request refused for want of a role would have done, in the user's words (a 403 names it).
+ACTIONS = (
+    ("PUT", r"/datastore/label", "submit labels"),
+    ("PUT", r"/datastore/image(/info)?", "add or change studies"),
+    ("POST", r"/versions/[^/]+/accept", "accept label versions"),
+    ("POST", r"/versions/[^/]+/consensus", "build a consensus"),
+    ("PUT", r"/ranking/cut_points", "set the cut points"),
+    ("GET", r"/ranking/ordered", "see every ranked slice"),
+    ("POST", r"/ranking/(batch|submit)", "rank slices"),
+    ("POST", r"/train/.*", "start training"),
+    ("DELETE", r"/train/?", "stop training"),
+    ("PUT", r"/model_versions/.*", "change the served model"),
+)
+
+
+def refusal(method: str, path: str, status: int, detail: str, *, server_url: str, signed: bool) -> str:
+    """The message of a refused request: sign in (401), a role that cannot do it (403), else the server's words."""
+    if status == 401:
+        if not signed:
+            return (
+                f"sign in: the server at {server_url} needs an API token (its admin makes one with "
+                f"`cmrassist users add`): {detail}"
+            )
+        return f"sign in: the server at {server_url} did not accept your API token: {detail}"
+    if status == 403:
+        action = next((text for m, pattern, text in ACTIONS if m == method and re.fullmatch(pattern, path)), None)
+        return f"your role cannot {action or f'{method} {path}'}: {detail}"
+    return f"server refused {method} {path} ({status}): {detail}"
+
+
 class HttpTransport:
-    """Requests to one server (``server_url``, ``timeout``); the REST client adds the endpoints."""
+    """Requests to one server (``server_url``, ``timeout``, optional API ``token``); the REST client adds the
+    endpoints."""
 
     server_url: str
     timeout: float
+    token: str = ""
 
     def _url(self, path: str, query: Optional[Dict[str, Any]] = None) -> str:
         q = {k: v for k, v in (query or {}).items() if v is not None}
@@ -52,6 +87,9 @@ class HttpTransport:
             req.add_header("Content-Type", ctype)
         if body is not None:
             req.add_header("Content-Length", str(len(body)))
+        if self.token:
+            # Unredirected: a redirect (to another host, say) never carries the token along.
+            req.add_unredirected_header("Authorization", f"Bearer {self.token}")
         try:
             with request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return _read(resp, progress), dict(resp.headers)
@@ -61,7 +99,8 @@ class HttpTransport:
                 detail = json.loads(raw).get("detail", raw.decode(errors="replace"))
             except ValueError:
                 detail = raw.decode(errors="replace")[:300] or e.reason
-            raise ServerError(f"server refused {method} {path} ({e.code}): {detail}", status=e.code) from None
+            message = refusal(method, path, e.code, detail, server_url=self.server_url, signed=bool(self.token))
+            raise ServerError(message, status=e.code) from None
         except (socket.timeout, TimeoutError):
             raise ServerError(
                 f"server at {self.server_url} did not answer within {timeout or self.timeout:g} s"

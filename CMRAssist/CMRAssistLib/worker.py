@@ -14,12 +14,13 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, Optional
 
+from .account import Account
 from .annotation import AnnotationSession, LabelFile, ServerState, Study
 from .client import ServerError, TrainStatus
 from .settings import UserSettings
 
 EVENT = "CMRASSIST_JOB "
-_TYPES = {cls.__name__: cls for cls in (Study, LabelFile, ServerState, TrainStatus)}
+_TYPES = {cls.__name__: cls for cls in (Study, LabelFile, ServerState, TrainStatus, Account)}
 
 
 def encode(value: Any) -> Any:
@@ -50,7 +51,8 @@ def decode(value: Any) -> Any:
 
 
 def request(session: AnnotationSession, method: str, args: tuple, kwargs: Dict[str, Any]) -> bytes:
-    """The request a worker reads: who (settings), where (work folder), and the session call."""
+    """The request a worker reads: who (settings, the API token with them), where (work folder), and the session
+    call. It goes to the worker's standard input: a token is never on a command line or in a file."""
     if method.startswith("_") or not callable(getattr(AnnotationSession, method, None)):
         raise AttributeError(f"the annotation session has no call {method!r}")
     body = {
