@@ -62,7 +62,8 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.train = TrainPanel(self.session, self.runner)
         self.annotate.segmented_listeners += [self.review.study_segmented, self.versions.study_changed]
         self.annotate.submitted_listeners += [self.review.label_submitted, self.versions.study_changed]
-        self.connection.listeners += [p.server_changed for p in (self.annotate, self.review, self.rank, self.train)]
+        panels = (self.annotate, self.review, self.versions, self.rank, self.train)
+        self.connection.listeners += [p.server_changed for p in panels]  # the server's state and the user's account
         for title, panel, collapsed in (
             ("Connection", self.connection, False),
             ("Annotate", self.annotate, False),

@@ -18,7 +18,7 @@ from .qt_compat import (
     ask_yes_no,
 )
 from .scene import SceneAdapter
-from .widgets import JobPanel, add_busy_row
+from .widgets import JobPanel, RoleGate, add_busy_row
 
 UPLOAD_QUESTION = (
     "Upload this volume to the CMRAssist server at {url}?\n\nThe image is stored in the server's "
@@ -60,6 +60,7 @@ class AnnotatePanel(JobPanel):
         self.segmented_listeners: List[Callable[[Study], None]] = []
         self.submitted_listeners: List[Callable[[Study], None]] = []
         self.connected = False
+        self.gate = RoleGate()
         self._build()
         self._connect()
         self._update_buttons()
@@ -91,6 +92,9 @@ class AnnotatePanel(JobPanel):
         frame_form.addRow("Frame:", self.frame_combo)
         layout.addLayout(frame_form)
         self._build_actions(layout)
+        self.gate.add(self.use_volume_button, "annotator", "upload a scene volume")
+        self.gate.add(self.submit_button, "annotator", "submit labels")
+        layout.addWidget(self.gate.label)
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
     def _build_actions(self, layout: QVBoxLayout) -> None:
@@ -143,10 +147,13 @@ class AnnotatePanel(JobPanel):
         self.submit_button.enabled = idle and self.label is not None
         self.cancel_button.enabled = self.job is not None
         self.frame_combo.enabled = self.job is None and len(self.frames) > 1
+        self.gate.apply()
 
     def server_changed(self, state: ServerState) -> None:
-        """Connection panel listener: offer the server's strategies; warn when no model is trained yet."""
+        """Connection panel listener: offer the server's strategies; warn when no model is trained yet; what the
+        account may do."""
         self.connected = True
+        self.gate.account = state.account
         current = self.strategy_combo.currentText
         self.strategy_combo.clear()
         for name in state.strategies:

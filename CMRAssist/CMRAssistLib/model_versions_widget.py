@@ -8,7 +8,7 @@ from CMRAssistCore.progress import metric_name
 from .annotation import AnnotationSession
 from .background import BackgroundRunner
 from .qt_compat import QAbstractItemView, QHBoxLayout, QLabel, QPushButton, QTableWidget, QVBoxLayout, QWidget
-from .widgets import fill_table
+from .widgets import RoleGate, fill_table
 
 VERSION_COLUMNS = ("Version", "Served", "Trained (UTC)", "Epochs", "Validation", "Trained on")
 
@@ -44,12 +44,16 @@ class ModelVersionsWidget:
         session: the annotation session.
         runner: runs the server calls in the worker process.
         report: shows a one-line message (the Train panel's status line).
+        gate: the role gate of the panel it sits in (serving a version needs the admin role).
     """
 
-    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, report=None):
+    def __init__(
+        self, session: AnnotationSession, runner: BackgroundRunner, report=None, gate: Optional[RoleGate] = None
+    ):
         self.session = session
         self.runner = runner
         self.report = report or (lambda text: None)
+        self.gate = gate if gate is not None else RoleGate()
         self.model = "segmentation"
         self.versions: List[Dict[str, Any]] = []
         self.connected = False
@@ -79,6 +83,7 @@ class ModelVersionsWidget:
         row.addWidget(self.refresh_button)
         row.addWidget(self.serve_button)
         layout.addLayout(row)
+        self.gate.add(self.serve_button, "admin", "serve a model version")
 
     def _connect(self) -> None:
         self.refresh_button.clicked.connect(lambda *_: self.refresh())
@@ -92,6 +97,7 @@ class ModelVersionsWidget:
     def _update_buttons(self) -> None:
         self.refresh_button.enabled = self.connected
         self.serve_button.enabled = self.connected and not self.training and self.selected_version() is not None
+        self.gate.apply()
 
     def selected_version(self) -> Optional[str]:
         row = self.table.currentRow()

@@ -25,7 +25,7 @@ from .qt_compat import (
     QVBoxLayout,
     QWidget,
 )
-from .widgets import JobPanel, add_busy_row
+from .widgets import JobPanel, RoleGate, add_busy_row
 
 INSTRUCTIONS = (
     "Drag the slices into order from most basal (top left) to most apical (bottom right), or select "
@@ -65,6 +65,7 @@ class RankPanel(JobPanel):
         self.shown_at = 0.0
         self.job = None
         self.connected = False
+        self.gate = RoleGate()
         self._build()
         self._connect()
         self._update_buttons()
@@ -106,6 +107,11 @@ class RankPanel(JobPanel):
         self.progress_label.wordWrap = True
         layout.addWidget(self.progress_label)
         self._build_review(layout)
+        for button in (self.fetch_button, self.submit_button, self.earlier_button, self.later_button):
+            self.gate.add(button, "annotator", "rank slices")
+        self.gate.add(self.show_cuts_button, "reviewer", "see the slices around the cut points")
+        self.gate.add(self.save_cuts_button, "reviewer", "set the cut points")
+        layout.addWidget(self.gate.label)
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
     def _build_review(self, layout: QVBoxLayout) -> None:
@@ -152,10 +158,12 @@ class RankPanel(JobPanel):
         for button in (self.fetch_button, self.show_cuts_button, self.save_cuts_button):
             button.enabled = self.connected and not busy
         self.cancel_button.enabled = busy
+        self.gate.apply()
 
     def server_changed(self, state) -> None:
-        """Connection panel listener."""
+        """Connection panel listener: annotators rank, reviewers also set the cut points."""
         self.connected = True
+        self.gate.account = state.account
         self._update_buttons()
 
     def order(self) -> List[int]:

@@ -17,9 +17,11 @@ from .annotation import AnnotationSession
 from .settings import UserSettings
 
 SERVER_VARIABLE = "CMRASSIST_TEST_SERVER"
+TOKEN_VARIABLE = "CMRASSIST_TEST_TOKEN"  # a server with sign-in: an annotator's (or higher) API token
 HOW = (
     "the CMRAssist self-test needs a running server: run `make serve` in the CMRAssist repository, then start "
-    f"Slicer with {SERVER_VARIABLE}=http://127.0.0.1:8000 and run this test again"
+    f"Slicer with {SERVER_VARIABLE}=http://127.0.0.1:8000 (and {TOKEN_VARIABLE} for a server with sign-in) and run "
+    "this test again"
 )
 
 
@@ -57,8 +59,10 @@ class SelfTestSteps:
         url = os.environ.get(SERVER_VARIABLE)
         if not url:
             raise unittest.SkipTest(HOW)
-        session = AnnotationSession(UserSettings(url, "Slicer self-test", "expert"), tempfile.mkdtemp())
+        token = os.environ.get(TOKEN_VARIABLE, "")
+        session = AnnotationSession(UserSettings(url, "Slicer self-test", "expert", token), tempfile.mkdtemp())
         state = session.server_state()
+        annotator = state.account.name if state.account.signed_in else "Slicer self-test"
         self.assertTrue(state.segmentation_trained, "the server has no trained model")
         study = session.next_study(state.strategies[0])
         target, label = session.segment_for_viewer(study, study.ed_frame or 1)
@@ -78,7 +82,7 @@ class SelfTestSteps:
             self.assertLess(distance_to_slice_plane(node, ras), 0.5, node.GetName())
         files = drive(scene.export_label(target, os.path.join(session.workdir, "self_test_export")))
         session.submit_frames(target, files)
-        self.assertEqual(session.client.label_info(target.image_id)["annotator"], "Slicer self-test")
+        self.assertEqual(session.client.label_info(target.image_id)["annotator"], annotator)
 
     def _check_volumes(self, scene, label_path: str) -> None:
         import SimpleITK as sitk

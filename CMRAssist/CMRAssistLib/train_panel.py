@@ -11,6 +11,7 @@ from CMRAssistCore.progress import metric_name
 from .annotation import AnnotationSession, ServerState
 from .background import BackgroundRunner
 from .client import TrainStatus
+from .cohort_widget import CohortWidget
 from .model_versions_widget import ModelVersionsWidget, figures
 from .qt_compat import (
     QCheckBox,
@@ -25,6 +26,7 @@ from .qt_compat import (
     QVBoxLayout,
     QWidget,
 )
+from .widgets import RoleGate
 
 #: Row label and tooltip of the options the panel names in cardiac terms; any other choice the server lists
 #: (a list or a yes/no option) is offered under its own name.
@@ -104,6 +106,7 @@ class TrainPanel:
         self.option_widgets: Dict[str, Any] = {}
         self.connected = False
         self.running = False
+        self.gate = RoleGate()
         self._build(poll_ms)
         self._connect()
         self._set_running(False)
@@ -137,14 +140,19 @@ class TrainPanel:
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
         layout.addLayout(row)
+        self.gate.add(self.start_button, "admin", "start training")
+        self.gate.add(self.stop_button, "admin", "stop training")
+        layout.addWidget(self.gate.label)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 100)
         layout.addWidget(self.progress_bar)
         self.status_label = QLabel("Connect to a server to train its model.")
         self.status_label.wordWrap = True
         layout.addWidget(self.status_label)
-        self.versions = ModelVersionsWidget(self.session, self.runner, report=self._report)
+        self.versions = ModelVersionsWidget(self.session, self.runner, report=self._report, gate=self.gate)
         layout.addWidget(self.versions.widget)
+        self.cohort = CohortWidget(self.session, self.runner)  # a cohort run of every study
+        layout.addWidget(self.cohort.widget)
         self.poll_timer = QTimer()
         self.poll_timer.setInterval(poll_ms)
 
@@ -162,6 +170,7 @@ class TrainPanel:
         self.start_button.enabled = self.connected and not running
         self.stop_button.enabled = self.connected and running
         self.versions.set_state(connected=self.connected, training=running)
+        self.gate.apply()
 
     # -- the chosen model's options ---------------------------------------------------------------------------
     def _model_changed(self) -> None:
@@ -204,11 +213,14 @@ class TrainPanel:
 
     # -- server -------------------------------------------------------------------------------------------------
     def server_changed(self, state: ServerState) -> None:
-        """Connection panel listener: offer the server's trainable models and their options; follow training."""
+        """Connection panel listener: offer the server's trainable models and their options; follow training; admins
+        alone start it and serve versions."""
+        self.gate.account = state.account
         current = self.model_combo.currentText
         names = state.trainers or ["segmentation"]
         self.configs = dict(state.trainer_configs)
         self.connected = True
+        self.cohort.set_connected(True)
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for name in names:

@@ -7,7 +7,7 @@ from .annotation import AnnotationSession, LabelFile, Study
 from .background import BackgroundRunner, Job
 from .qt_compat import QAbstractItemView, QHBoxLayout, QPushButton, QTableWidget, QVBoxLayout, QWidget
 from .scene import SceneAdapter, Steps
-from .widgets import JobPanel, add_busy_row, fill_table
+from .widgets import JobPanel, RoleGate, add_busy_row, fill_table
 
 COLUMNS = ("Version", "Annotator", "Expertise", "Submitted", "Source", "Final")
 
@@ -48,6 +48,7 @@ class VersionsPanel(JobPanel):
         self.study: Optional[Study] = None
         self.listing: Dict[str, Any] = {}
         self.job: Optional[Job] = None
+        self.gate = RoleGate()
         self._build()
         self._connect()
         self._update_buttons()
@@ -89,6 +90,9 @@ class VersionsPanel(JobPanel):
         ):
             row.addWidget(button)
         layout.addLayout(row)
+        self.gate.add(self.accept_button, "reviewer", "accept a version")
+        self.gate.add(self.consensus_button, "reviewer", "build a consensus")
+        layout.addWidget(self.gate.label)
         self.progress_bar, self.cancel_button, self.message_label = add_busy_row(layout)
 
     def _connect(self) -> None:
@@ -115,8 +119,13 @@ class VersionsPanel(JobPanel):
         submitted = [v for v in self.listing.get("versions", []) if v["id"] != "consensus"]
         self.consensus_button.enabled = idle and len(submitted) >= 2
         self.cancel_button.enabled = self.job is not None
+        self.gate.apply()
 
     # -- listeners --------------------------------------------------------------------------------------------
+    def server_changed(self, state) -> None:
+        """Connection panel listener: only reviewers accept versions and build consensus."""
+        self.gate.set_account(state.account)
+
     def study_changed(self, study: Study) -> None:
         """Annotate panel listener (a study was segmented or submitted): list its versions."""
         self.study = None if study.is_cine else study

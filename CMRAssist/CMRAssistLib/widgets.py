@@ -1,7 +1,8 @@
 """Small widget groups that several panels share, and the plumbing of a panel that runs background jobs."""
 
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from .account import Account, role_refusal_note
 from .background import BackgroundRunner, Cancelled, Job
 from .qt_compat import QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout
 
@@ -107,3 +108,46 @@ def fill_table(table: QTableWidget, rows: Sequence[List[str]]) -> None:
         for c, text in enumerate(values):
             table.setItem(r, c, QTableWidgetItem(text))
     table.resizeColumnsToContents()
+
+
+class RoleGate:
+    """Buttons whose work needs a role: off for an account without it, their tooltip and a note saying which role.
+
+    A panel enables its buttons for its own reasons first, then calls :meth:`apply`, which only ever turns buttons
+    off; so any number of calls, from any widget sharing the gate, agree.
+    """
+
+    def __init__(self) -> None:
+        self.account = Account()  # a server without sign-in allows everything
+        self.buttons: List[Tuple[Any, str, str, str]] = []  # (button, role, what it does, its own tooltip)
+        self.label = QLabel("")
+        self.label.wordWrap = True
+        self.label.objectName = "roleNote"
+        self.label.visible = False
+
+    def add(self, button, role: str, action: str) -> None:
+        """``button`` does ``action`` (``"accept a version"``), which needs ``role``."""
+        self.buttons.append((button, role, action, button.toolTip))
+
+    def allows(self, button) -> bool:
+        return all(self.account.allows(role) for b, role, _, _ in self.buttons if b is button)
+
+    def set_account(self, account: Account) -> None:
+        self.account = account
+        self.apply()
+
+    def apply(self) -> None:
+        refused: Dict[str, List[str]] = {}
+        for button, role, action, tip in self.buttons:
+            if self.account.allows(role):
+                button.toolTip = tip
+                continue
+            button.enabled = False
+            button.toolTip = (
+                f"{tip}\n\nOff: {self.account.needs(role)}." if tip else f"Off: {self.account.needs(role)}."
+            )
+            if action not in refused.setdefault(role, []):
+                refused[role].append(action)
+        note = role_refusal_note(self.account, refused)
+        self.label.text = note
+        self.label.visible = bool(note)
