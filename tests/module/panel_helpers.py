@@ -42,12 +42,15 @@ def click(button) -> None:
     QTest.mouseClick(button, Qt.LeftButton)
 
 
-def connect(app, runner, store, url, tmp_path, *, name="Dr Ada", expertise="non-expert"):
-    """A Connection panel typed into and connected; the session and the panel."""
+def connect(app, runner, store, url, tmp_path, *, name="Dr Ada", expertise="non-expert", token=""):
+    """A Connection panel typed into (``token`` pasted in the API token field) and connected; the session and the
+    panel."""
     session = AnnotationSession(UserSettings(), str(tmp_path / "work"))
     panel = ConnectionPanel(session, runner, settings_store=store)
     panel.url_edit.clear()
     QTest.keyClicks(panel.url_edit, url)
+    panel.token_edit.clear()
+    QTest.keyClicks(panel.token_edit, token)
     panel.annotator_edit.clear()
     QTest.keyClicks(panel.annotator_edit, name)
     panel.expertise_combo.currentIndex = panel.expertise_combo.findText(expertise)

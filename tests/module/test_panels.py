@@ -25,6 +25,9 @@ def test_connection_panel_shows_the_server_and_keeps_settings(app, runner, store
     text = panel.status_label.text
     assert "model segmentation: trained" in text and "validation Dice" in text
     assert panel.state.strategies and "random" in panel.state.strategies
+    # A server on loopback without accounts has no sign-in: the typed name is the annotator's, and editable.
+    assert panel.account_label.text.startswith("Sign-in is off on this server") and not panel.state.account.signed_in
+    assert not panel.annotator_edit.readOnly and panel.expertise_combo.enabled and session.settings.token == ""
     saved = load_settings(store)
     assert (saved.server_url, saved.annotator, saved.expertise) == (trained_server.url, "Dr Ada", "expert")
     again = ConnectionPanel(AnnotationSession(UserSettings(), str(tmp_path / "w2")), runner, settings_store=store)
