@@ -4,6 +4,7 @@ versions. Errors are ``core.errors.CMRAssistError``, which FastAPI answers itsel
 
 from fastapi import FastAPI
 
+from cmrassist_server.api.cohort import install_cohort_routes
 from cmrassist_server.api.model_versions import install_model_version_routes
 from cmrassist_server.api.ranking import install_ranking_routes
 from cmrassist_server.api.report import install_report_routes
@@ -31,6 +32,7 @@ def install_routes(app: FastAPI, *, trainers, checkpoints, ranking, versions=Non
     """
     install_train_routes(app, trainers)
     install_model_version_routes(app, checkpoints)
+    install_cohort_routes(app, checkpoints)
     install_ranking_routes(app, ranking)
     install_report_routes(app)
     if versions is not None:

@@ -1,0 +1,59 @@
+"""``POST /batch/analyse`` (admin): a cohort run over the server's studies with the served models, in a child
+process; ``GET /batch/analyse`` its progress and results; ``DELETE /batch/analyse`` stops it."""
+
+import os
+from typing import Dict, Literal, Optional
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.cohort.service import CohortService
+from cmrassist_server.core.errors import CMRAssistError
+
+
+class AnalyseRequest(BaseModel):
+    """Options of a cohort run (``cmrassist analyse``'s, where the server allows a choice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: Literal["all", "ed-es"] = "all"
+    address: Optional[str] = Field(None, max_length=300, pattern=r"^(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}$|^auto$")
+    workers: Optional[int] = Field(None, ge=1, le=10000)
+    cpus_per_worker: float = Field(1.0, gt=0, le=256)
+    gpus_per_worker: float = Field(0.0, ge=0, le=16)
+    retry_failed: bool = False
+
+
+def _service(checkpoints: Dict[str, str]) -> CohortService:
+    from monailabel.config import settings
+
+    studies = settings.MONAI_LABEL_STUDIES
+    if not studies or studies.startswith(("http://", "https://")) or not os.path.isdir(studies):
+        raise CMRAssistError("cohort runs need a local studies folder (DICOMweb sources are not supported yet)", 409)
+    return CohortService(studies, os.path.join(studies, ".cmrassist"), checkpoints)
+
+
+def install_cohort_routes(app: FastAPI, checkpoints: Dict[str, str]) -> None:
+    """Add the cohort routes.
+
+    Args:
+        app: MONAI Label's FastAPI app.
+        checkpoints: served checkpoint path by model name (the run uses ``segmentation`` and ``qc``).
+    """
+    router = APIRouter(prefix=api_prefix() + "/batch", tags=["Cohort"])
+
+    @router.post("/analyse", name="cmrassist_cohort_start", summary="Analyse every study (cohort run)", status_code=202)
+    def start(body: Optional[AnalyseRequest] = None, user=role("admin")):
+        options = (body or AnalyseRequest()).model_dump()
+        return _service(checkpoints).start(options, user=str(getattr(user, "username", "") or ""))
+
+    @router.get("/analyse", name="cmrassist_cohort_status", summary="Progress and results of the cohort run")
+    def status(user=role("admin")):
+        return _service(checkpoints).status()
+
+    @router.delete("/analyse", name="cmrassist_cohort_stop", summary="Stop the cohort run")
+    def stop(user=role("admin")):
+        return _service(checkpoints).stop()
+
+    mount_first(app, router, "cohort")
