@@ -3,6 +3,7 @@ storage) holding two short-axis cine studies; the CMRAssist server on its DICOMw
 segments, and a submitted label appears in Orthanc as a DICOM SEG that reads back equal to what was submitted."""
 
 import io
+import os
 import shutil
 
 import numpy as np
@@ -116,12 +117,17 @@ def test_a_submitted_label_goes_to_the_pacs_as_dicom_seg(pacs, pacs_server, tmp_
 
 def test_seg_in_the_pacs_comes_back_as_a_label_in_a_fresh_cache(pacs, pacs_server, tmp_path):
     from cmrassist_server.io.dicom.dicomweb import DicomWebCineDatastore
+    from cmrassist_server.reporting.phases import model_phases
+    from cmrassist_server.segmentation.predictor import served_segmentation
 
     orthanc = pacs[0]
     served = CMRAssistClient(pacs_server.url)
     ed_id = next(i for i in sorted(served.datastore()["objects"]) if i.startswith("PACS2") and i.endswith("_ed"))
+    (tmp_path / "served").mkdir()
     expected = sitk.GetArrayFromImage(sitk.ReadImage(served.download_label(ed_id, str(tmp_path / "served"))))
-    fresh = DicomWebCineDatastore(orthanc.dicomweb, str(tmp_path / "cache"))  # another server, same PACS
+    # Another server on the same PACS with the same model (so the same ED frame), starting from an empty cache.
+    served_model = served_segmentation(os.path.join(pacs_server.model_dir, "segmentation.pt"))
+    fresh = DicomWebCineDatastore(orthanc.dicomweb, str(tmp_path / "cache"), phases=model_phases(served_model))
     assert fresh.get_label_info(ed_id, "final")["annotator"] == "Dr Pacs"
     assert fresh.get_label_info(ed_id, "final")["expertise"] == "expert"
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(fresh.get_label_uri(ed_id, "final"))), expected)
