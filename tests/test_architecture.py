@@ -58,7 +58,7 @@ ALLOWED = {
     "qc": {"core", "imaging", "segmentation"},
     "release": {"core", "imaging", "io", "slice_position", "segmentation", "qc"},
     "reporting": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc"},
-    "cohort": {"core", "imaging", "segmentation", "qc"},
+    "cohort": {"core", "imaging", "io", "segmentation", "qc"},
     "api": {
         "core",
         "imaging",

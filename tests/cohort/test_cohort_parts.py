@@ -1,6 +1,7 @@
 """The parts of a cohort run that need no Ray: subject checks, studies listing, frame choice and the per-subject
 analysis (ED/ES from the image info or from the volume curve), the table row, resumable state."""
 
+import hashlib
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import torch
 from cmrassist_server.cohort.analyse import AnalysisSettings, SubjectAnalyser
 from cmrassist_server.cohort.checks import CheckSettings, count_minima, curve_checks, function_checks
 from cmrassist_server.cohort.outputs import CohortOutput
-from cmrassist_server.cohort.studies import StudyImage, Subject, list_subjects
+from cmrassist_server.cohort.studies import StudyImage, Subject, group_subjects, list_subjects
 from cmrassist_server.cohort.table import COLUMN_NAMES
 from cmrassist_server.core.checkpoints import ModelRecord
 from cmrassist_server.core.errors import CMRAssistError
@@ -58,13 +59,15 @@ def test_studies_are_listed_from_the_datastore_and_the_folder(tmp_path):
     sitk.WriteImage(image, os.path.join(folder, "copied_in.nii.gz"))  # not in the datastore JSON yet
     sitk.WriteImage(image, os.path.join(folder, "bad name.nii"))
     subjects = {s.subject_id: s for s in list_subjects(folder)}
-    assert sorted(subjects) == ["bad name", "copied_in", "sub1"]
+    unusable = next(s for s in subjects if s.startswith("unusable-"))
+    assert sorted(subjects) == ["copied_in", "sub1", unusable]
     assert [i.image_id for i in subjects["sub1"].images] == ["sub1_ed", "sub1_es"]
     assert subjects["sub1"].images[0].info["phase"] == "ED" and subjects["sub1"].problem is None
-    assert "not a usable id" in subjects["bad name"].problem
-    with pytest.raises(CMRAssistError) as url:
-        list_subjects("https://pacs.example.org/dicom-web")
-    assert url.value.status == 422 and "DICOMweb" in str(url.value)
+    assert subjects[unusable].problem == "image id 'bad name' is not usable: use letters, digits, '_' and '-' only"
+    # A DICOM Patient ID may hold any character: the subject's id keeps the readable part and a hash.
+    images = [StudyImage("a_cine", "a.nii.gz", {"patient": "12/34^X"}), StudyImage("b_cine", "b.nii.gz", {})]
+    ids = [s.subject_id for s in group_subjects(images)]
+    assert ids[0] == "12_34_X-" + hashlib.sha1(b"12/34^X").hexdigest()[:8] and ids[1] == "b_cine"
     with pytest.raises(CMRAssistError) as missing:
         list_subjects(str(tmp_path / "nowhere"))
     assert missing.value.status == 404

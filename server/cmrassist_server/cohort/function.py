@@ -99,9 +99,11 @@ def volume_curve(frames: List[int], volumes: List[Dict[str, float]], frame_inter
 
 
 def frame_interval_s(info: Dict) -> Optional[float]:
-    """Seconds between cine frames from the image info (``frame_interval_ms``), ``None`` when not given."""
+    """Seconds between cine frames from the image info: ``frame_interval_ms``, else the median step of the DICOM
+    trigger times (``trigger_times_ms``, as the DICOM import records them); ``None`` when neither is given."""
     try:
         value = float(info.get("frame_interval_ms"))
     except (TypeError, ValueError):
-        return None
+        times = [t for t in info.get("trigger_times_ms") or [] if isinstance(t, (int, float))]
+        value = float(np.median(np.diff(times))) if len(times) >= 2 else 0.0
     return value / 1000.0 if value > 0 else None

@@ -17,7 +17,7 @@ from cmrassist_server.cohort.models import ModelFiles
 from cmrassist_server.cohort.outputs import CohortOutput
 from cmrassist_server.cohort.progress import Progress
 from cmrassist_server.cohort.review import store_folder, write_queue
-from cmrassist_server.cohort.studies import list_subjects
+from cmrassist_server.cohort.studies import is_dicomweb, list_subjects, mirror_dicomweb
 from cmrassist_server.cohort.table import row_of, write_tables
 from cmrassist_server.core.checkpoints import atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
@@ -56,10 +56,12 @@ class CohortRun:
 
     def __init__(self, studies: str, out: str, *, models: ModelFiles, settings: AnalysisSettings,
                  cluster: ClusterSettings, retry_failed: bool = False, review_store: bool = True):  # fmt: skip
-        self.studies, self.models, self.settings, self.cluster = os.path.abspath(studies), models, settings, cluster
+        self.source, self.models, self.settings, self.cluster = studies, models, settings, cluster
+        self.studies = studies if is_dicomweb(studies) else os.path.abspath(studies)
         self.retry_failed = retry_failed
         self.output = CohortOutput(out)
-        self.review_store = store_folder(studies) if review_store else None
+        # The review queue goes into a local studies folder's QC store (a PACS's cache is this run's own).
+        self.review_store = store_folder(studies) if review_store and not is_dicomweb(studies) else None
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.stage_seconds = dict.fromkeys(STAGES, 0.0)
         self.failures: List[Dict[str, str]] = []
@@ -97,6 +99,8 @@ class CohortRun:
     def execute(self, *, bar: bool = True, stream=None) -> Dict[str, Any]:
         """Run (or resume) the cohort; returns the run record (also written to ``run.json``)."""
         started = time.time()
+        if is_dicomweb(self.source):  # its short-axis cines, mirrored into <out>/dicomweb (new ones fetched)
+            self.studies = mirror_dicomweb(self.source, self.output.path("dicomweb"))
         subjects = list_subjects(self.studies)
         if not subjects:
             raise CMRAssistError(f"no images in {self.studies} (NIfTI .nii/.nii.gz or NRRD expected)", 404)
@@ -162,7 +166,7 @@ class CohortRun:
     def _record(self, described: Dict[str, Any], started: float) -> Dict[str, Any]:
         """The run record as it starts (``state`` running); finished, it gets counts, timings and failures."""
         record = {
-            "run": self.run_id, "state": "running", "started": started, "studies": os.path.abspath(self.studies),
+            "run": self.run_id, "state": "running", "started": started, "source": self.source, "studies": self.studies,
             "out": self.output.out, "models": described, "code": code_version(),
             "settings": {"analysis": {**self.settings.stamp(), "batch_slices": self.settings.batch_slices,
                                       "device": self.settings.device, "amp": self.settings.amp},

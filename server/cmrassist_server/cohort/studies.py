@@ -1,13 +1,15 @@
 """Where a cohort's studies come from: a MONAI Label studies folder (its ``datastore_v2.json`` gives ids and image
-infos) or a plain folder of NIfTI/NRRD files, grouped into subjects.
+infos), a plain folder of NIfTI/NRRD files, or a DICOMweb server (PACS) whose short-axis cines are first mirrored
+into a studies folder by the DICOMweb datastore (``io/dicom/dicomweb.py``); grouped into subjects.
 
-Read only: the folder may be served by a running server at the same time, so nothing here writes into it (MONAI
-Label's own ``LocalDatastore`` rewrites its JSON when it opens a folder). A DICOMweb URL is refused with a clear
-message until the DICOMweb datastore (issue 15) lands.
+A studies folder is only read: it may be served by a running server at the same time, so nothing here writes into
+it (MONAI Label's own ``LocalDatastore`` rewrites its JSON when it opens a folder).
 """
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -87,18 +89,26 @@ def _plain_images(folder: str) -> List[StudyImage]:
     return out
 
 
+def is_dicomweb(studies: str) -> bool:
+    return studies.startswith(("http://", "https://"))
+
+
+def mirror_dicomweb(url: str, cache_root: str) -> str:
+    """The studies folder the short-axis cines of a DICOMweb server are mirrored into (new ones fetched, the
+    cache kept between runs); the same checks and ids as the server's DICOMweb datastore."""
+    from cmrassist_server.io.dicom.dicomweb import DicomWebCineDatastore
+
+    return DicomWebCineDatastore(url, cache_root).folder
+
+
 def list_images(studies: str) -> List[StudyImage]:
     """Every image of a studies folder (with its info from the datastore JSON when present).
 
     Raises:
-        CMRAssistError: a DICOMweb URL (not supported yet, 422), or a folder that does not exist (404).
+        CMRAssistError: a folder that does not exist (404); a URL (mirror it first, 422).
     """
-    if studies.startswith(("http://", "https://")):
-        raise CMRAssistError(
-            f"{studies}: DICOMweb sources are not supported yet (they come with the DICOMweb datastore, "
-            "issue 15); give a local studies folder",
-            422,
-        )
+    if is_dicomweb(studies):
+        raise CMRAssistError(f"{studies} is a DICOMweb URL: mirror it into a studies folder first", 422)
     if not os.path.isdir(studies):
         raise CMRAssistError(f"studies folder {studies!r} does not exist", 404)
     images = _plain_images(studies)
@@ -110,21 +120,33 @@ def list_images(studies: str) -> List[StudyImage]:
     return images
 
 
+def subject_id_of(image: StudyImage) -> str:
+    """The subject an image belongs to: its ``patient`` info (a DICOM Patient ID may hold any character: those
+    that could not be in a file name become ``_``, with a hash of the original against collisions), else its id."""
+    patient = str(image.info.get("patient") or "")
+    if not patient:
+        return image.image_id
+    if SAFE_ID.match(patient):
+        return patient
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", patient)[:100] + "-" + hashlib.sha1(patient.encode()).hexdigest()[:8]
+
+
 def group_subjects(images: List[StudyImage]) -> List[Subject]:
-    """Images grouped by their ``patient`` info (an image without one is a subject of its own), sorted by id."""
+    """Images grouped by subject (:func:`subject_id_of`), sorted by id; an image id that could name a path
+    (not letters, digits, ``_`` and ``-``) makes its subject fail with that reason."""
     groups: Dict[str, List[StudyImage]] = {}
     for image in images:
-        groups.setdefault(str(image.info.get("patient") or image.image_id), []).append(image)
+        groups.setdefault(subject_id_of(image), []).append(image)
     subjects = []
     for subject_id, members in sorted(groups.items()):
-        problem = None
         unsafe = [m.image_id for m in members if not SAFE_ID.match(m.image_id)]
-        if not SAFE_ID.match(subject_id) or unsafe:
-            problem = (
-                f"subject {subject_id!r} (images {', '.join(unsafe) or subject_id}) is not a usable id: "
-                "use letters, digits, '_' and '-' only"
-            )
-        subjects.append(Subject(subject_id, tuple(members), problem))
+        problem = f"image id {unsafe[0]!r} is not usable: use letters, digits, '_' and '-' only" if unsafe else None
+        safe_id = (
+            subject_id
+            if SAFE_ID.match(subject_id)
+            else f"unusable-{hashlib.sha1(subject_id.encode()).hexdigest()[:12]}"
+        )
+        subjects.append(Subject(safe_id, tuple(members), problem))
     return subjects
 
 
