@@ -17,16 +17,15 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
-from cmrassist_server.annotations.review import VersionService
 from cmrassist_server.annotations.versions import LabelVersions
-from cmrassist_server.api import install_routes
+from cmrassist_server.api.infer import run_model
+from cmrassist_server.api.serving import start_serving
 from cmrassist_server.core.conf import AppConf
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.io.datastore import CheckedDatastore, stored_image_id
+from cmrassist_server.core.process import background_child
+from cmrassist_server.io.datastore import CheckedDatastore
 from cmrassist_server.io.dicom.dicomweb import DicomWebCineDatastore
 from cmrassist_server.reporting.phases import model_phases
-from cmrassist_server.slice_position.ranking import RankingService
-from cmrassist_server.slice_position.ranking_store import RankingStore
 from lib.configs.qc import QCConfig
 from lib.configs.segmentation import SegmentationConfig
 from lib.configs.slice_position import PositionConfig
@@ -55,36 +54,25 @@ class CMRAssistApp(MONAILabelApp):
             version="0.1.0",
         )
         if "monailabel.app" in sys.modules:  # serving (not a train/scoring child process)
-            self._serve(sys.modules["monailabel.app"].app, position.ranking_db)
-
-    def _serve(self, app, ranking_db: str) -> None:
-        """Routes, the ranking service (synced with the studies) and the train tasks' access to the datastore."""
-        self._trainers[SegmentationConfig.name].datastore = self.datastore  # for its precheck
-        self.ranking = RankingService(
-            RankingStore(ranking_db), self.datastore, os.path.join(self.state_dir, "thumbnails")
-        )
-        self.ranking.sync()
-        install_routes(
-            app,
-            trainers=self._trainers,
-            ranking=self.ranking,
-            checkpoints={name: cfg.checkpoint for name, cfg in self.models.items()},
-            versions=VersionService(self._versions(), self.datastore) if self.local else None,
-        )
+            self._trainers[SegmentationConfig.name].datastore = self.datastore  # for its precheck
+            self.ranking = start_serving(self, sys.modules["monailabel.app"].app)
+        else:
+            background_child()  # training or scoring: ends with the server, yields the CPU to its requests
 
     def init_datastore(self) -> Datastore:
         if not self.local:  # a PACS (DICOMweb): its short-axis cines, cached beside the models (io/dicom/dicomweb.py)
             phases = model_phases(self.models[SegmentationConfig.name].served)
             return DicomWebCineDatastore(self.studies, os.path.join(self.state_dir, "dicomweb"), phases=phases)
-        datastore = CheckedDatastore(self.studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=False)
-        datastore.versions = self._versions()
-        return datastore
+        return CheckedDatastore(self.studies, versions=self.label_versions(), max_voxels=self.app_conf.max_voxels)
 
-    def _versions(self) -> LabelVersions:
+    def label_versions(self) -> LabelVersions:
         """Label versions of a local datastore (one store per app, shared by the datastore and the endpoints)."""
         if getattr(self, "_label_versions", None) is None:
             self._label_versions = LabelVersions(os.path.join(self.studies, ".cmrassist", "versions"))
         return self._label_versions
+
+    def info(self):
+        return {**super().info(), "shipped_models": getattr(self, "shipped", {})}
 
     def init_infers(self) -> Dict[str, InferTask]:
         return {**{name: cfg.infer() for name, cfg in self.models.items()}, "propagate": PropagateInferTask()}
@@ -99,16 +87,8 @@ class CMRAssistApp(MONAILabelApp):
         return {**super().init_strategies(), QCConfig.name: self.qc.strategy()}
 
     def infer(self, request, datastore=None):
-        """Checks the model and image first; a task with a ``context`` hook resolves its inputs on the server."""
-        model = request.get("model")
-        if model not in self._infers:
-            raise CMRAssistError(f"unknown model {model!r}; available: {sorted(self._infers)}", 404)
-        datastore = datastore or self.datastore()
-        image_id = stored_image_id(request.get("image"), datastore)
-        context = getattr(self._infers[model], "context", None)
-        if context is not None:
-            request["cmrassist"] = context(request, image_id, datastore)
-        return super().infer(request, datastore)
+        """Every inference: checked and resolved on the server (``api/infer.run_model``)."""
+        return run_model(self, request, datastore or self.datastore())
 
     def train(self, request):
         model = request.get("model")

@@ -45,10 +45,11 @@ class CohortWidget:
         session: the annotation session.
         runner: runs the server calls in the worker process.
         poll_ms: how often the run's status is read while it runs.
+        gate: the panel's role gate (starting a run needs the admin role); none: no role checks here.
     """
 
-    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, *, poll_ms: int = 3000):
-        self.session, self.runner = session, runner
+    def __init__(self, session: AnnotationSession, runner: BackgroundRunner, *, poll_ms: int = 3000, gate=None):
+        self.session, self.runner, self.gate = session, runner, gate
         self.connected = self.running = False
         self.widget = QWidget()
         layout = QVBoxLayout(self.widget)
@@ -70,10 +71,14 @@ class CohortWidget:
         self.poll_timer.setInterval(poll_ms)
         self.poll_timer.timeout.connect(self.poll)
         self.start_button.clicked.connect(lambda *_: self.start())
+        if gate is not None:
+            gate.add(self.start_button, "admin", "start a cohort run")
         self._update()
 
     def _update(self) -> None:
         self.start_button.enabled = self.connected and not self.running
+        if self.gate is not None:
+            self.gate.apply()
 
     def set_connected(self, connected: bool) -> None:
         """Follow the connection; a run started elsewhere (another user, the command line) shows up at once."""

@@ -151,7 +151,7 @@ class TrainPanel:
         layout.addWidget(self.status_label)
         self.versions = ModelVersionsWidget(self.session, self.runner, report=self._report, gate=self.gate)
         layout.addWidget(self.versions.widget)
-        self.cohort = CohortWidget(self.session, self.runner)  # a cohort run of every study
+        self.cohort = CohortWidget(self.session, self.runner, gate=self.gate)  # a cohort run of every study
         layout.addWidget(self.cohort.widget)
         self.poll_timer = QTimer()
         self.poll_timer.setInterval(poll_ms)

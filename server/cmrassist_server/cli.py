@@ -141,6 +141,21 @@ def cmd_train_release(args) -> int:
     return 0
 
 
+def _check_sign_in(args, conf: dict) -> None:
+    """Beyond loopback, a server needs sign-in: local accounts in the studies folder, or OIDC."""
+    from cmrassist_server.accounts.commands import state_dir
+    from cmrassist_server.accounts.store import AccountStore
+    from cmrassist_server.api.serving import is_loopback
+
+    if is_loopback(args.host) or conf.get("oidc_issuer"):
+        return
+    path = os.path.join(state_dir(args.studies, args.model_dir), "users.sqlite")
+    if not os.path.isfile(path) or AccountStore(path).active_count() == 0:
+        raise ValueError(f"refusing to listen on {args.host} without sign-in: add accounts first (cmrassist users add "
+                         f"NAME --role admin --studies {args.studies}) or configure OIDC (--conf oidc_issuer=... "
+                         "oidc_audience=... oidc_jwks_url=...), or listen on 127.0.0.1")  # fmt: skip
+
+
 def cmd_serve(args) -> int:
     """The MONAI Label server with the CMRAssist app, from any shell (no venv activation needed)."""
     from cmrassist_server.launcher import server_command, server_env
@@ -150,6 +165,7 @@ def cmd_serve(args) -> int:
         if "=" not in pair:
             raise ValueError(f"--conf takes key=value, not {pair!r}")
         conf += ["--conf", *pair.split("=", 1)]
+    _check_sign_in(args, dict(zip(conf[1::3], conf[2::3])))
     cmd = server_command(args.studies, args.model_dir, host=args.host, port=args.port, conf=conf)
     print("[serve] " + " ".join(cmd), flush=True)
     os.execve(cmd[0], cmd, server_env())  # the server replaces this process: signals reach it directly
@@ -157,7 +173,11 @@ def cmd_serve(args) -> int:
 
 
 #: Packages that bring their own commands: each module has ``add_commands(subparsers)``, whose parsers set ``func``.
-COMMAND_MODULES: List[str] = ["cmrassist_server.cohort.commands", "cmrassist_server.reporting.commands"]
+COMMAND_MODULES: List[str] = [
+    "cmrassist_server.accounts.commands",
+    "cmrassist_server.cohort.commands",
+    "cmrassist_server.reporting.commands",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
@@ -30,6 +31,10 @@ def wait_for_info(url: str, timeout: float, proc: Optional[subprocess.Popen] = N
         try:
             urllib.request.urlopen(url + "/info/", timeout=2).read()
             return time.time() - start
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):  # answering, behind sign-in
+                return time.time() - start
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not answer within {timeout:g} s")
@@ -40,22 +45,9 @@ def server_command(
 ) -> List[str]:
     """``monailabel start_server`` for the CMRAssist app (what ``cmrassist serve`` and the tests run)."""
     bindir = os.path.dirname(sys.executable)
-    return [
-        os.path.join(bindir, "monailabel"),
-        "start_server",
-        "--app",
-        APP_DIR,
-        "--studies",
-        studies,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--conf",
-        "model_dir",
-        os.path.abspath(model_dir),
-        *(conf or []),
-    ]
+    cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", APP_DIR, "--studies", studies]
+    cmd += ["--host", host, "--port", str(port), "--uvicorn_app", "cmrassist_server.api.asgi:app"]
+    return cmd + ["--conf", "model_dir", os.path.abspath(model_dir), *(conf or [])]
 
 
 def server_env() -> Dict[str, str]:

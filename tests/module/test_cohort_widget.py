@@ -3,6 +3,7 @@ refused start shown with the server's reason; the status line for each state of 
 
 from panel_helpers import click, connect, wait_for
 
+from CMRAssistLib.account import Account
 from CMRAssistLib.cohort_widget import describe_cohort
 from CMRAssistLib.train_panel import TrainPanel
 
@@ -20,6 +21,9 @@ def test_cohort_row_shows_the_servers_answer(app, runner, store, fresh_server, t
     assert not cohort.start_button.enabled  # no second start while the first is asked for
     wait_for(app, lambda: "failed" in cohort.status_label.text, what="the refusal")
     assert "no segmentation model" in cohort.status_label.text and cohort.start_button.enabled
+    # Starting a run is an admin's: signed in as an annotator, the button goes off and says why.
+    panel.gate.set_account(Account("Dr A", "annotator", "expert", "local", ["user", "annotator"]))
+    assert not cohort.start_button.enabled and "admin" in cohort.start_button.toolTip
 
 
 def test_cohort_status_line():

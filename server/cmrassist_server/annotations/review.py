@@ -49,13 +49,15 @@ class VersionService:
             "reviewed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "source": entry.get("source", "submitted"),
         }
-        self.datastore().save_label(image_id, self.versions.path(image_id, vid), "final", info)
+        self.datastore().store_reviewed_final(image_id, self.versions.path(image_id, vid), info)
         self.versions.set_accepted(image_id, vid, reviewer.strip())
         return {**self.versions.list(image_id), "final": info}
 
     def consensus(self, image_id: str, reviewer: str, vids: Optional[List[str]]):
         """STAPLE of the chosen versions, kept as version ``consensus`` and made ``final``."""
         self._known(image_id)
+        if not reviewer or not reviewer.strip():  # checked before anything is written
+            raise CMRAssistError("the reviewer's name is empty", 422)
         label, chosen = self.versions.consensus(image_id, vids)
         reference = sitk.ReadImage(self.versions.path(image_id, chosen[0]))
         out = sitk.GetImageFromArray(label)

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from cmrassist_server.core.checkpoints import atomic_write, atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
 
 CONSENSUS = "consensus"
@@ -25,11 +26,12 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def version_id(annotator: str) -> str:
-    """The version id of an annotator's label: their name as lowercase letters, digits and dashes."""
-    slug = _SLUG.sub("-", (annotator or "").strip().lower()).strip("-")
-    if not slug:
+    """The readable base of an annotator's version id: their name as lowercase ASCII letters, digits and dashes
+    (``annotator`` for a name with none of them, e.g. 王医生); :meth:`LabelVersions.id_for` makes it unique."""
+    if not (annotator or "").strip():
         raise CMRAssistError("a label version needs the annotator's name", 422)
-    return slug[:64]
+    slug = _SLUG.sub("-", annotator.strip().lower()).strip("-")
+    return slug[:60] or "annotator"
 
 
 class LabelVersions:
@@ -56,12 +58,21 @@ class LabelVersions:
             return {"versions": {}, "accepted": None}
 
     def _write(self, image_id: str, index: Dict[str, Any]) -> None:
-        path = self._index_path(image_id)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".partial"
-        with open(tmp, "w") as f:
-            json.dump(index, f, indent=2)
-        os.replace(tmp, path)
+        atomic_write_json(self._index_path(image_id), index)
+
+    def id_for(self, image_id: str, annotator: str) -> str:
+        """The version id of ``annotator`` on ``image_id``: their own one if they have submitted before, else a new
+        one that no other annotator holds ("dr-a", then "dr-a-2" for "dr. a"; never ``consensus``)."""
+        versions = self._read(image_id)["versions"]
+        for vid, entry in versions.items():
+            if vid != CONSENSUS and entry.get("annotator") == annotator:
+                return vid
+        base = version_id(annotator)
+        vid, n = base, 1
+        while vid in versions or vid == CONSENSUS:
+            n += 1
+            vid = f"{base}-{n}"
+        return vid
 
     def path(self, image_id: str, vid: str) -> str:
         return os.path.join(self.folder, image_id, vid + ".nii.gz")
@@ -93,17 +104,15 @@ class LabelVersions:
         vid: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Keep ``label_file`` as the version of ``info["annotator"]`` (replacing only that annotator's own)."""
-        vid = vid or version_id(str(info.get("annotator") or ""))
         with self._lock:
+            vid = vid or self.id_for(image_id, str(info.get("annotator") or "").strip())
             index = self._read(image_id)
             os.makedirs(os.path.join(self.folder, image_id), exist_ok=True)
-            tmp = self.path(image_id, vid) + ".partial"
             if label_file.endswith(".nii.gz"):
-                shutil.copyfile(label_file, tmp)
+                atomic_write(self.path(image_id, vid), lambda tmp: shutil.copyfile(label_file, tmp))
             else:
-                sitk.WriteImage(sitk.ReadImage(label_file), tmp + ".nii.gz", useCompression=True)
-                os.replace(tmp + ".nii.gz", tmp)
-            os.replace(tmp, self.path(image_id, vid))
+                atomic_write(self.path(image_id, vid),
+                             lambda tmp: sitk.WriteImage(sitk.ReadImage(label_file), tmp, useCompression=True, imageIO="NiftiImageIO"))  # fmt: skip
             entry = {
                 "id": vid,
                 "annotator": info.get("annotator") or vid,
@@ -133,12 +142,14 @@ class LabelVersions:
         """Multi-label STAPLE of the chosen versions (all but an earlier consensus by default): the label array and
         the versions merged."""
         index = self._read(image_id)
-        chosen = list(vids) if vids else [v for v in index["versions"] if v != CONSENSUS]
+        chosen = list(dict.fromkeys(vids)) if vids else [v for v in index["versions"] if v != CONSENSUS]
         missing = [v for v in chosen if v not in index["versions"]]
         if missing:
             raise CMRAssistError(f"image {image_id!r} has no label version(s) {missing}", 404)
         if len(chosen) < 2:
-            raise CMRAssistError(f"a consensus needs at least 2 versions; image {image_id!r} has {len(chosen)}", 409)
+            raise CMRAssistError(
+                f"a consensus needs at least 2 different versions; {len(chosen)} given for image {image_id!r}", 409
+            )
         return staple([sitk.GetArrayFromImage(sitk.ReadImage(self.path(image_id, v))) for v in chosen]), chosen
 
 

@@ -1,5 +1,5 @@
 """``POST /batch/analyse`` (admin): a cohort run over the server's studies with the served models, in a child
-process; ``GET /batch/analyse`` its progress and results; ``DELETE /batch/analyse`` stops it."""
+process; ``GET /batch/analyse`` (any user) its progress and results; ``DELETE /batch/analyse`` (admin) stops it."""
 
 import os
 from typing import Dict, Literal, Optional
@@ -49,7 +49,7 @@ def install_cohort_routes(app: FastAPI, checkpoints: Dict[str, str]) -> None:
         return _service(checkpoints).start(options, user=str(getattr(user, "username", "") or ""))
 
     @router.get("/analyse", name="cmrassist_cohort_status", summary="Progress and results of the cohort run")
-    def status(user=role("admin")):
+    def status(user=role("user")):
         return _service(checkpoints).status()
 
     @router.delete("/analyse", name="cmrassist_cohort_stop", summary="Stop the cohort run")

@@ -3,10 +3,10 @@
 
 from typing import Dict
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
-from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.api.routing import api_prefix, mount_first, record, role
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.model_versions import list_versions, make_current
 
@@ -36,7 +36,9 @@ def install_model_version_routes(app: FastAPI, checkpoints: Dict[str, str]) -> N
         return {"model": model, "versions": list_versions(checkpoint_of(model))}
 
     @router.put("/{model}/current", name="cmrassist_model_current", summary="Serve an earlier version again")
-    async def set_current(model: str, body: Current, user=role("admin")):
-        return make_current(checkpoint_of(model), body.version)
+    async def set_current(request: Request, model: str, body: Current, account=role("admin")):
+        result = make_current(checkpoint_of(model), body.version)
+        record(request, account, "model_version_served", model, version=body.version)
+        return result
 
     mount_first(app, router, "model_versions")

@@ -8,24 +8,24 @@ reading never block the server's event loop.
 import base64
 from typing import List, Optional
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from pydantic import BaseModel
 
-from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.api.routing import api_prefix, mount_first, record, role
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.slice_position.ranking import RankingService, item_json
 from cmrassist_server.slice_position.ranking_store import BATCH_SIZE
 
 
 class BatchRequest(BaseModel):
-    annotator: str
+    annotator: Optional[str] = None  # the signed-in account when there is one
     expertise: str = "expert"
     thumbnails: bool = True  # False: ids only; fetch each PNG from /ranking/thumbnail (in parallel)
 
 
 class SubmitRequest(BaseModel):
     batch: str
-    annotator: str
+    annotator: Optional[str] = None  # the signed-in account when there is one
     order: List[int]
     seconds: Optional[float] = None
 
@@ -35,29 +35,34 @@ class CutPoints(BaseModel):
     apical_start: float
 
 
+def annotator_of(account, named: Optional[str], expertise: Optional[str]):
+    """Who ranks: the signed-in account (its expertise); on an open single-user server, the name the client gives."""
+    if not account.open:
+        return account.name, account.expertise or "non_expert"
+    if not (named or "").strip():
+        raise CMRAssistError("annotator name is empty", 422)
+    return named.strip(), expertise or "expert"
+
+
 def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
     """Add the ``/ranking`` routes (in front of MONAI Label's, which have no such prefix)."""
     annotator, reviewer, user_role = role("annotator"), role("reviewer"), role("user")
     router = APIRouter(prefix=api_prefix() + "/ranking", tags=["Ranking"])
 
     @router.post("/batch", summary="Next batch of 8 slices to order from most basal to most apical")
-    def next_batch(body: BatchRequest, user=annotator):
+    def next_batch(body: BatchRequest, account=annotator):
         if service.store.count() < BATCH_SIZE:
             service.sync()
-        batch = service.store.next_batch(body.annotator, body.expertise)
-        return {
-            "batch": batch.id,
-            "expires": batch.expires,
-            "annotator": batch.annotator,
-            "items": [
-                {**item_json(it), **({"thumbnail_png": service.thumbnail(it)} if body.thumbnails else {})}
-                for it in batch.items
-            ],
-        }
+        name, expertise = annotator_of(account, body.annotator, body.expertise)
+        batch = service.store.next_batch(name, expertise)
+        items = [{**item_json(it), **({"thumbnail_png": service.thumbnail(it)} if body.thumbnails else {})}
+                 for it in batch.items]  # fmt: skip
+        return {"batch": batch.id, "expires": batch.expires, "annotator": batch.annotator, "items": items}
 
     @router.post("/submit", summary="Submit a batch ordered from most basal to most apical")
-    def submit(body: SubmitRequest, user=annotator):
-        return service.store.submit(body.batch, body.annotator, body.order, seconds=body.seconds)
+    def submit(body: SubmitRequest, account=annotator):
+        name, _ = annotator_of(account, body.annotator, None)
+        return service.store.submit(body.batch, name, body.order, seconds=body.seconds)
 
     @router.post("/sync", summary="Register the slices of studies added since the last sync")
     def sync(user=reviewer):
@@ -72,7 +77,7 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
         return {"items": [item_json(it) for it in service.store.ordered()], "cut_points": service.store.cut_points()}
 
     @router.get("/thumbnail", summary="PNG of one ranked slice", response_class=Response)
-    def thumbnail(item: int, user=user_role):
+    def thumbnail(item: int = Query(..., ge=1, le=2**62), user=user_role):
         found = service.store.items([item])
         if not found:
             raise CMRAssistError(f"unknown ranking item {item}", 404)
@@ -83,8 +88,10 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
         return service.store.cut_points() or {}
 
     @router.put("/cut_points", summary="Ratings where 'too basal' ends and 'too apical' begins")
-    def put_cut_points(body: CutPoints, user=reviewer):
-        return service.store.set_cut_points(body.basal_end, body.apical_start)
+    def put_cut_points(request: Request, body: CutPoints, account=reviewer):
+        result = service.store.set_cut_points(body.basal_end, body.apical_start)
+        record(request, account, "cut_points_set", None, basal_end=body.basal_end, apical_start=body.apical_start)
+        return result
 
     @router.get("/labels", summary="Slice positions derived from the cut points")
     def labels(user=user_role):

@@ -15,21 +15,22 @@ def mount_first(app: FastAPI, router, key: str) -> None:
 
 
 def role(name: str):
-    """The dependency that admits callers holding MONAI Label role ``name`` (``user``, ``annotator``,
-    ``reviewer``, ``admin``)."""
-    from monailabel.config import settings
-    from monailabel.endpoints.user.auth import RBAC
+    """The dependency that admits callers holding role ``name`` (``user``, ``annotator``, ``reviewer``,
+    ``admin``) or a higher one, and gives the route their account (``accounts.roles.Account``)."""
+    from cmrassist_server.api.security import requires
 
-    roles = {
-        "user": settings.MONAI_LABEL_AUTH_ROLE_USER,
-        "annotator": settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR,
-        "reviewer": settings.MONAI_LABEL_AUTH_ROLE_REVIEWER,
-        "admin": settings.MONAI_LABEL_AUTH_ROLE_ADMIN,
-    }
-    return Depends(RBAC(roles[name]))
+    return Depends(requires(name))
 
 
 def api_prefix() -> str:
     from monailabel.config import settings
 
     return settings.MONAI_LABEL_API_STR
+
+
+def record(request, account, action: str, target=None, **details) -> None:
+    """Append a change to the audit log (``accounts/audit.py``): who, what, on what, from which address."""
+    log = getattr(request.app.state, "cmrassist_audit", None)
+    if log is not None:
+        address = request.client.host if request.client else None
+        log.append(account.name, action, target=target, role=account.role, details=details, address=address)

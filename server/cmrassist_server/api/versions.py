@@ -3,22 +3,32 @@ consensus."""
 
 from typing import List, Optional
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from cmrassist_server.annotations.review import VersionService
-from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.api.routing import api_prefix, mount_first, record, role
+from cmrassist_server.core.errors import CMRAssistError
 
 
 class AcceptRequest(BaseModel):
     version: str
-    reviewer: str
+    reviewer: Optional[str] = None  # the signed-in account when there is one
 
 
 class ConsensusRequest(BaseModel):
-    reviewer: str
+    reviewer: Optional[str] = None  # the signed-in account when there is one
     versions: Optional[List[str]] = None  # all submitted versions when omitted
+
+
+def reviewer_of(account, named: Optional[str]) -> str:
+    """The signed-in account; on an open single-user server, the name the client gives."""
+    if not account.open:
+        return account.name
+    if not (named or "").strip():
+        raise CMRAssistError("the reviewer's name is empty", 422)
+    return named.strip()
 
 
 def install_version_routes(app: FastAPI, service: VersionService) -> None:
@@ -39,11 +49,15 @@ def install_version_routes(app: FastAPI, service: VersionService) -> None:
         )
 
     @router.post("/{image}/accept", summary="Make one version the final label")
-    def accept(image: str, body: AcceptRequest, user=reviewer):
-        return service.accept(image, body.version, body.reviewer)
+    def accept(request: Request, image: str, body: AcceptRequest, account=reviewer):
+        result = service.accept(image, body.version, reviewer_of(account, body.reviewer))
+        record(request, account, "version_accepted", image, version=body.version)
+        return result
 
     @router.post("/{image}/consensus", summary="Multi-label STAPLE of the versions, made the final label")
-    def consensus(image: str, body: ConsensusRequest, user=reviewer):
-        return service.consensus(image, body.reviewer, body.versions)
+    def consensus(request: Request, image: str, body: ConsensusRequest, account=reviewer):
+        result = service.consensus(image, reviewer_of(account, body.reviewer), body.versions)
+        record(request, account, "consensus", image, versions=body.versions)
+        return result
 
     mount_first(app, router, "versions")

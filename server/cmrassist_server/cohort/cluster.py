@@ -116,6 +116,20 @@ def start_workers(cluster: ClusterSettings, count: int, worker_args: Dict[str, A
     return Workers(workers, infos, models)
 
 
+def cpu_seconds(workers: Workers) -> List[Optional[float]]:
+    """CPU seconds each worker process used since it started (its models loaded): how much of its cores the
+    machine's load let it have. ``None`` for a worker that no longer answers."""
+    import ray
+
+    out: List[Optional[float]] = []
+    for worker, started in zip(workers.handles, workers.infos):
+        try:
+            out.append(round(ray.get(worker.info.remote(), timeout=30)["cpu_s"] - started["cpu_s"], 3))
+        except Exception:  # a dead or restarted worker: its count is lost
+            out.append(None)
+    return out
+
+
 def run_subjects(workers: List[Any], jobs: List[Any], on_result: Callable[[Dict[str, Any]], None], in_flight: int):
     """Keep every worker busy with ``in_flight`` subjects until ``jobs`` (``(subject, stamp)`` pairs) are done.
 

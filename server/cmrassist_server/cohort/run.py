@@ -12,7 +12,7 @@ from importlib import metadata
 from typing import Any, Dict, List, Optional
 
 from cmrassist_server.cohort.analyse import STAGES, AnalysisSettings
-from cmrassist_server.cohort.cluster import ClusterSettings, ray_session, run_subjects, start_workers
+from cmrassist_server.cohort.cluster import ClusterSettings, cpu_seconds, ray_session, run_subjects, start_workers
 from cmrassist_server.cohort.models import ModelFiles
 from cmrassist_server.cohort.outputs import CohortOutput
 from cmrassist_server.cohort.progress import Progress
@@ -124,6 +124,8 @@ class CohortRun:
                 progress.line("workers", workers=len(workers.handles))
                 self.ready = time.time()
                 run_subjects(workers.handles, todo, self._result(progress, stamps), self.cluster.in_flight)
+                for info, cpu in zip(workers.infos, cpu_seconds(workers)):
+                    info["cpu_s_analysis"] = cpu
         record.update(self._finish(stamps, progress, started), state="done")
         atomic_write_json(self.output.path("runs", self.run_id + ".json"), record)
         atomic_write_json(self.output.path("run.json"), record)

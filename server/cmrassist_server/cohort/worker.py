@@ -7,6 +7,7 @@ while the current one computes. Every failure of a subject is recorded with its 
 import os
 import socket
 import tempfile
+import time
 import traceback
 from typing import Any, Dict, Optional
 
@@ -59,7 +60,7 @@ class CohortWorker:
         device = self.analyser.predictor.device
         name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
         return {"host": socket.gethostname(), "pid": os.getpid(), "device": device, "device_name": name,
-                "threads": torch.get_num_threads()}  # fmt: skip
+                "threads": torch.get_num_threads(), "cpu_s": round(time.process_time(), 3)}  # fmt: skip
 
     def analyse(self, subject: Subject, stamp: Dict[str, Any]) -> Dict[str, Any]:
         """Analyse one subject; returns a short summary (``status`` done or failed, its row, frames, timings)."""

@@ -5,6 +5,8 @@ atomically, loaded with ``torch.load(weights_only=True)``, served through a cach
 ``<model>.json`` beside it is the record alone (read without torch by ``GET /info/`` and the model versions).
 """
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -62,7 +64,11 @@ class Checkpoint:
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename: readers see the old or the new
-    file, never a partial one (the ``partial-`` file of a killed writer is removed by the next run)."""
+    file, never a partial one (the ``partial-`` file of a killed writer is removed by the next run).
+
+    Raises:
+        CMRAssistError (507): the disk is full; the old file is untouched and nothing is left behind.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
@@ -72,7 +78,11 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_folder(folder)
+        fsync_folder(folder)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CMRAssistError("the server's disk is full: nothing was stored; ask the administrator", 507) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -86,7 +96,8 @@ def atomic_write_json(path: str, value: Any) -> None:
     atomic_write(path, write)
 
 
-def _fsync_folder(folder: str) -> None:
+def fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -157,12 +168,43 @@ def load(path: str, device: str = "cpu", *, kind: Optional[str] = None) -> Check
 
 
 def read_record(path: str) -> Optional[Dict[str, Any]]:
-    """The JSON record beside a checkpoint (``None`` when missing or unreadable)."""
+    """The JSON record beside a checkpoint, checked against the checkpoint it describes (``None`` without one).
+
+    A process killed between writing a checkpoint and its record leaves a record of the previous model: the
+    record names its checkpoint's SHA-256, so a mismatch is noticed and the record is rebuilt from the one saved
+    inside the checkpoint.
+    """
     try:
         with open(record_path(path)) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError):
-        return None
+        record = None
+    if not os.path.isfile(path):
+        return record
+    digest = file_sha256(path)
+    if record is None or record.get("checkpoint_sha256") != digest:
+        try:
+            record = {**load(path).record, "checkpoint_sha256": digest}
+        except CMRAssistError:
+            return None
+        atomic_write_json(record_path(path), record)
+    return record
+
+
+_DIGESTS: Dict[Tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file, remembered while the file is unchanged (same inode, size and mtime)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def remove_partial_files(checkpoint: str) -> None:
@@ -211,3 +253,11 @@ class ServedModel(Generic[M]):
 
     def record(self) -> Optional[Dict[str, Any]]:
         return read_record(self.checkpoint) if self.exists() else None
+
+    def describe(self) -> Dict[str, Any]:
+        """What ``GET /info/`` says of the model: trained or not, its record, the version served."""
+        from cmrassist_server.core.model_versions import served_version
+
+        record = self.record()
+        return {"trained": record is not None, "model_record": record,
+                "version": served_version(self.checkpoint) if record is not None else None}  # fmt: skip

@@ -20,6 +20,15 @@ class AppConf:
         train_max_epochs: default epoch cap of a train request.
         demo_phantoms: phantom subjects written when the server starts with an empty studies folder.
         bootstrap_minutes: budget of the bootstrap training run made before serving when no model exists.
+        max_voxels: largest image or label accepted from a client (voxels, read from the header first).
+        max_upload_mb: largest request body (413 beyond; read by ``api/asgi.py``).
+        cors_origins: comma-separated web origins allowed to call the API from a browser (none by default).
+        oidc_issuer, oidc_audience, oidc_jwks_url: an OIDC provider whose bearer tokens sign users in (all three,
+            or none); ``oidc_name_claim``, ``oidc_roles_claim``, ``oidc_expertise_claim``, ``oidc_role_map``: how to
+            read its tokens (``accounts/oidc.py``).
+        max_open_batches: ranking batches one annotator may hold open at once.
+        shipped_dir: the shipped models installed into an empty model folder (``models/`` of the repository by
+            default; ``none`` for none).
         qc_threshold: predicted slice Dice under which QC flags a slice (LV, MYO and RV alike; a request may
             set its own per class).
     """
@@ -32,6 +41,18 @@ class AppConf:
     demo_phantoms: int = 12
     bootstrap_minutes: float = 3.0
     qc_threshold: float = 0.7
+    max_voxels: int = 256 * 1024 * 1024
+    max_upload_mb: float = 1024.0
+    cors_origins: str = ""
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_name_claim: str = "preferred_username"
+    oidc_roles_claim: str = "roles"
+    oidc_expertise_claim: str = "expertise"
+    oidc_role_map: str = ""
+    max_open_batches: int = 3
+    shipped_dir: str = ""
 
     @classmethod
     def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":

@@ -5,6 +5,8 @@ MONAI Label's endpoints calling our datastore or tasks), FastAPI's own handler a
 message, so no route converts errors itself. Outside a request (CLI, training) it is an ordinary exception.
 """
 
+from typing import Dict, Optional
+
 from starlette.exceptions import HTTPException
 
 
@@ -13,11 +15,13 @@ class CMRAssistError(HTTPException, ValueError):
 
     Args:
         message: one readable line saying what is wrong and, where it helps, what to do.
-        status: HTTP status (400 bad input, 404 unknown, 409 not possible now, 422 invalid values, 507 disk full).
+        status: HTTP status (400 bad input, 401 not signed in, 403 not allowed, 404 unknown, 409 not possible now,
+            413 too large, 422 invalid values, 507 disk full).
+        headers: response headers (``WWW-Authenticate`` on 401).
     """
 
-    def __init__(self, message: str, status: int = 400):
-        HTTPException.__init__(self, status_code=status, detail=message)
+    def __init__(self, message: str, status: int = 400, headers: Optional[Dict[str, str]] = None):
+        HTTPException.__init__(self, status_code=status, detail=message, headers=headers)
 
     @property
     def status(self) -> int:

@@ -9,13 +9,15 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from cmrassist_server.core.checkpoints import atomic_write, history_path, record_path
 from cmrassist_server.core.errors import CMRAssistError
 
 #: The id listed for a served checkpoint that is not archived yet.
 SERVED = "served"
+#: The id of the model CMRAssist ships (``models/``), installed into an empty model folder.
+SHIPPED = "shipped"
 
 
 def _folder(checkpoint: str) -> str:
@@ -60,6 +62,7 @@ def list_versions(checkpoint: str) -> List[Dict[str, Any]]:
     current = _read(record_path(checkpoint))
     out = []
     names = sorted(f for f in os.listdir(folder) if f.endswith(".pt")) if os.path.isdir(folder) else []
+    names.sort(key=lambda name: name != SHIPPED + ".pt")  # the shipped model first, then the runs in time order
     for name in names:
         version = name[:-3]
         record = _read(os.path.join(folder, version + ".json"))
@@ -93,3 +96,19 @@ def _read(path: str) -> Dict[str, Any]:
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def install_version(checkpoint: str, source: str, version: str) -> None:
+    """Keep ``source`` (a checkpoint with its record beside it) as archived ``version`` and serve it."""
+    folder = _folder(checkpoint)
+    os.makedirs(folder, exist_ok=True)
+    for path, suffix in ((source, ".pt"), (record_path(source), ".json"), (history_path(source), ".history.json")):
+        if os.path.isfile(path):
+            atomic_write(os.path.join(folder, version + suffix), lambda tmp, path=path: shutil.copyfile(path, tmp))
+    make_current(checkpoint, version)
+
+
+def served_version(checkpoint: str) -> Optional[str]:
+    """The id of the version served now (``served`` when not archived yet; ``None`` before any model)."""
+    current = [v["version"] for v in list_versions(checkpoint) if v["current"]]
+    return current[-1] if current else None

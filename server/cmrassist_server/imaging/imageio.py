@@ -15,6 +15,9 @@ sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 MIN_SLICES = 2
 MIN_INPLANE = 16
+#: Plausible MR voxel spacing (mm): in-plane, and between slices.
+INPLANE_MM = (0.1, 20.0)
+SLICE_MM = (0.3, 100.0)
 
 
 def read_image(path: str) -> sitk.Image:
@@ -45,6 +48,25 @@ def check_study_image(image: sitk.Image) -> None:
         raise CMRAssistError(f"image size {size} is too small in-plane (at least {MIN_INPLANE} pixels)")
     if dim == 4 and size[3] < 1:
         raise CMRAssistError("cine has no frames")
+    check_spacing(image)
+    if (
+        image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
+        and not np.isfinite(sitk.GetArrayViewFromImage(image)).all()
+    ):
+        raise CMRAssistError("image holds NaN or infinite values; export it again from the scanner or viewer")
+
+
+def check_spacing(image: sitk.Image) -> None:
+    """Refuse spacings no MR acquisition has (they would make preprocessing resample to nothing or to gigabytes)."""
+    spacing = sorted(image.GetSpacing()[:3])
+    inplane, between = spacing[:2], spacing[2]
+    if (
+        not (INPLANE_MM[0] <= min(inplane) and max(inplane) <= INPLANE_MM[1])
+        or not SLICE_MM[0] <= between <= SLICE_MM[1]
+    ):
+        raise CMRAssistError(f"voxel spacing {tuple(round(s, 4) for s in image.GetSpacing()[:3])} mm is outside what "
+                             f"MR images have (in-plane {INPLANE_MM[0]}-{INPLANE_MM[1]} mm, between slices "
+                             f"{SLICE_MM[0]}-{SLICE_MM[1]} mm)", 422)  # fmt: skip
 
 
 def check_label(label: sitk.Image, image: sitk.Image) -> np.ndarray:
@@ -59,10 +81,7 @@ def check_label(label: sitk.Image, image: sitk.Image) -> np.ndarray:
     lsize, isize = label.GetSize(), image.GetSize()
     if lsize != isize and not (image.GetDimension() == 4 and lsize == isize[:3]):
         raise CMRAssistError(f"label map size {lsize} does not match the image size {isize}")
-    lsp = np.asarray(label.GetSpacing()[:3])
-    isp = np.asarray(image.GetSpacing()[:3])
-    if not np.allclose(lsp, isp, rtol=1e-3, atol=1e-3):
-        raise CMRAssistError(f"label spacing {tuple(lsp)} differs from image spacing {tuple(isp)}")
+    _check_same_grid(label, image)
     array = sitk.GetArrayFromImage(label)
     if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
         raise CMRAssistError("label map has non-integer values")
@@ -74,6 +93,24 @@ def check_label(label: sitk.Image, image: sitk.Image) -> np.ndarray:
             "3 LV cavity"
         )
     return array.astype(np.uint8)
+
+
+def _check_same_grid(label: sitk.Image, image: sitk.Image) -> None:
+    """Spacing, origin and direction of the label's first three axes must be the image's (a label drawn on
+    another grid, shifted or flipped, would be stored as a wrong ground truth)."""
+    lsp, isp = np.asarray(label.GetSpacing()[:3]), np.asarray(image.GetSpacing()[:3])
+    if not np.allclose(lsp, isp, rtol=1e-3, atol=1e-3):
+        raise CMRAssistError(f"label spacing {tuple(lsp)} differs from image spacing {tuple(isp)}")
+    lo, io = np.asarray(label.GetOrigin()[:3]), np.asarray(image.GetOrigin()[:3])
+    if np.abs(lo - io).max() > 0.01 * float(isp.min()) + 1e-3:
+        raise CMRAssistError(
+            f"label origin {tuple(np.round(lo, 3))} differs from the image's {tuple(np.round(io, 3))} mm"
+        )
+    ld = np.asarray(label.GetDirection()).reshape(label.GetDimension(), -1)[:3, :3]
+    idr = np.asarray(image.GetDirection()).reshape(image.GetDimension(), -1)[:3, :3]
+    if not np.allclose(ld, idr, atol=1e-4):
+        raise CMRAssistError("label orientation (direction cosines) differs from the image's: the label is flipped or "
+                             "rotated against it")  # fmt: skip
 
 
 @dataclass(frozen=True)

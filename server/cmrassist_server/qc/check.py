@@ -24,6 +24,7 @@ from cmrassist_server.qc.metrics import (
     rebuild_dice_3d,
     slice_counts,
 )
+from cmrassist_server.qc.model_view import model_probabilities
 from cmrassist_server.qc.network import QCModel, load_qc, predict_slices, qc_input, window_center
 from cmrassist_server.qc.rules import Finding, RuleSettings, check_rules
 from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
@@ -94,13 +95,15 @@ class QualityChecker:
         rules: rule thresholds.
     """
 
-    def __init__(
-        self, checkpoint: Optional[str], *, device: Optional[str] = None, rules: RuleSettings = RuleSettings()
-    ):
+    def __init__(self, checkpoint: Optional[str], *, device: Optional[str] = None, rules: RuleSettings = RuleSettings(),
+                 segmentation: Optional[ServedModel] = None):  # fmt: skip
         self.checkpoint = checkpoint
         self.device = default_device(device)
         self.rules = rules
         self.served = ServedModel(checkpoint, lambda path: load_qc(path, self.device)) if checkpoint else None
+        #: The segmentation model (served, or a ``SegmentationPredictor``) whose view a QC model trained with
+        #: ``model_inputs`` takes.
+        self.segmentation = segmentation
 
     def model(self) -> Optional[QCModel]:
         """The loaded QC model; ``None`` before one is trained."""
@@ -113,11 +116,21 @@ class QualityChecker:
         if loaded is None:
             return None
         model, pre = loaded.network, CardiacPreprocessor(loaded.preprocess)
+        view = self.view() if model.spec.model_inputs else None
+        if model.spec.model_inputs and view is None:
+            return None  # the QC model needs the segmentation network's view and none is served: rules only
         stack, _ = pre.resampled_stack(image_zyx, orientation)
         label = pre.resampled_label(label_zyx, orientation)
-        x = qc_input(stack, label, window_center(label), model.spec.window)
-        dice, mvsf = predict_slices(model, x, self.device)
+        probs = model_probabilities(view, stack, pre.config.spacing_mm, self.device) if view is not None else None
+        x, features = qc_input(stack, label, window_center(label), model.spec.window, probs)
+        dice, mvsf = predict_slices(model, x, self.device, features)
         return dice, mvsf, slice_counts(label)
+
+    def view(self):
+        """The served segmentation model as a ``SegmentationModel`` (``None`` when none is served)."""
+        seg = self.segmentation
+        predictor = seg.get() if isinstance(seg, ServedModel) else seg  # a served model, or a predictor in hand
+        return predictor.as_model() if predictor is not None else None
 
     def check(self, image: sitk.Image, label_zyx: np.ndarray, *, thresholds: Optional[Dict[int, float]] = None) -> Dict:
         """The QC report of a 3D frame and its label map (``(z, y, x)`` array on the image grid)."""

@@ -19,6 +19,7 @@ import torch
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
 from cmrassist_server.qc.corruptions import corrupt
 from cmrassist_server.qc.metrics import CHECKED_CLASSES, slice_dice_mvsf
+from cmrassist_server.qc.model_view import model_probabilities
 from cmrassist_server.qc.network import qc_input, window_center
 from cmrassist_server.segmentation.data import PreparedCase
 from cmrassist_server.segmentation.network import NetworkSpec, SegmentationModel, load_segmentation
@@ -46,6 +47,7 @@ class QCTrainingSet:
     cases: List[PreparedCase]
     variants: List[QCVariant] = field(default_factory=list)
     window: int = 128
+    probs: Optional[List[np.ndarray]] = None  # per case, the segmentation network's (slices, 4, H, W) probabilities
 
     def add(self, case_index: int, segmentation: np.ndarray, source: str) -> None:
         case = self.cases[case_index]
@@ -68,18 +70,21 @@ class QCTrainingSet:
             out[k] = float(np.mean(var.dice[z, present])) if present else 1.0
         return out
 
-    def inputs(self, pairs: Sequence[Tuple[int, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Network inputs ``(N, 5, window, window)`` and targets ``(N, 8)`` (Dice then MVSF per class)."""
-        xs, ys = [], []
+    def inputs(self, pairs: Sequence[Tuple[int, int]]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Network inputs ``(N, channels, window, window)``, targets ``(N, 8)`` (Dice then MVSF per class) and,
+        with the segmentation network's probabilities, the agreement features ``(N, 8)``."""
+        xs, ys, fs = [], [], []
+        c = self.window / 2
         for v, z in pairs:
             var = self.variants[v]
-            image = self.cases[var.case].image[z : z + 1]
-            seg_window = var.segmentation[z : z + 1]
-            c = self.window / 2
-            x = qc_input(_crop(image, var.center, self.window), seg_window, (c, c), self.window)
+            image = _crop(self.cases[var.case].image[z : z + 1], var.center, self.window)
+            probs = _crop(self.probs[var.case][z : z + 1], var.center, self.window) if self.probs is not None else None
+            x, f = qc_input(image, var.segmentation[z : z + 1], (c, c), self.window, probs)
             xs.append(x[0])
+            fs.append(f[0] if f is not None else None)
             ys.append(np.concatenate([var.dice[z], var.mvsf[z]]))
-        return torch.stack(xs), torch.from_numpy(np.stack(ys).astype(np.float32))
+        features = torch.stack(fs) if self.probs is not None else None
+        return torch.stack(xs), torch.from_numpy(np.stack(ys).astype(np.float32)), features
 
     def sources(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
@@ -190,6 +195,7 @@ def build_training_set(
     include_reference: bool = True,
     preprocessor: Optional[CardiacPreprocessor] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    view: Optional[SegmentationModel] = None,
 ) -> QCTrainingSet:
     """Variants of every case: its reference, ``corruptions_per_case`` corruptions and each model's prediction.
 
@@ -203,10 +209,13 @@ def build_training_set(
         include_reference: add the unchanged reference as one variant.
         preprocessor: the cases' preprocessing (adds a model's prior channel).
         progress: ``progress(done, total)`` per case.
+        view: the segmentation network whose probabilities the QC network also takes (``qc/model_view.py``).
     """
     rng = np.random.default_rng(seed)
     pre = preprocessor or CardiacPreprocessor()
     dataset = QCTrainingSet(cases=cases, window=window)
+    if view is not None:
+        dataset.probs = [model_probabilities(view, case.image, pre.config.spacing_mm, device) for case in cases]
     for i, case in enumerate(cases):
         if include_reference:
             dataset.add(i, case.label, "reference")

@@ -1,7 +1,7 @@
 """The QC network: image slice + one-hot segmentation in, per-class slice Dice and MVSF out; its checkpoints."""
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,11 +23,22 @@ class QCSpec:
         channels: feature maps of the strided convolution stages.
         window: input edge in pixels at the preprocessing spacing (128 at 1.5 mm = 192 mm, the whole heart).
         num_classes: classes of the checked segmentation, background included.
+        model_inputs: also take the segmentation network's probabilities (channels) and its agreement with the
+            checked label (per-slice features), see ``qc/model_view.py``.
     """
 
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256)
     window: int = 128
     num_classes: int = NUM_CLASSES
+    model_inputs: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        return 1 + self.num_classes * (2 if self.model_inputs else 1)
+
+    @property
+    def n_features(self) -> int:
+        return 2 * self.num_classes if self.model_inputs else 0
 
     def build(self) -> "QCNet":
         return QCNet(self)
@@ -43,7 +54,7 @@ class QCNet(nn.Module):
     def __init__(self, spec: QCSpec):
         super().__init__()
         self.spec = spec
-        layers, c_in = [], 1 + spec.num_classes
+        layers, c_in = [], spec.in_channels
         for c in spec.channels:
             # Batch norm, not instance norm: instance norm zero-means every map per slice, and the global pooling
             # that follows would then lose how much of a feature (e.g. a boundary mismatch) a slice holds.
@@ -56,17 +67,15 @@ class QCNet(nn.Module):
                 nn.LeakyReLU(0.1),
             ]
             c_in = c
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        # The agreement features join the pooled image features (they already say much of a slice's quality).
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(c_in, 128),
-            nn.LeakyReLU(0.1),
-            nn.Linear(128, 2 * spec.num_classes),
+            nn.Linear(c_in + spec.n_features, 128), nn.LeakyReLU(0.1), nn.Linear(128, 2 * spec.num_classes)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.features(x))
+    def forward(self, x: torch.Tensor, features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        pooled = self.features(x)
+        out = self.head(torch.cat([pooled, features], 1) if self.spec.n_features else pooled)
         k = self.spec.num_classes
         return torch.cat([torch.sigmoid(out[:, :k]), 2 * torch.tanh(out[:, k:])], dim=1)
 
@@ -87,20 +96,31 @@ def qc_input(
     segmentation: np.ndarray,
     center: Tuple[float, float],
     window: int,
+    probs: Optional[np.ndarray] = None,
     num_classes: int = NUM_CLASSES,
-) -> torch.Tensor:
-    """``(slices, 1 + classes, window, window)``: normalised image and one-hot segmentation, cropped at ``center``.
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """QC network inputs of a frame's slices, cropped at ``center``: ``(slices, channels, window, window)`` (the
+    normalised image, the one-hot segmentation, and with ``probs`` the segmentation network's probabilities) and,
+    with ``probs``, the ``(slices, features)`` agreement features (``qc/model_view.py``).
 
     Args:
         image: ``(slices, H, W)`` normalised image at the preprocessing spacing.
         segmentation: ``(slices, H, W)`` labels on the same grid.
         center: window centre (row, column).
         window: window edge in pixels.
+        probs: ``(slices, classes, H, W)`` the segmentation network's probabilities on the same grid.
     """
+    from cmrassist_server.qc.model_view import window_inputs
+
     img, _ = crop_or_pad(image.astype(np.float32), center, (window, window))
     seg, _ = crop_or_pad(segmentation.astype(np.int64), center, (window, window))
     onehot = np.stack([seg == c for c in range(num_classes)], axis=1).astype(np.float32)
-    return torch.from_numpy(np.concatenate([img[:, None], onehot], axis=1))
+    channels, features = [img[:, None], onehot], None
+    if probs is not None:
+        probs_window, features = window_inputs(probs, seg, center, window)
+        channels.append(probs_window)
+    x = torch.from_numpy(np.concatenate(channels, axis=1))
+    return x, (torch.from_numpy(features) if features is not None else None)
 
 
 @dataclass
@@ -120,11 +140,8 @@ def publish_qc(path: str, model: "QCNet", preprocess: PreprocessConfig, record: 
 def load_qc(path: str, device: str = "cpu") -> QCModel:
     """Load a published QC checkpoint onto ``device``."""
     ckpt = checkpoints.load(path, device, kind=KIND)
-    spec = QCSpec(
-        channels=tuple(ckpt.spec["channels"]),
-        window=int(ckpt.spec["window"]),
-        num_classes=int(ckpt.spec["num_classes"]),
-    )
+    spec = QCSpec(channels=tuple(ckpt.spec["channels"]), window=int(ckpt.spec["window"]),
+                  num_classes=int(ckpt.spec["num_classes"]), model_inputs=bool(ckpt.spec.get("model_inputs", False)))  # fmt: skip
     model = spec.build().to(device)
     model.load_state_dict(ckpt.state_dict)
     model.eval()
@@ -132,11 +149,13 @@ def load_qc(path: str, device: str = "cpu") -> QCModel:
 
 
 @torch.no_grad()
-def predict_slices(model: QCNet, inputs: torch.Tensor, device: str, batch: int = 32) -> Tuple[np.ndarray, np.ndarray]:
-    """Predicted ``(slice_dice, slice_mvsf)``, each ``(slices, classes)``, for ``qc_input`` tensors."""
+def predict_slices(model: QCNet, inputs: torch.Tensor, device: str, features: Optional[torch.Tensor] = None,
+                   batch: int = 32) -> Tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Predicted ``(slice_dice, slice_mvsf)``, each ``(slices, classes)``, for :func:`qc_input` tensors."""
     outs = []
     for start in range(0, len(inputs), batch):
-        outs.append(model(inputs[start : start + batch].to(device)).float().cpu())
+        part = features[start : start + batch].to(device) if features is not None else None
+        outs.append(model(inputs[start : start + batch].to(device), part).float().cpu())
     out = torch.cat(outs).numpy() if outs else np.zeros((0, 2 * model.spec.num_classes), np.float32)
     k = model.spec.num_classes
     return out[:, :k].astype(np.float64), out[:, k:].astype(np.float64)

@@ -4,13 +4,13 @@ Dice and MVSF of varied segmentations: references, corruptions, weak snapshots a
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from cmrassist_server.core.checkpoints import ModelRecord
+from cmrassist_server.core.checkpoints import ModelRecord, file_sha256
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.options import TrainOptions, option
@@ -39,6 +39,8 @@ class QCTrainOptions(TrainOptions):
         corruptions_per_case: corrupted copies of each reference frame.
         snapshots: weak segmentation models trained to add real model errors (0 for none).
         snapshot_minutes: budget of each snapshot (preparation, outside ``max_minutes``).
+        model_inputs: give the QC network the served segmentation network's probabilities and their agreement
+            with the checked label (``qc/model_view.py``), when a segmentation model is served.
     """
 
     max_epochs: int = option(30, low=1, high=100000)
@@ -47,6 +49,7 @@ class QCTrainOptions(TrainOptions):
     corruptions_per_case: int = option(8, low=0, high=100)
     snapshots: int = option(3, low=0, high=20)
     snapshot_minutes: float = option(1.0, low=0, high=24 * 60, open_low=True)
+    model_inputs: bool = option(True)
 
     def check(self) -> None:
         if self.corruptions_per_case == 0 and self.snapshots == 0:
@@ -75,8 +78,10 @@ def evaluate_qc(model: QCNet, dataset: QCTrainingSet, device: str) -> Dict[str, 
     pairs = dataset.slices()
     errors = []
     for start in range(0, len(pairs), 256):
-        x, y = dataset.inputs(pairs[start : start + 256])
-        dice, _ = predict_slices(model, x, device)
+        x, y, f = dataset.inputs(pairs[start : start + 256])
+        # A model without the segmentation network's view (e.g. the served one) is scored on the inputs it takes.
+        x, f = x[:, : model.spec.in_channels], (f if model.spec.n_features else None)
+        dice, _ = predict_slices(model, x, device, f)
         errors.append(np.abs(dice - y[:, : dice.shape[1]].numpy()))
     err = np.concatenate(errors) if errors else np.zeros((0, 4))
     out = {f"mae_{c}": float(err[:, c].mean()) for c in CHECKED_CLASSES} if len(err) else {}
@@ -117,6 +122,7 @@ def prepare_qc_sets(
     models = []
     if segmentation_checkpoint and os.path.isfile(segmentation_checkpoint):
         models.append(("served", load_segmentation(segmentation_checkpoint, device)))
+    view = models[0][1] if models and options.model_inputs else None
     if options.snapshots:
         train_items = [it for it, s in zip(items, subjects) if s in train_subjects]
         plans = snapshot_plans(options.snapshots, np.random.default_rng(options.seed))
@@ -135,6 +141,7 @@ def prepare_qc_sets(
                 seed=seed,
                 window=window,
                 preprocessor=pre,
+                view=view,
             )
         )
     return QCSets(sets[0], sets[1], pre.config, models)
@@ -185,6 +192,7 @@ class QCRecipe(TrainingRecipe):
         self.generator = torch.Generator().manual_seed(self.options.seed)
 
     def build(self) -> torch.nn.Module:
+        self.spec = replace(self.spec, model_inputs=self.sets.train.probs is not None)
         same = self.served is not None and self.served.spec == self.spec
         return self.warm_started(self.spec.build().to(self.device), self.served, same)
 
@@ -198,8 +206,10 @@ class QCRecipe(TrainingRecipe):
         return self.sets.train.inputs(self.sampler.draw(self.options.batch_size))
 
     def loss(self, model: torch.nn.Module, batch) -> torch.Tensor:
-        x, y = batch
-        return torch.nn.functional.mse_loss(model(_augment(x, self.generator).to(self.device)), y.to(self.device))
+        x, y, features = batch
+        features = features.to(self.device) if features is not None else None
+        prediction = model(_augment(x, self.generator).to(self.device), features)
+        return torch.nn.functional.mse_loss(prediction, y.to(self.device))
 
     def validate(self, model: torch.nn.Module) -> Dict[str, float]:
         return evaluate_qc(model, self.sets.val, self.device)
@@ -211,7 +221,9 @@ class QCRecipe(TrainingRecipe):
         return {"sources": self.sets.train.sources(), "quality_bins": self.sampler.counts}
 
     def details(self) -> Dict:
-        return {"unit": "slices", "qc_spec": asdict(self.spec), "sources": self.sets.train.sources()}
+        view = self.segmentation_checkpoint if self.spec.model_inputs else None
+        return {"unit": "slices", "qc_spec": asdict(self.spec), "sources": self.sets.train.sources(),
+                "segmentation_view_sha256": file_sha256(view) if view else None}  # fmt: skip
 
     def publish(self, model: torch.nn.Module, record: ModelRecord) -> None:
         publish_qc(self.checkpoint, model, self.sets.preprocess, record)

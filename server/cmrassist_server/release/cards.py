@@ -1,12 +1,11 @@
 """Model cards and checksums of the shipped models (``models/<model>.md``, ``models/SHA256SUMS``)."""
 
-import hashlib
 import json
 import os
 import time
 from typing import Callable, Dict
 
-from cmrassist_server.core.checkpoints import read_record
+from cmrassist_server.core.checkpoints import file_sha256, read_record
 from cmrassist_server.core.training import TrainResult
 from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.segmentation.heldout import HELD_OUT, evaluate_acdc, format_summary
@@ -32,14 +31,6 @@ PURPOSE = {
 }
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def update_checksum(folder: str, name: str) -> str:
     """Write ``name``'s SHA-256 into ``folder/SHA256SUMS`` (``sha256sum -c`` format); returns the digest."""
     path = os.path.join(folder, CHECKSUMS)
@@ -49,7 +40,7 @@ def update_checksum(folder: str, name: str) -> str:
             for line in f.read().splitlines():
                 digest, _, file = line.partition("  ")
                 lines[file] = digest
-    lines[name] = sha256(os.path.join(folder, name))
+    lines[name] = file_sha256(os.path.join(folder, name))
     with open(path, "w") as f:
         f.writelines(f"{digest}  {file}\n" for file, digest in sorted(lines.items()))
     return lines[name]

@@ -101,11 +101,15 @@ def cmd_report(args) -> int:
     from cmrassist_server.reporting.render import render
     from cmrassist_server.reporting.report import build_report
     from cmrassist_server.reporting.study import study_data
+    from cmrassist_server.segmentation.predictor import served_segmentation
 
     datastore = _studies(args.studies)
     data = study_data(datastore, args.image)
     checkpoint = os.path.join(args.model_dir, "qc.pt")
-    report = build_report(data, QualityChecker(checkpoint if os.path.isfile(checkpoint) else None))
+    segmentation = served_segmentation(os.path.join(args.model_dir, "segmentation.pt"))  # the QC's view of the frame
+    report = build_report(
+        data, QualityChecker(checkpoint if os.path.isfile(checkpoint) else None, segmentation=segmentation)
+    )
     content, _ = render(data, report, args.format)
     if args.out in ("", "-") and args.format in ("json", "csv"):
         sys.stdout.write(content.decode())

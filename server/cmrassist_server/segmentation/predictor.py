@@ -39,6 +39,10 @@ class SegmentationPredictor:
         self.preprocessor = CardiacPreprocessor(loaded.preprocess)
         self.batch_slices = batch_slices
 
+    def as_model(self) -> SegmentationModel:
+        """The loaded model itself (network, spec, preprocessing, record, prior)."""
+        return SegmentationModel(self.model, self.spec, self.preprocessor.config, self.record, self.prior)
+
     @torch.no_grad()
     def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
         """Softmax class probabilities ``(slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)`` inputs."""

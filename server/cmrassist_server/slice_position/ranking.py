@@ -34,27 +34,31 @@ class RankingService:
         os.makedirs(thumbnails, exist_ok=True)
 
     def sync(self) -> int:
-        """Register every slice of every stored frame (each frame of a 4D cine too); returns how many were new."""
+        """Register every slice of every stored frame (each frame of a 4D cine too); returns how many were new.
+
+        A study that cannot be read (or whose info is damaged) is logged and skipped: it never stops a start.
+        """
         ds = self.datastore()
         added = 0
         for image_id in ds.list_images():
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(ds.get_image_uri(image_id))
             try:
-                reader.ReadImageInformation()
-            except RuntimeError as e:
-                logger.warning(f"ranking: cannot read {image_id}: {e}")
-                continue
-            if reader.GetDimension() not in (3, 4):
-                continue
-            slice_k = 2 - Orientation.of(_header_image(reader)).axes[0]
-            if reader.GetDimension() == 4:  # frames 1..n of a cine
-                for frame in range(1, reader.GetSize()[3] + 1):
-                    added += self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
-                continue
-            frame = int((ds.get_image_info(image_id) or {}).get("frame") or 1)
-            added += self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
+                added += self._register(ds, image_id)
+            except (RuntimeError, ValueError, TypeError, OSError) as e:
+                logger.warning(f"ranking: study {image_id} skipped: {e}")
         return added
+
+    def _register(self, ds, image_id: str) -> int:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(ds.get_image_uri(image_id))
+        reader.ReadImageInformation()
+        if reader.GetDimension() not in (3, 4):
+            return 0
+        slice_k = 2 - Orientation.of(_header_image(reader)).axes[0]
+        if reader.GetDimension() == 4:  # frames 1..n of a cine
+            return sum(self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
+                       for frame in range(1, reader.GetSize()[3] + 1))  # fmt: skip
+        frame = int((ds.get_image_info(image_id) or {}).get("frame") or 1)
+        return self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
 
     def thumbnail(self, item: Item) -> str:
         """Base64 PNG of the item's slice, windowed and cropped around the heart (cached on disk)."""

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import sqlite3
-import threading
 import time
 import uuid
 import zlib
@@ -22,8 +21,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from openskill.models import PlackettLuce
 
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.core.sqlite import SQLiteFile
 
 BATCH_SIZE = 8
+#: Open batches one annotator may hold at once (so no one can lock the slices away from the others).
+MAX_OPEN_BATCHES = 3
 #: Items need this many views before volatility, rather than novelty, drives selection.
 MIN_VIEWS = 3
 #: An unanswered batch is released after this many seconds.
@@ -89,24 +91,19 @@ class RankingStore:
         model: the openskill model (Plackett-Luce with defaults).
     """
 
-    def __init__(self, path: str, *, batch_timeout_s: float = BATCH_TIMEOUT_S, model: Optional[PlackettLuce] = None):
+    def __init__(self, path: str, *, batch_timeout_s: float = BATCH_TIMEOUT_S, model: Optional[PlackettLuce] = None,
+                 max_open_batches: int = MAX_OPEN_BATCHES):  # fmt: skip
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
         self.batch_timeout_s = batch_timeout_s
+        self.max_open_batches = max_open_batches
         self.model = model or PlackettLuce()
-        self._local = threading.local()
+        self._file = SQLiteFile(path)
         self._connection().executescript(_SCHEMA)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        return conn
+        return self._file.connection()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -189,6 +186,10 @@ class RankingStore:
         now = time.time()
         with self._transaction() as db:
             db.execute("UPDATE batches SET status='released' WHERE status='open' AND expires < ?", (now,))
+            mine = db.execute("SELECT COUNT(*) FROM batches WHERE status='open' AND annotator=?", (annotator.strip(),))
+            if mine.fetchone()[0] >= self.max_open_batches:
+                raise CMRAssistError(f"{annotator.strip()} has {self.max_open_batches} open batches: submit them first "
+                                     "(unanswered batches are released after 15 minutes)", 429)  # fmt: skip
             busy = set()
             for (items_json,) in db.execute("SELECT items FROM batches WHERE status='open'"):
                 busy.update(json.loads(items_json))

@@ -27,7 +27,7 @@ class QCConfig:
         self.conf = conf
         self.checkpoint = conf.qc_checkpoint
         self.segmentation = segmentation
-        self.checker = QualityChecker(conf.qc_checkpoint, device=conf.device)
+        self.checker = QualityChecker(conf.qc_checkpoint, device=conf.device, segmentation=segmentation)
         self.store = QCStore(results_folder)
 
     def infer(self) -> QCInferTask:

@@ -60,8 +60,8 @@ class QCInferTask(InferTask):
         self.threshold = threshold
 
     def info(self) -> Dict:
-        record = self.checker.served.record() if self.checker.served is not None else None
-        return {**super().info(), "trained": record is not None, "model_record": record}
+        served = self.checker.served
+        return {**super().info(), **(served.describe() if served is not None else {"trained": False})}
 
     def is_valid(self) -> bool:
         return True

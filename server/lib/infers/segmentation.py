@@ -47,8 +47,7 @@ class SegmentationInferTask(InferTask):
         self.positions = positions
 
     def info(self) -> Dict:
-        served = next(iter(self.served.values()))
-        return {**super().info(), "trained": served.exists(), "model_record": served.record()}
+        return {**super().info(), **next(iter(self.served.values())).describe()}
 
     def is_valid(self) -> bool:
         return True  # listed even before training, so clients can see it and its "trained" flag

@@ -28,8 +28,7 @@ class PositionInferTask(InferTask):
         self.classifier = classifier
 
     def info(self) -> Dict:
-        record = self.classifier.served.record()
-        return {**super().info(), "trained": record is not None, "model_record": record}
+        return {**super().info(), **self.classifier.served.describe()}
 
     def is_valid(self) -> bool:
         return True
