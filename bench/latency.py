@@ -35,11 +35,36 @@ def study_with_one_ed_frame(folder: str, acdc: str) -> str:
         from cmrassist_server.io.acdc import find_patients
 
         p = find_patients(acdc, {61})[0]  # 10-slice NOR patient
+        for q in find_patients(acdc, {1, 21, 41, 81}):  # labelled studies a training run can work on
+            for phase, frame in (("ed", q.ed_frame), ("es", q.es_frame)):
+                writer.add_image(f"{q.name}_{phase}", q.frame_path(frame), {"phase": phase.upper()})
+                writer.add_label(f"{q.name}_{phase}", q.frame_path(frame, gt=True), {"annotator": "ACDC"})
         return writer.add_image("bench_ed", p.frame_path(p.ed_frame), {"phase": "ED"})
     from cmrassist_server.io.phantoms import make_phantom
 
     seed = next(s for s in range(100) if make_phantom(s, with_cine=False).anatomy.n_slices == 10)
     return writer.add_image("bench_ed", make_phantom(seed, with_cine=False).ed_image, {"phase": "ED"})
+
+
+def timed_requests(client: CMRAssistClient, image_id: str, work: str, n: int) -> list:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        client.infer(image_id, work)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def during_training(client: CMRAssistClient, image_id: str, work: str, n: int) -> list:
+    """Requests timed while ``POST /train/segmentation`` works (its child process at lower CPU priority)."""
+    client.train_start("segmentation", max_epochs=1000, max_minutes=10)
+    deadline = time.time() + 300
+    while client.train_status().epoch < 1 and time.time() < deadline:  # past loading, into the epochs
+        time.sleep(2)
+    try:
+        return timed_requests(client, image_id, work, n)
+    finally:
+        client.train_stop()
 
 
 def main(argv=None):
@@ -48,6 +73,8 @@ def main(argv=None):
     ap.add_argument("--model", default="", help="checkpoint to serve")
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--skip-make", action="store_true", help="do not time `make serve`")
+    ap.add_argument("--during-training", action="store_true",
+                    help="also time requests while a training run works in the server's child process (needs --acdc)")  # fmt: skip
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="latency-")
     studies, model_dir = os.path.join(work, "studies"), os.path.join(work, "model")
@@ -66,11 +93,8 @@ def main(argv=None):
         client = CMRAssistClient(srv.url, timeout=60)
         for _ in range(3):
             client.infer(image_id, work)
-        times = []
-        for _ in range(args.requests):
-            t = time.perf_counter()
-            client.infer(image_id, work)
-            times.append(time.perf_counter() - t)
+        times = timed_requests(client, image_id, work, args.requests)
+        busy = during_training(client, image_id, work, args.requests) if args.during_training else None
     finally:
         srv.stop()
     import SimpleITK as sitk
@@ -85,6 +109,10 @@ def main(argv=None):
         f"min {min(times) * 1000:.0f} ms"
     )
     result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
+    if busy:
+        print(f"  while training runs: median {np.median(busy) * 1000:.0f} ms   p95 "
+              f"{np.percentile(busy, 95) * 1000:.0f} ms   ({np.median(busy) / np.median(times):.2f}x the quiet median)")  # fmt: skip
+        result["during_training_median_s"] = float(np.median(busy))
     if not args.skip_make:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONAI")}

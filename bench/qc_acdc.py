@@ -27,11 +27,12 @@ from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.acdc import find_patients
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.corruptions import corrupt
-from cmrassist_server.qc.metrics import CHECKED_CLASSES, QC_CLASSES, dice_3d, slice_dice_mvsf
+from cmrassist_server.qc.heldout import score_report, summarise
+from cmrassist_server.qc.metrics import CHECKED_CLASSES, QC_CLASSES
 from cmrassist_server.qc.training import QCTrainOptions, prepare_qc_sets, train_qc
+from cmrassist_server.segmentation.heldout import HELD_OUT
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
-HELD_OUT = [g * 20 + k for g in range(5) for k in range(17, 21)]
 LV = 3
 
 
@@ -57,39 +58,6 @@ def spoil_mid_slice(seg: np.ndarray, kind: str, rng: np.random.Generator) -> np.
         out[mid][ys[~keep], xs[~keep]] = 0
     elif kind == "swapped":  # LV and RV labels swapped on the slice
         out[mid][s == LV], out[mid][s == 1] = 1, LV
-    return out
-
-
-def pearson(a, b):
-    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 and np.std(b) > 0 else float("nan")
-
-
-def summarise(rows, subjects):
-    """Slice MAE (all slices and slices where the class is present), subject MAE, accuracy at 0.7, Pearson r."""
-    out = {}
-    for c in CHECKED_CLASSES:
-        name = QC_CLASSES[c]
-        true = np.array([r["true"][c] for r in rows])
-        pred = np.array([r["pred"][c] for r in rows])
-        present = np.array([r["present"][c] for r in rows])
-        st = np.array([s["true"][c] for s in subjects])
-        sp = np.array([s["pred"][c] for s in subjects])
-        out[name] = {
-            "slice_mae": float(np.abs(true - pred).mean()),
-            "slice_mae_present": float(np.abs(true - pred)[present].mean()),
-            "subject_mae": float(np.abs(st - sp).mean()),
-            "accuracy_at_0.7": float(((true < 0.7) == (pred < 0.7))[present].mean()),
-            "bad_slices": int((true[present] < 0.7).sum()),
-            "pearson_r": pearson(true[present], pred[present]),
-            "subject_pearson_r": pearson(st, sp),
-            "slices": int(len(true)),
-            "slices_present": int(present.sum()),
-            "subjects": int(len(st)),
-        }
-    out["mean"] = {
-        k: float(np.mean([out[QC_CLASSES[c]][k] for c in CHECKED_CLASSES]))
-        for k in ("slice_mae", "slice_mae_present", "subject_mae", "accuracy_at_0.7", "pearson_r")
-    }
     return out
 
 
@@ -167,7 +135,7 @@ def main(argv=None):
         )
         models = [(name, SegmentationPredictor(device=device, model=m)) for name, m in sets.models if name != "served"]
     served = SegmentationPredictor(args.segmentation_model, device=device)
-    checker = QualityChecker(qc_path, device=device)
+    checker = QualityChecker(qc_path, device=device, segmentation=served)
     rng = np.random.default_rng(1234)
 
     rows = {"model": [], "varied": []}
@@ -192,25 +160,9 @@ def main(argv=None):
             report = checker.check(image, seg)
             if source == "served":
                 by_patient[p.name] = by_patient.get(p.name, 0.0) + (time.time() - t)
-            true_d, _ = slice_dice_mvsf(orientation.to_canonical(ref), orientation.to_canonical(seg))
-            canon_ref, canon_seg = orientation.to_canonical(ref), orientation.to_canonical(seg)
-            for s in report["slices"]:
-                i = s["slice"]
-                pred = [1.0] + [s["classes"][QC_CLASSES[c]]["dice"] for c in CHECKED_CLASSES]
-                present = [True] + [
-                    bool((canon_ref[i] == c).any() or (canon_seg[i] == c).any()) for c in CHECKED_CLASSES
-                ]
-                rows[group].append({"true": true_d[i].tolist(), "pred": pred, "present": present, "source": source})
-            true3 = dice_3d(ref, seg)
-            subjects[group].append(
-                {
-                    "true": true3.tolist(),
-                    "pred": [1.0] + [report["dice_3d"][QC_CLASSES[c]] for c in CHECKED_CLASSES],
-                    "source": source,
-                    "patient": p.name,
-                    "phase": phase,
-                }
-            )
+            slice_rows, subject = score_report(report, ref, seg, orientation, source)
+            rows[group] += slice_rows
+            subjects[group].append({**subject, "patient": p.name, "phase": phase})
 
         # Corrupted mid-slice experiment on the model's segmentation.
         spacing = orientation.spacing

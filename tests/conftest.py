@@ -1,9 +1,14 @@
 """Shared fixtures: small phantom studies and a real MONAI Label server on a free loopback port."""
 
+import os
+
 import pytest
 from training_wait import wait_training
 
 from cmrassist_server.launcher import RunningServer
+
+# The tests' servers start untrained (what most of them check); tests/release starts servers with the shipped models.
+os.environ.setdefault("CMRASSIST_SHIPPED_DIR", "none")
 
 
 @pytest.fixture(scope="session")

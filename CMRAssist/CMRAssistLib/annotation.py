@@ -293,6 +293,10 @@ class AnnotationSession(RankingCalls):
         return self.client.quality(study.image_id, label=label, threshold=threshold)
 
     # -- label versions (reviewers) ----------------------------------------------------------------------
+    def report_file(self, image_id: str, fmt: str = "html") -> str:
+        """The server's study report as a local file (``html`` or ``pdf``), for the system viewer."""
+        return self.client.download_report(image_id, self.workdir, fmt)
+
     def label_versions(self, study: Study) -> Dict[str, Any]:
         """Every annotator's version of the study's label and which one was accepted."""
         return self.client.label_versions(study.image_id)

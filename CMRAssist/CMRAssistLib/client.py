@@ -6,6 +6,7 @@ its timeout, and callers in a GUI run it off the GUI thread.
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -213,6 +214,17 @@ class CMRAssistClient(HttpTransport):
         return path
 
     # -- label versions (one per annotator per image) ------------------------------------------------------
+    def download_report(self, image_id: str, folder: str, fmt: str = "html") -> str:
+        """``GET /report/{image}``: the study report (``html`` or ``pdf``) written into ``folder``; returns its path.
+
+        Through the client, so a server with sign-in gets the token (a browser link would not carry it).
+        """
+        raw, _ = self._send("GET", f"/report/{parse.quote(image_id)}", query={"format": fmt}, timeout=self.long_timeout)
+        path = os.path.join(folder, "report_" + re.sub(r"[^A-Za-z0-9_-]", "_", image_id) + f".{fmt}")
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
     def label_versions(self, image_id: str) -> Dict[str, Any]:
         """``GET /versions/{image}``: every annotator's version (annotator, expertise, time) and the accepted one."""
         return self._json("GET", f"/versions/{parse.quote(image_id)}")

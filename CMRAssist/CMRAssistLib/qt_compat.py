@@ -23,9 +23,11 @@ QTimer = QtCore.QTimer
 QProcess = QtCore.QProcess
 QEventLoop = QtCore.QEventLoop
 QSize = QtCore.QSize
+QUrl = QtCore.QUrl
 
 QBrush = QtGui.QBrush
 QColor = QtGui.QColor
+QDesktopServices = QtGui.QDesktopServices
 QIcon = QtGui.QIcon
 QKeySequence = QtGui.QKeySequence
 QImage = QtGui.QImage

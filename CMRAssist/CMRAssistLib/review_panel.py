@@ -1,7 +1,7 @@
 """Review panel: QC of the study's segmentation, flagged slices first, jump to them, raw and corrected measures."""
 
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from .annotation import AnnotationSession, Study
 from .background import BackgroundRunner, Job
@@ -11,12 +11,14 @@ from .qt_compat import (
     QCheckBox,
     QColor,
     QComboBox,
+    QDesktopServices,
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QUrl,
     QVBoxLayout,
     QWidget,
 )
@@ -107,9 +109,12 @@ class ReviewPanel(JobPanel):
         self.summary_label = QLabel("No study checked yet.")
         self.summary_label.setWordWrap(True)
         layout.addWidget(self.summary_label)
-        # The server's study report (measures against normal ranges, QC, pictures), opened in the browser.
+        # The server's study report (measures against normal ranges, QC, pictures): fetched by the worker (with the
+        # API token when signed in, which a browser link would lack), then opened in the system's viewer.
         self.report_label = QLabel("")
-        self.report_label.openExternalLinks = True
+        self.report_label.openExternalLinks = False
+        self.report_label.linkActivated.connect(self.open_report)
+        self.open_file = lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(path))
         self.report_label.setToolTip("The study report: LV/RV volumes, EF and mass against normal ranges, QC, pictures")
         layout.addWidget(self.report_label)
         self._build_tables(layout)
@@ -186,6 +191,20 @@ class ReviewPanel(JobPanel):
         return LABEL_CHOICES[max(0, self.label_combo.currentIndex)][1]
 
     # -- work -------------------------------------------------------------------------------------------------
+    def open_report(self, link: str) -> None:
+        """Fetch the report a link names (``.../report/{image}?format=html``) and open the file when it is here."""
+        image_id, fmt = unquote(link.split("/report/")[-1].split("?")[0]), link.rsplit("format=", 1)[-1]
+        self.message_label.text = f"Fetching the {fmt.upper()} report of {image_id} ..."
+
+        def opened(path: str) -> None:
+            self.message_label.text = f"Report: {path}"
+            self.open_file(path)
+
+        def failed(error: BaseException) -> None:
+            self.message_label.text = f"Report not available: {error}"
+
+        self.runner.submit("report", self.session, "report_file", image_id, fmt, on_done=opened, on_error=failed)
+
     def check(self) -> None:
         if self.study is None or not self.connected:
             return

@@ -65,6 +65,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _shipped_segmentation() -> bool:
+    """Whether the repository ships a segmentation model that passes its checksum (the server will serve it)."""
+    from cmrassist_server.core.errors import CMRAssistError
+    from cmrassist_server.release.shipped import shipped_folder, verified
+
+    folder = os.environ.get("CMRASSIST_SHIPPED_DIR") or shipped_folder()
+    try:
+        return folder != "none" and bool(verified(folder, "segmentation"))
+    except (CMRAssistError, OSError):
+        return False
+
+
 def cmd_prepare_demo(args) -> int:
     """Phantom studies when the folder is empty, and a bootstrap model when none exists (progress bar)."""
     from monailabel.datastore.local import LocalDatastore
@@ -90,6 +102,9 @@ def cmd_prepare_demo(args) -> int:
         )
     if os.path.isfile(checkpoint):
         print(f"[demo] model present: {checkpoint}")
+        return 0
+    if _shipped_segmentation():
+        print("[demo] no model trained here: the server installs the shipped models (models/) at start")
         return 0
     items = training_items(LocalDatastore(args.studies, extensions=("*.nii.gz", "*.nii")))
     if len(items) < 2:

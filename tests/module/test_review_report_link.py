@@ -2,8 +2,8 @@
 
 import re
 
-import requests
 from file_scene import FileScene
+from panel_helpers import wait_for
 
 from CMRAssistLib.annotation import AnnotationSession, Study
 from CMRAssistLib.review_panel import ReviewPanel
@@ -14,12 +14,20 @@ def test_review_panel_links_to_the_study_report(app, runner, server, tmp_path):
     review = ReviewPanel(AnnotationSession(UserSettings(server.url), str(tmp_path)), runner, FileScene())
     assert review.report_label.text == ""
     review.study_segmented(Study(image_id="phantom011_cine", path="", info={}, n_frames=12))  # a cine: no QC job
-    assert review.report_label.openExternalLinks
+    # Not a browser link (it would lack the API token of a server with sign-in): the worker fetches the file.
+    assert not review.report_label.openExternalLinks
     links = re.findall(r'href="([^"]+)"', review.report_label.text)
     assert links == [
         f"{server.url}/report/phantom011_cine?format=html",
         f"{server.url}/report/phantom011_cine?format=pdf",
     ]
-    answer = requests.get(links[0].replace("phantom011_cine", "phantom011_ed"), timeout=120)
-    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
-    assert "LV EF" in answer.text
+    opened = []
+    review.open_file = opened.append  # the system's viewer, recorded
+    review.report_label.linkActivated.emit(links[0].replace("phantom011_cine", "phantom011_ed"))
+    wait_for(app, lambda: opened or "not available" in review.message_label.text, what="the report", timeout=180)
+    assert opened and opened[0].endswith("report_phantom011_ed.html"), review.message_label.text
+    with open(opened[0]) as f:
+        assert "LV EF" in f.read()
+    review.report_label.linkActivated.emit(f"{server.url}/report/nosuchstudy?format=pdf")
+    wait_for(app, lambda: "not available" in review.message_label.text, what="the refusal", timeout=60)
+    assert "404" in review.message_label.text or "nosuchstudy" in review.message_label.text

@@ -56,7 +56,8 @@ def start_serving(instance, app, *, argv: Optional[List[str]] = None) -> Ranking
         raise RuntimeError(f"refusing to listen on {host} without sign-in: add accounts first (`cmrassist users add "
                            f"NAME --role admin --studies {instance.studies}`) or configure OIDC, or listen on "
                            "127.0.0.1")  # fmt: skip
-    shipped = conf.shipped_dir or shipped_folder()
+    # The ``shipped_dir`` setting, else CMRASSIST_SHIPPED_DIR (the tests' servers: "none"), else ``models/``.
+    shipped = conf.shipped_dir or os.environ.get("CMRASSIST_SHIPPED_DIR") or shipped_folder()
     instance.shipped = install_shipped(conf.model_dir, shipped) if shipped != "none" else {}
     ranking = RankingService(RankingStore(os.path.join(state, "ranking.sqlite"), max_open_batches=conf.max_open_batches),
                              instance.datastore, os.path.join(state, "thumbnails"))  # fmt: skip

@@ -86,7 +86,7 @@ class SubjectAnalyser:
     def __init__(self, segmentation: str, qc: Optional[str], settings: AnalysisSettings, output: CohortOutput):
         self.settings = settings
         self.predictor = SegmentationPredictor(segmentation, device=settings.device, batch_slices=settings.batch_slices)
-        self.checker = QualityChecker(qc, device=self.predictor.device)
+        self.checker = QualityChecker(qc, device=self.predictor.device, segmentation=self.predictor)
         self.thresholds = dict.fromkeys(CHECKED_CLASSES, settings.qc_threshold)
         self.output = output
         self.compute_lock = threading.Lock()

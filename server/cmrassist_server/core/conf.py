@@ -28,7 +28,7 @@ class AppConf:
             read its tokens (``accounts/oidc.py``).
         max_open_batches: ranking batches one annotator may hold open at once.
         shipped_dir: the shipped models installed into an empty model folder (``models/`` of the repository by
-            default; ``none`` for none).
+            default, or the ``CMRASSIST_SHIPPED_DIR`` environment variable; ``none`` for none).
         qc_threshold: predicted slice Dice under which QC flags a slice (LV, MYO and RV alike; a request may
             set its own per class).
     """

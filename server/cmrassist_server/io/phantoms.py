@@ -96,10 +96,40 @@ def _ellipsoid_radius(depth: np.ndarray, semi_long: float, radius: float) -> np.
 def _frame_tissue(anatomy: PhantomAnatomy, c: float, z_mm: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Tissue class per sample: 0 body, 1 RV, 2 MYO, 3 LV, 4 unlabelled atrium blood, 5 RV wall, 6 lung/air."""
     a = anatomy
+    dy, dx = y - a.heart_center_mm[0], x - a.heart_center_mm[1]
+    tissue = np.zeros((len(z_mm), *y.shape), dtype=np.uint8)
+    # Lungs: dark regions either side of the heart (the same on every slice).
+    epi_r = _epicardial_radius(a, c)
+    for side in (-1, 1):
+        ly, lx = dy - 10, dx - side * (epi_r + 55)
+        tissue[:, (ly / 80) ** 2 + (lx / 45) ** 2 < 1] = 6
+    # The heart is drawn only in a box around it (the sum of every structure's reach): 5x less work, same result.
+    reach = max(epi_r, a.rv_offset_mm + max(a.rv_axes_mm) + 3) + 2 * a.pixel_mm
+    rows = np.flatnonzero(np.abs(dy[:, 0]) < reach)
+    cols = np.flatnonzero(np.abs(dx[0]) < reach)
+    # ... and only on the samples from the atrium's top to the apex (nothing of the heart lies beyond).
+    cavity_r = a.lv_radius_mm * (1 - c * a.contraction)
+    length = a.lv_length_mm * (1 - 0.08 * c) + epi_r - cavity_r
+    layers = np.flatnonzero((z_mm > -40) & (z_mm < length))
+    if not len(rows) or not len(cols) or not len(layers):
+        return tissue
+    box = (slice(layers[0], layers[-1] + 1), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    heart = _heart_tissue(a, c, z_mm[box[0]], y[box[1:]], x[box[1:]])
+    tissue[box] = np.where(heart > 0, heart, tissue[box])
+    return tissue
+
+
+def _epicardial_radius(a: PhantomAnatomy, c: float) -> float:
+    cavity_r = a.lv_radius_mm * (1 - c * a.contraction)
+    # Wall thickens as the cavity shrinks: myocardial area at the equator is kept.
+    return math.sqrt(cavity_r**2 + (a.lv_radius_mm + a.wall_mm) ** 2 - a.lv_radius_mm**2)
+
+
+def _heart_tissue(a: PhantomAnatomy, c: float, z_mm: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """RV (wall and cavity), LV myocardium and cavity, and atrium per sample; 0 elsewhere."""
     cavity_r = a.lv_radius_mm * (1 - c * a.contraction)
     length = a.lv_length_mm * (1 - 0.08 * c)
-    # Wall thickens as the cavity shrinks: myocardial area at the equator is kept.
-    epi_r = math.sqrt(cavity_r**2 + (a.lv_radius_mm + a.wall_mm) ** 2 - a.lv_radius_mm**2)
+    epi_r = _epicardial_radius(a, c)
     wall = epi_r - cavity_r
     depth = z_mm[:, None, None] - 0.0
     dy, dx = y - a.heart_center_mm[0], x - a.heart_center_mm[1]
@@ -107,10 +137,6 @@ def _frame_tissue(anatomy: PhantomAnatomy, c: float, z_mm: np.ndarray, y: np.nda
     r_cav = _ellipsoid_radius(depth, length, cavity_r)
     r_epi = _ellipsoid_radius(depth, length + wall, epi_r)
     tissue = np.zeros(np.broadcast_shapes(depth.shape, rho.shape), dtype=np.uint8)
-    # Lungs: dark regions either side of the heart.
-    for side in (-1, 1):
-        ly, lx = dy - 10, dx - side * (epi_r + 55)
-        tissue[((ly / 80) ** 2 + (lx / 45) ** 2 < 1)[None].repeat(tissue.shape[0], 0)] = 6
     # RV crescent: ellipse beside the LV, minus the LV epicardium; shorter than the LV. Its centre follows the
     # epicardium towards the apex, so the RV stays against the septum on every slice, as in real hearts.
     offset = a.rv_offset_mm * r_epi / epi_r

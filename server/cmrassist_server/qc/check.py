@@ -27,6 +27,7 @@ from cmrassist_server.qc.metrics import (
 from cmrassist_server.qc.model_view import model_probabilities
 from cmrassist_server.qc.network import QCModel, load_qc, predict_slices, qc_input, window_center
 from cmrassist_server.qc.rules import Finding, RuleSettings, check_rules
+from cmrassist_server.segmentation.network import SegmentationModel
 from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
 SCHEMA_VERSION = 1
@@ -129,8 +130,8 @@ class QualityChecker:
     def view(self):
         """The served segmentation model as a ``SegmentationModel`` (``None`` when none is served)."""
         seg = self.segmentation
-        predictor = seg.get() if isinstance(seg, ServedModel) else seg  # a served model, or a predictor in hand
-        return predictor.as_model() if predictor is not None else None
+        held = seg.get() if isinstance(seg, ServedModel) else seg  # served, or a predictor or model in hand
+        return held if held is None or isinstance(held, SegmentationModel) else held.as_model()
 
     def check(self, image: sitk.Image, label_zyx: np.ndarray, *, thresholds: Optional[Dict[int, float]] = None) -> Dict:
         """The QC report of a 3D frame and its label map (``(z, y, x)`` array on the image grid)."""

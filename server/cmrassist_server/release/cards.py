@@ -8,6 +8,8 @@ from typing import Callable, Dict
 from cmrassist_server.core.checkpoints import file_sha256, read_record
 from cmrassist_server.core.training import TrainResult
 from cmrassist_server.io.acdc import acdc_items
+from cmrassist_server.qc.check import QualityChecker
+from cmrassist_server.qc.heldout import evaluate_qc_acdc, format_qc_summary
 from cmrassist_server.segmentation.heldout import HELD_OUT, evaluate_acdc, format_summary
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.slice_position.data import label_positions, labelled_stacks
@@ -59,8 +61,18 @@ def _slice_position_figures(plan, checkpoint: str) -> str:
     return f"Slices of the 40 held-out frames, positions from their expert labels: `{json.dumps(figures)}`\n"
 
 
-#: Held-out evaluation of each model for its card (the QC entry lives with the QC benchmark code).
-EVALUATIONS: Dict[str, Callable] = {"segmentation": _segmentation_figures, "slice_position": _slice_position_figures}
+def _qc_figures(plan, checkpoint: str) -> str:
+    segmentation = SegmentationPredictor(os.path.join(plan.out, "segmentation.pt"), device=plan.device)
+    checker = QualityChecker(checkpoint, device=plan.device, segmentation=segmentation)
+    result = evaluate_qc_acdc(checker, segmentation, plan.acdc, HELD_OUT)
+    return ("Predicted against true Dice on the 40 held-out frames: the shipped segmentation model's own labels "
+            "('model') and two corruptions of each expert label ('varied'); `bench/qc_acdc.py` adds weak-model "
+            "labels and the mid-slice experiment:\n\n```\n" + format_qc_summary(result) + "\n```\n")  # fmt: skip
+
+
+#: Held-out evaluation of each model for its card.
+EVALUATIONS: Dict[str, Callable] = {"segmentation": _segmentation_figures, "slice_position": _slice_position_figures,
+                                    "qc": _qc_figures}  # fmt: skip
 
 
 def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine: Dict) -> str:
