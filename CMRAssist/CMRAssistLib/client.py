@@ -150,15 +150,8 @@ class CMRAssistClient(HttpTransport):
     ) -> str:
         """``PUT /datastore/image``: add a study image; returns its id (``progress`` as in :meth:`download_image`)."""
         body, ctype = _multipart({"params": json.dumps(info or {})}, {"file": path})
-        res = self._json(
-            "PUT",
-            "/datastore/image",
-            query={"image": image_id},
-            body=body,
-            ctype=ctype,
-            timeout=self.long_timeout,
-            progress=progress,
-        )
+        res = self._json("PUT", "/datastore/image", query={"image": image_id}, body=body, ctype=ctype,
+                         timeout=self.long_timeout, progress=progress)  # fmt: skip
         return res["image"]
 
     def submit_label(

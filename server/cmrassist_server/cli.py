@@ -65,23 +65,25 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _shipped_segmentation() -> bool:
-    """Whether the repository ships a segmentation model that passes its checksum (the server will serve it)."""
+def _shipped_dir() -> str:
+    """The shipped models' folder when it holds a segmentation model that passes its checksum, else ``""``."""
     from cmrassist_server.core.errors import CMRAssistError
     from cmrassist_server.release.shipped import shipped_folder, verified
 
     folder = os.environ.get("CMRASSIST_SHIPPED_DIR") or shipped_folder()
     try:
-        return folder != "none" and bool(verified(folder, "segmentation"))
+        return folder if folder != "none" and verified(folder, "segmentation") else ""
     except (CMRAssistError, OSError):
-        return False
+        return ""
 
 
 def cmd_prepare_demo(args) -> int:
-    """Phantom studies when the folder is empty, and a bootstrap model when none exists (progress bar)."""
+    """Phantom studies when the folder is empty, and a demo model when none exists: the shipped one fine-tuned on
+    the labelled phantoms (a bootstrap model trained on them when nothing is shipped), with progress bars."""
     from monailabel.datastore.local import LocalDatastore
 
     from cmrassist_server.io.studies import phantom_studies, training_items
+    from cmrassist_server.release.shipped import install_shipped
     from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
 
     checkpoint = os.path.join(args.model_dir, "segmentation.pt")
@@ -103,17 +105,21 @@ def cmd_prepare_demo(args) -> int:
     if os.path.isfile(checkpoint):
         print(f"[demo] model present: {checkpoint}")
         return 0
-    if _shipped_segmentation():
-        print("[demo] no model trained here: the server installs the shipped models (models/) at start")
-        return 0
     items = training_items(LocalDatastore(args.studies, extensions=("*.nii.gz", "*.nii")))
     if len(items) < 2:
-        print(
-            f"[demo] only {len(items)} labelled images in {args.studies}: no bootstrap model; train from the UI later"
-        )
+        print(f"[demo] only {len(items)} labelled images in {args.studies}: no demo model; train from the UI later")
         return 0
-    print(f"[demo] no model yet: bootstrap training on {len(items)} labelled phantom frames for {args.minutes:g} min")
-    bar = tqdm(total=100, desc="bootstrap training", unit="%", file=sys.stderr)
+    shipped = _shipped_dir()
+    if shipped:
+        # The shipped model knows real hearts; a short fine-tune teaches it the phantoms' simpler contrast.
+        print(f"[demo] shipped models installed: {install_shipped(args.model_dir, shipped)}")
+        print(f"[demo] fine-tuning the shipped segmentation model on {len(items)} labelled phantom frames for "
+              f"{args.finetune_minutes:g} min")  # fmt: skip
+        options = SegmentationTrainOptions(max_minutes=args.finetune_minutes, max_epochs=50, from_scratch=False)
+    else:
+        print(f"[demo] no model: bootstrap training on {len(items)} labelled phantom frames for {args.minutes:g} min")
+        options = SegmentationTrainOptions(max_minutes=args.minutes, max_epochs=200)
+    bar = tqdm(total=100, desc="demo model training", unit="%", file=sys.stderr)
 
     def log(event: str, **fields) -> None:
         if event == "epoch":
@@ -121,12 +127,10 @@ def cmd_prepare_demo(args) -> int:
             bar.set_postfix(val_dice=round(fields["val"]["mean"], 3))
             bar.refresh()
 
-    result = train_segmentation(
-        items, checkpoint, SegmentationTrainOptions(max_minutes=args.minutes, max_epochs=200), log=log
-    )
+    result = train_segmentation(items, checkpoint, options, log=log)
     bar.n = 100
     bar.close()
-    print(f"[demo] bootstrap model published: {result.published}, best validation Dice {result.best_val}")
+    print(f"[demo] demo model published: {result.published}, best validation Dice {result.best_val}")
     return 0
 
 
@@ -135,7 +139,7 @@ def cmd_train_release(args) -> int:
     from cmrassist_server.release.recipe import release_plan, train_release
 
     plan = release_plan(args.acdc, args.out, models=args.models.split(","), epochs=args.epochs, minutes=args.minutes,
-                        device=args.device, seed=args.seed, all_patients=args.all_patients)  # fmt: skip
+                        device=args.device, seed=args.seed, all_patients=args.all_patients, quick=args.quick)  # fmt: skip
     bar = None
 
     def log(event: str, **fields) -> None:
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--all-patients", action="store_true", help="train on all 100 (no held-out figures)")
+    p.add_argument("--quick", action="store_true", help="smoke run of the whole recipe on a few patients (tests)")
     p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
     p.set_defaults(func=cmd_train_release)
 
@@ -246,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare-demo", help="phantom studies and a bootstrap model for the demo server")
     p.add_argument("--studies", required=True)
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--phantoms", type=int, default=12)
+    p.add_argument("--phantoms", type=int, default=8)
     p.add_argument("--labelled-fraction", type=float, default=0.75)
-    p.add_argument("--minutes", type=float, default=3.0, help="bootstrap training budget")
+    p.add_argument("--minutes", type=float, default=3.0, help="bootstrap training budget (no shipped model)")
+    p.add_argument("--finetune-minutes", type=float, default=0.5, help="fine-tune of the shipped model on the phantoms")
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_prepare_demo)
     for module in COMMAND_MODULES:

@@ -152,6 +152,7 @@ def test_a_python_thread_does_not_advance_while_the_gui_thread_idles_holding_pyt
     idle_like_slicer(1200)
     during = marks[1] - marks[0]
     thread.join(60)
-    # A second of idling did less than a tenth of a download that the thread finishes once the lock is free
-    # (each read needs the GUI thread to run Python for the thread to get the lock back).
-    assert stop.is_set() and during * 10 < len(chunks), (during, len(chunks))
+    # A second of idling did a small part of a download that the thread finishes once the lock is free (each read
+    # needs the GUI thread to run Python for the thread to get the lock back): quiet machines see under a tenth,
+    # a loaded 2-core machine about a fifth (the GUI thread runs Python more often when it is descheduled less).
+    assert stop.is_set() and during * 3 < len(chunks), (during, len(chunks))

@@ -42,14 +42,15 @@ def test_the_recipe_makes_every_model_with_its_card_and_checksum(tmp_path):
     out = str(tmp_path / "models")
     cmd = [os.path.join(os.path.dirname(sys.executable), "cmrassist"), "train-release", "--acdc", acdc, "--out", out,
            "--epochs", "segmentation=1,slice_position=1,qc=1", "--minutes",
-           "segmentation=0.3,slice_position=0.2,qc=0.3,qc_snapshot=0.05", "--seed", "3"]  # fmt: skip
+           "segmentation=0.3,slice_position=0.2,qc=0.3,qc_snapshot=0.05", "--seed", "3", "--quick"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in MODELS:
         assert verified(out, name)  # the checksum file lists it and matches
         with open(os.path.join(out, f"{name}.md")) as f:
             card = f.read()
-        assert f"--models {name}" in card and "seed 3" in card and "Held-out figures" in card and "ACDC" in card
+        assert f"--models {name}" in card and "--seed 3 --quick" in card and "not a model to ship" in card
+        assert "Held-out figures" in card and "held out: 017, 038, 059, 080" in card and "Research use only" in card
     with open(os.path.join(out, "segmentation.md")) as f:
         assert "LV" in f.read()  # the held-out Dice table
     with open(os.path.join(out, "qc.md")) as f:

@@ -3,12 +3,16 @@ checksums are checked when they are installed, and a tampered file is refused wi
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cmrassist_server.core.checkpoints import read_record
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.core.model_versions import list_versions
 from cmrassist_server.launcher import RunningServer
 from cmrassist_server.release.shipped import MODELS, install_shipped, shipped_folder, verified
 from CMRAssistLib.client import CMRAssistClient
@@ -136,3 +140,20 @@ def test_a_tampered_shipped_model_is_refused_with_a_clear_error(phantom_studies,
             assert "does not match its checksum" in f.read()
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_the_demo_fine_tunes_the_shipped_model_on_its_phantoms(tmp_path):
+    studies, model_dir = tmp_path / "demo", tmp_path / "model"
+    cmd = [os.path.join(os.path.dirname(sys.executable), "cmrassist"), "prepare-demo", "--studies", str(studies),
+           "--model-dir", str(model_dir), "--phantoms", "3", "--finetune-minutes", "0.2"]  # fmt: skip
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "CMRASSIST_SHIPPED_DIR": SHIPPED}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fine-tuning the shipped segmentation model" in done.stdout and "demo model published: True" in done.stdout
+    record = read_record(str(model_dir / "segmentation.pt"))
+    assert record["options"]["from_scratch"] is False
+    versions = [v["version"] for v in list_versions(str(model_dir / "segmentation.pt"))]
+    assert versions[0] == "shipped" and len(versions) == 2  # the shipped model kept, the demo's published after it
+    assert all((model_dir / f"{name}.pt").is_file() for name in MODELS)

@@ -134,7 +134,7 @@ def publish(
         "extra": extra or {},
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
-    atomic_write_json(record_path(path), asdict(record))
+    atomic_write_json(record_path(path), {**asdict(record), "checkpoint_sha256": file_sha256(path)})
 
 
 def load(path: str, device: str = "cpu", *, kind: Optional[str] = None) -> Checkpoint:

@@ -66,13 +66,19 @@ def list_versions(checkpoint: str) -> List[Dict[str, Any]]:
     for name in names:
         version = name[:-3]
         record = _read(os.path.join(folder, version + ".json"))
-        out.append(
-            {"version": version, "record": record, "current": bool(record) and record == current, "archived": True}
-        )
+        out.append({"version": version, "record": record, "current": bool(record) and _same(record, current),
+                    "archived": True})  # fmt: skip
     if os.path.isfile(checkpoint) and not any(v["current"] for v in out):
         # Published by a run that was stopped before it could archive: archived by the next run or version change.
         out.append({"version": SERVED, "record": current, "current": True, "archived": False})
     return out
+
+
+def _same(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """The same published model (a record written before records named their checkpoint's digest matches too)."""
+    return {k: v for k, v in a.items() if k != "checkpoint_sha256"} == {
+        k: v for k, v in b.items() if k != "checkpoint_sha256"
+    }
 
 
 def make_current(checkpoint: str, version: str) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ from cmrassist_server.core.training import TrainResult
 from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.heldout import evaluate_qc_acdc, format_qc_summary
-from cmrassist_server.segmentation.heldout import HELD_OUT, evaluate_acdc, format_summary
+from cmrassist_server.segmentation.heldout import evaluate_acdc, format_summary
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.slice_position.data import label_positions, labelled_stacks
 from cmrassist_server.slice_position.network import load_position
@@ -49,23 +49,23 @@ def update_checksum(folder: str, name: str) -> str:
 
 
 def _segmentation_figures(plan, checkpoint: str) -> str:
-    result = evaluate_acdc(SegmentationPredictor(checkpoint, device=plan.device), plan.acdc, HELD_OUT)
+    result = evaluate_acdc(SegmentationPredictor(checkpoint, device=plan.device), plan.acdc, plan.held_out())
     return "Per volume (each ED or ES frame scored alone, then averaged), Dice and HD95 (mm):\n\n```\n" + \
         format_summary(result) + "\n```\n"  # fmt: skip
 
 
 def _slice_position_figures(plan, checkpoint: str) -> str:
-    positions, paths, subjects = label_positions(acdc_items(plan.acdc, HELD_OUT))
+    positions, paths, subjects = label_positions(acdc_items(plan.acdc, plan.held_out()))
     model, _ = load_position(checkpoint, plan.device or "cpu")
     figures = evaluate_position(model, labelled_stacks(positions, paths.get, subjects.get), plan.device or "cpu")
-    return f"Slices of the 40 held-out frames, positions from their expert labels: `{json.dumps(figures)}`\n"
+    return f"Slices of the {2 * len(plan.held_out())} held-out frames, positions from their expert labels: `{json.dumps(figures)}`\n"
 
 
 def _qc_figures(plan, checkpoint: str) -> str:
     segmentation = SegmentationPredictor(os.path.join(plan.out, "segmentation.pt"), device=plan.device)
     checker = QualityChecker(checkpoint, device=plan.device, segmentation=segmentation)
-    result = evaluate_qc_acdc(checker, segmentation, plan.acdc, HELD_OUT)
-    return ("Predicted against true Dice on the 40 held-out frames: the shipped segmentation model's own labels "
+    result = evaluate_qc_acdc(checker, segmentation, plan.acdc, plan.held_out(), corruptions=1 if plan.quick else 2)
+    return (f"Predicted against true Dice on the {2 * len(plan.held_out())} held-out frames: the shipped segmentation model's own labels "
             "('model') and two corruptions of each expert label ('varied'); `bench/qc_acdc.py` adds weak-model "
             "labels and the mid-slice experiment:\n\n```\n" + format_qc_summary(result) + "\n```\n")  # fmt: skip
 
@@ -73,6 +73,22 @@ def _qc_figures(plan, checkpoint: str) -> str:
 #: Held-out evaluation of each model for its card.
 EVALUATIONS: Dict[str, Callable] = {"segmentation": _segmentation_figures, "slice_position": _slice_position_figures,
                                     "qc": _qc_figures}  # fmt: skip
+
+
+def _data_line(plan) -> str:
+    if not plan.hold_out:
+        return "all 100 patients"
+    quick = " (a quick smoke run: every 8th training patient; not a model to ship)" if plan.quick else ""
+    held = ", ".join(f"{n:03d}" for n in plan.held_out())
+    return f"{len(plan.patients())} patients{quick}; held out: {held}"
+
+
+def _command(plan, model: str) -> str:
+    caps = [f"{key}={plan.minutes[key]:g}" for key in (model, f"{model}_snapshot") if plan.minutes.get(key)]
+    minutes = f" --minutes {','.join(caps)}" if caps else ""
+    flags = (" --all-patients" if not plan.hold_out else "") + (" --quick" if plan.quick else "")
+    return (f".venv/bin/cmrassist train-release --acdc ../shared/acdc/training --out models --models {model} "
+            f"--epochs {model}={plan.epochs.get(model)}{minutes} --seed {plan.seed}{flags}")  # fmt: skip
 
 
 def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine: Dict) -> str:
@@ -94,18 +110,10 @@ def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine
 
 - **File**: `{model}.pt` ({os.path.getsize(checkpoint) / 1e6:.1f} MB), SHA-256 `{digest}` (also in `{CHECKSUMS}`;
   the server refuses a file that does not match). Loaded with `torch.load(weights_only=True)`.
-- **Data**: ACDC training set, {
-        "80 patients (all but the 20 held out: the last 4 of each disease group, "
-        + ", ".join(f"{n:03d}" for n in HELD_OUT)
-        + ")"
-        if plan.hold_out
-        else "all 100 patients"
-    }, ED and ES frames with expert labels.
+- **Data**: ACDC training set, {_data_line(plan)}, ED and ES frames with expert labels.
 - **Recipe**: `cmrassist train-release` (`server/cmrassist_server/release/recipe.py`), through the server's one
   training loop; seed {plan.seed}; {epochs}.
-- **Command**: `.venv/bin/cmrassist train-release --acdc ../shared/acdc/training --out models --models {
-        model
-    } --epochs {model}={plan.epochs.get(model)} --seed {plan.seed}`
+- **Command**: `{_command(plan, model)}`
 - **Training**: {result.epochs} epochs in {minutes:.0f} min on {machine["platform"]} ({machine["cpus"]} CPUs,
   {machine["torch_threads"]} torch threads, device {machine["device"]}), {time.strftime("%Y-%m-%d", time.gmtime())}.
 - **Validation** (subjects held out of training inside the training patients, used to pick the epoch):
