@@ -56,7 +56,7 @@ ALLOWED = {
     "io": {"core", "imaging", "annotations"},
     "slice_position": {"core", "imaging"},
     "segmentation": {"core", "imaging", "annotations", "io", "slice_position"},
-    "qc": {"core", "imaging", "segmentation"},
+    "qc": {"core", "imaging", "io", "segmentation"},
     "release": {"core", "imaging", "io", "slice_position", "segmentation", "qc"},
     "reporting": {"core", "imaging", "annotations", "io", "slice_position", "segmentation", "qc"},
     "cohort": {"core", "imaging", "io", "segmentation", "qc"},

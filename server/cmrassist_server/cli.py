@@ -236,9 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--patients", help="patient numbers, e.g. 1-80 or 1-5,90 (default: all)")
-    p.add_argument(
-        "--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)"
-    )
+    p.add_argument("--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)")  # fmt: skip
     p.add_argument("--no-cine", action="store_true", help="skip 4D cines")
     p.set_defaults(func=cmd_import_acdc)
 
@@ -248,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default="evaluation.csv")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("prepare-demo", help="phantom studies and a bootstrap model for the demo server")
+    p = sub.add_parser("prepare-demo", help="phantom studies and a demo model (the shipped one fine-tuned)")
     p.add_argument("--studies", required=True)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--phantoms", type=int, default=8)
