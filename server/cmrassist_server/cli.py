@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phantoms", type=int, default=8)
     p.add_argument("--labelled-fraction", type=float, default=0.75)
     p.add_argument("--minutes", type=float, default=3.0, help="bootstrap training budget (no shipped model)")
-    p.add_argument("--finetune-minutes", type=float, default=0.5, help="fine-tune of the shipped model on the phantoms")
+    p.add_argument("--finetune-minutes", type=float, default=0.25, help="shipped model fine-tune on the phantoms")
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_prepare_demo)
     for module in COMMAND_MODULES:

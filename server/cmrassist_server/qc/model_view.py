@@ -43,9 +43,10 @@ def model_probabilities(model: SegmentationModel, stack: np.ndarray, spacing_mm:
         batch = x[start : start + 16].to(device)
         p = torch.softmax(network(batch), 1) + torch.flip(torch.softmax(network(torch.flip(batch, (-1,))), 1), (-1,))
         outs.append((p / 2).float().cpu())
-    probs = undo_crop_or_pad(torch.cat(outs), box).numpy()
-    # Half precision, here for checking as for training (where every frame's maps are kept in memory).
-    return np.ascontiguousarray(probs.astype(np.float16))
+    # Half precision, here for checking as for training (where every frame's maps are kept in memory); torch
+    # rounds to half exactly as numpy does (nearest even) but several times faster on these maps.
+    probs = undo_crop_or_pad(torch.cat(outs).half(), box).contiguous().numpy()
+    return probs
 
 
 def agreement(label_window: np.ndarray, probs_window: np.ndarray) -> np.ndarray:
