@@ -45,8 +45,7 @@ def model_probabilities(model: SegmentationModel, stack: np.ndarray, spacing_mm:
         outs.append((p / 2).float().cpu())
     # Half precision, here for checking as for training (where every frame's maps are kept in memory); torch
     # rounds to half exactly as numpy does (nearest even) but several times faster on these maps.
-    probs = undo_crop_or_pad(torch.cat(outs).half(), box).contiguous().numpy()
-    return probs
+    return undo_crop_or_pad(torch.cat(outs).half(), box).contiguous().numpy()
 
 
 def agreement(label_window: np.ndarray, probs_window: np.ndarray) -> np.ndarray:
