@@ -12,7 +12,7 @@ import platform
 import tempfile
 import time
 
-from fuzz_harness import fuzz, operations
+from fuzz_harness import fuzz, operations, replay
 from team_server import make_team
 
 from cmrassist_server.io.studies import phantom_studies
@@ -27,10 +27,15 @@ def main(argv=None):
     team = make_team(os.path.join(work, "source"), __import__("pathlib").Path(work))
     tally, start, failures = {"tried": 0, "refused": 0}, time.time(), []
     try:
+        for who in ("annotator", "reviewer", "admin"):
+            try:
+                replay(team, tally, who)
+            except AssertionError as e:
+                failures.append(f"kept regression as {who}: {str(e)[:300]}")
         for operation in operations(team):
             for who in ("annotator", "reviewer", "admin"):
                 try:
-                    fuzz(operation, team, who, tally, args.examples)
+                    fuzz(operation, team, who, tally, args.examples, record=True)
                 except Exception as e:  # report every failing operation, not only the first
                     failures.append(f"{operation.method.upper()} {operation.path} as {who}: {str(e)[:300]}")
     finally:

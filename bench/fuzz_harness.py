@@ -1,6 +1,13 @@
-"""Fuzzing harness: every operation of the server's OpenAPI schema, schemathesis cases through hypothesis, as
-one account; no 500, no traceback, no file changed by a refused request (``bench/fuzz.py`` and the tests)."""
+"""Fuzzing harness: every operation of the server's OpenAPI schema, schemathesis cases through hypothesis with a
+fixed seed (``derandomize``), as one account; no 500, no traceback, no server path in any answer, no file changed
+by a refused request (``bench/fuzz.py`` and the tests).
 
+Every failure found is kept in ``tests/api/fuzz_regressions.json`` (``record_failure``) and replayed first on every
+run (``replay``), beside the hand-written hostile cases there: nested JSON, non-finite numbers, long tokens, every
+``run_sync``, every writing option of every infer task.
+"""
+
+import json
 import os
 
 import requests
@@ -11,6 +18,9 @@ from hypothesis import HealthCheck, given, settings
 SPAWNING = {"POST /train/{model}", "POST /scoring/{method}", "POST /scoring/", "POST /train/", "DELETE /train/"}
 # Written by the server on its own (QC scoring in the background, caches, SQLite internals), not by a request.
 SKIP_FILES = ("uploads", "thumbnails", os.path.join(".cmrassist", "qc"), ".bak", "-wal", "-shm", ".sqlite", ".lock")
+REGRESSIONS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "api", "fuzz_regressions.json"
+)
 
 
 def snapshot(folder):
@@ -29,7 +39,66 @@ def operations(team):
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def fuzz(operation, team, who, tally, examples):
+def check_answer(team, label, response, before, tally):
+    """The invariants every answer keeps; counts it."""
+    assert response.status_code < 500, f"{label}: {response.status_code} {response.content[:300]!r}"
+    assert b"Traceback" not in response.content, label
+    studies = os.path.abspath(team.server.studies).encode()
+    assert studies not in response.content, f"{label}: the answer shows the studies folder"
+    if 400 <= response.status_code < 500:
+        tally["refused"] += 1
+        assert snapshot(team.server.studies) == before, f"{label}: a refused request changed files"
+    tally["tried"] += 1
+
+
+def record_failure(case, who, error):
+    """Keep a failing schemathesis case in the regression file (once)."""
+    entry = {
+        "who": who,
+        "method": case.method.upper(),
+        "path": case.formatted_path,
+        "query": case.query or {},
+        "json": case.body if case.media_type == "application/json" else None,
+        "found": str(error)[:200],
+    }
+    cases = load_regressions()
+    if not any(
+        {k: c.get(k) for k in entry if k != "found"} == {k: entry[k] for k in entry if k != "found"} for c in cases
+    ):
+        with open(REGRESSIONS, "w") as f:
+            json.dump(cases + [entry], f, indent=1)
+
+
+def load_regressions():
+    with open(REGRESSIONS) as f:
+        return json.load(f)
+
+
+def replay(team, tally, who=None):
+    """Every kept case, as its account (or ``who``): the invariants hold and, where given, the status is expected."""
+    for case in load_regressions():
+        account = who or case["who"]
+        deep = "[" * case.get("nested", 50000) + "]" * case.get("nested", 50000)  # 100 KB: built, not kept
+        raw = deep if "nested" in case else case.get("raw")
+        form = {k: deep if v == "nested" else v for k, v in case["form"].items()} if "form" in case else None
+        headers = {"content-type": "application/json"} if raw is not None else {}
+        before = snapshot(team.server.studies)
+        response = team.call(
+            account,
+            case["method"],
+            case["path"],
+            params=case.get("query") or None,
+            json=case.get("json"),
+            data=raw if form is None else form,
+            headers=headers,
+        )
+        label = f"{case['method']} {case['path']} as {account} ({case.get('why', case.get('found', ''))[:60]})"
+        check_answer(team, label, response, before, tally)
+        if "expect" in case and who is None:
+            assert response.status_code in case["expect"], f"{label}: {response.status_code} {response.text[:200]}"
+
+
+def fuzz(operation, team, who, tally, examples, record=False):
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {team.tokens[who]}"
 
@@ -40,12 +109,11 @@ def fuzz(operation, team, who, tally, examples):
     def run(case):
         before = snapshot(team.server.studies)
         response = case.call(base_url=team.url, session=session, timeout=120)
-        label = f"{operation.method.upper()} {operation.path} as {who}"
-        assert response.status_code < 500, f"{label}: {response.status_code} {response.content[:300]!r}"
-        assert b"Traceback" not in response.content, label
-        if 400 <= response.status_code < 500:
-            tally["refused"] += 1
-            assert snapshot(team.server.studies) == before, f"{label}: a refused request changed files"
-        tally["tried"] += 1
+        try:
+            check_answer(team, f"{operation.method.upper()} {operation.path} as {who}", response, before, tally)
+        except AssertionError as e:
+            if record:
+                record_failure(case, who, e)
+            raise
 
     run()

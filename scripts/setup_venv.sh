@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or reuse .venv with the pinned stack. Idempotent: re-runs only when the pins change.
-# Order matters (see docs/dependencies.md): CPU torch first, then everything else constrained to it,
+# Order matters (see shared/docs/dependencies.md beside the repository): CPU torch first, then everything else constrained to it,
 # then monailabel without its dependencies (it would pull CUDA torch, sam2 and pydicom 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -306,16 +306,15 @@ class CMRAssistClient(HttpTransport):
             params["source"] = source
         return self.infer(cine_id, folder, "propagate", params)
 
-    def run_scoring(self, method: str = "qc", params: Optional[Dict] = None, run_sync: bool = False) -> Dict[str, Any]:
-        """``POST /scoring/{method}``: score the datastore (in the background unless ``run_sync``)."""
+    def run_scoring(self, method: str = "qc", params: Optional[Dict] = None) -> Dict[str, Any]:
+        """``POST /scoring/{method}``: score the datastore in the background (reviewers; 409 while one runs)."""
         return self._json(
-            "POST",
-            f"/scoring/{parse.quote(method)}",
-            query={"run_sync": str(run_sync).lower()},
-            body=json.dumps(params or {}).encode(),
-            ctype="application/json",
-            timeout=self.long_timeout if run_sync else None,
+            "POST", f"/scoring/{parse.quote(method)}", body=json.dumps(params or {}).encode(), ctype="application/json"
         )
+
+    def scoring_status(self) -> Dict[str, Any]:
+        """``GET /scoring/``: the scoring task's state and what each method's last finished run did."""
+        return self._json("GET", "/scoring/")
 
     # -- slice-position ranking ---------------------------------------------------------------------------
     def ranking_batch(self, annotator: str, expertise: str) -> Dict[str, Any]:

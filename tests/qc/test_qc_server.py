@@ -19,15 +19,24 @@ def _schema():
 
 
 def _score(client, timeout=120):
-    """Synchronous QC scoring; waits while the server's own start-up scoring still runs (429)."""
+    """QC scoring run to its end: started once the server's own scoring has finished (409 while it runs), then
+    waited for; what it did."""
     deadline = time.time() + timeout
     while True:
         try:
-            return client.run_scoring("qc", run_sync=True)
+            task = client.run_scoring("qc")
+            break
         except ServerError as e:
-            if e.status != 429 or time.time() > deadline:
+            if e.status != 409 or time.time() > deadline:
                 raise
             time.sleep(1)
+    while time.time() < deadline:
+        status = client.scoring_status()
+        if status.get("id") == task["id"] and status.get("status") not in ("SUBMITTED", "RUNNING"):
+            assert status["status"] == "DONE", status
+            return status["last_result"]["qc"]
+        time.sleep(0.5)
+    raise AssertionError(f"scoring did not finish in {timeout} s")
 
 
 def test_qc_train_and_infer_answer_json_matching_the_schema(qc_server):

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     token_hash BLOB NOT NULL, created REAL NOT NULL, revoked REAL);
 """
 PREFIX = "cmra"
+#: bcrypt's limit on what it hashes (it raises beyond); tokens are 50 bytes.
+MAX_TOKEN_BYTES = 72
 
 
 class AccountStore:
@@ -83,7 +85,8 @@ class AccountStore:
     def verify(self, token: str) -> Optional[Account]:
         """The account of a valid, unrevoked token; ``None`` otherwise."""
         parts = token.split("_")
-        if len(parts) != 3 or parts[0] != PREFIX:
+        # bcrypt takes at most 72 bytes (it raises beyond): no token this store made is that long.
+        if len(parts) != 3 or parts[0] != PREFIX or len(token.encode()) > MAX_TOKEN_BYTES:
             return None
         row = self._db().execute("SELECT * FROM accounts WHERE id=?", (parts[1],)).fetchone()
         if row is None or row["revoked"] is not None:

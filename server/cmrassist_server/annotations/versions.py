@@ -142,7 +142,7 @@ class LabelVersions:
         """Multi-label STAPLE of the chosen versions (all but an earlier consensus by default): the label array and
         the versions merged."""
         index = self._read(image_id)
-        chosen = list(dict.fromkeys(vids)) if vids else [v for v in index["versions"] if v != CONSENSUS]
+        chosen = list(dict.fromkeys(vids)) if vids is not None else [v for v in index["versions"] if v != CONSENSUS]
         missing = [v for v in chosen if v not in index["versions"]]
         if missing:
             raise CMRAssistError(f"image {image_id!r} has no label version(s) {missing}", 404)

@@ -14,6 +14,7 @@ from cmrassist_server.api.model_versions import install_model_version_routes
 from cmrassist_server.api.ranking import install_ranking_routes
 from cmrassist_server.api.report import install_report_routes
 from cmrassist_server.api.security import install_security
+from cmrassist_server.api.tasks import install_task_routes
 from cmrassist_server.api.train import install_train_routes
 from cmrassist_server.api.versions import install_version_routes
 
@@ -47,6 +48,7 @@ def install_routes(
     install_infer_routes(app, instance, os.path.join(uploads, "infer"))
     install_datastore_routes(app, lambda: instance().datastore(), os.path.join(uploads, "datastore"))
     install_train_routes(app, trainers)
+    install_task_routes(app, instance)
     install_model_version_routes(app, checkpoints)
     install_cohort_routes(app, checkpoints)
     install_ranking_routes(app, ranking)

@@ -7,8 +7,8 @@ from typing import Optional
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from cmrassist_server.api.datastore import json_object
 from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.api.schema import json_object
 from cmrassist_server.core.errors import CMRAssistError
 
 

@@ -6,6 +6,7 @@ MONAI Label's FastAPI app, prepared before it starts serving.
   ``/reload`` and the deprecated "all models" routes answer 404.
 - No cross-origin access unless the ``cors_origins`` setting names origins (MONAI Label allows every origin
   with credentials).
+- JSON bodies strict (``api/schema.py``): finite numbers, nesting at most 32 deep.
 - Request bodies capped (``max_upload_mb``, 1024 by default): 413 beyond.
 """
 
@@ -17,6 +18,8 @@ from monailabel.app import app
 from monailabel.config import settings
 from starlette.middleware.cors import CORSMiddleware
 
+from cmrassist_server.api.schema import StrictJSONBodies, install_schema
+
 #: ``(method or "*", path pattern)`` pairs no request reaches.
 DISABLED: List[Tuple[str, str]] = [
     ("*", r"/session(/.*)?"), ("*", r"/logs(/.*)?"), ("*", r"/model(/.*)?"), ("*", r"/ohif(/.*)?"),
@@ -25,7 +28,7 @@ DISABLED: List[Tuple[str, str]] = [
     ("PUT", r"/datastore/label/info"), ("PUT", r"/datastore/updatelabelinfo"), ("POST", r"/train/?"),
     ("POST", r"/scoring/?"),
 ]  # fmt: skip
-_DISABLED = [(method, re.compile(settings.MONAI_LABEL_API_STR + pattern + r"$")) for method, pattern in DISABLED]
+_DISABLED = [(method, re.compile(settings.MONAI_LABEL_API_STR + pattern)) for method, pattern in DISABLED]
 #: Set when this module prepared the app; the app refuses to serve without it (``main.py``).
 HARDENED = True
 
@@ -38,7 +41,7 @@ class DisabledRoutes:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and any(
-            method in ("*", scope["method"]) and pattern.match(scope["path"]) for method, pattern in _DISABLED
+            method in ("*", scope["method"]) and pattern.fullmatch(scope["path"]) for method, pattern in _DISABLED
         ):
             body = json.dumps({"detail": f"{scope['method']} {scope['path']} is not offered by this server"}).encode()
             await send({"type": "http.response.start", "status": 404,
@@ -59,7 +62,9 @@ def prepare() -> None:
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT"], allow_headers=["authorization", "content-type"])  # fmt: skip
+    app.add_middleware(StrictJSONBodies)
     app.add_middleware(DisabledRoutes)
+    install_schema(app)
     app.max_body_size = int(float(_conf("max_upload_mb", "1024")) * 1024 * 1024)
 
 

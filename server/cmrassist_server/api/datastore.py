@@ -1,33 +1,21 @@
-"""Uploads: ``PUT /datastore/image``, ``PUT /datastore/label`` and ``PUT /datastore/image/info``, answered before
+"""Uploads: ``PUT /datastore/image``, ``PUT /datastore/label`` and ``PUT /datastore/image/info``, and the reads
+``GET /datastore/`` and ``GET /datastore/image/info`` (no server paths), answered before
 MONAI Label's routes of the same paths: params must be a JSON object, the account (not the request) says who made
 a label, machine tags stay the server's, every stored change is audited."""
 
-import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Literal, Optional
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from cmrassist_server.api.routing import api_prefix, mount_first, record, role
+from cmrassist_server.api.schema import json_object, without_server_paths
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.core.ids import SAFE_TAG, check_id
+from cmrassist_server.core.ids import check_id, check_tag
 from cmrassist_server.io.datastore import MACHINE_TAGS
-
-
-def json_object(text: Optional[str], what: str = "params") -> Dict[str, Any]:
-    """A form field that must hold a JSON object (``{}`` when empty); 422 otherwise."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise CMRAssistError(f"{what} must be a JSON object, not {text[:80]!r}", 422) from None
-    if not isinstance(value, dict):
-        raise CMRAssistError(f"{what} must be a JSON object, not {type(value).__name__}", 422)
-    return value
 
 
 def saved_upload(file: UploadFile, folder: str) -> str:
@@ -67,7 +55,7 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
     async def save_label(request: Request, image: str, tag: str = "final", params: str = Form("{}"),
                          label: UploadFile = File(...), account=role("annotator")):  # fmt: skip
         check_id(image)
-        if not SAFE_TAG.match(tag or "") or tag in MACHINE_TAGS:
+        if check_tag(tag) in MACHINE_TAGS:
             raise CMRAssistError(f"label tag {tag!r} is not one a client may store", 400)
         info = json_object(params)
         annotator, expertise = _who(account, info)
@@ -91,7 +79,28 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
         record(request, account, "study_info_updated", image, keys=sorted(values))
         return datastore().get_image_info(image)
 
+    _add_reads(router, datastore)
     mount_first(app, router, "datastore")
+
+
+def _add_reads(router: APIRouter, datastore) -> None:
+    """``GET /datastore/`` and ``GET /datastore/image/info`` without server paths (MONAI Label's show them)."""
+
+    @router.get("/", summary="Every study and label (ids, info and counts; no server paths)")
+    def listing(output: Optional[Literal["all", "json", "train", "datalist"]] = None, user=role("user")):
+        store = datastore()
+        if output in ("train", "datalist"):
+            return [{"image": _study_id(e.get("image")), "label": _study_id(e.get("label"))} for e in store.datalist()]
+        return without_server_paths(store.json() if output in ("all", "json") else store.status())
+
+    @router.get("/image/info", summary="A study's info (no server path)")
+    def get_image_info(image: str, user=role("user")):
+        return without_server_paths(datastore().get_image_info(check_id(image)))
+
+
+def _study_id(path: Optional[str]) -> Optional[str]:
+    """The study id a datastore file stands for (its name without ``.nii.gz``)."""
+    return os.path.basename(path).split(".")[0] if isinstance(path, str) else path
 
 
 def _who(account, info: Dict[str, Any]):

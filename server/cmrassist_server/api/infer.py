@@ -10,8 +10,9 @@ from typing import Any, Dict, Optional
 from fastapi import APIRouter, BackgroundTasks, FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from cmrassist_server.api.datastore import json_object, saved_upload
+from cmrassist_server.api.datastore import saved_upload
 from cmrassist_server.api.routing import api_prefix, mount_first, role
+from cmrassist_server.api.schema import json_object
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import check_id
 from cmrassist_server.core.options import parse_bool
@@ -48,7 +49,7 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
         if output not in OUTPUTS:
             raise CMRAssistError(f"output must be 'image' or 'json', not {output!r}", 422)
         values = {k: v for k, v in json_object(params).items() if not k.startswith("cmrassist")}
-        _check_saving(values, account)
+        decide_writes(app_._infers[model], values, account)
         req = {**values, "model": model}
         if file is not None and file.filename:
             path = await run_in_threadpool(saved_upload, file, uploads)
@@ -96,9 +97,15 @@ def run_model(app, request: Dict[str, Any], datastore) -> Dict[str, Any]:
     return {"label": label_file, "tag": tag, "file": label_file, "params": params}
 
 
-def _check_saving(values: dict, account) -> None:
-    """``save_label`` stores the prediction: only under a machine tag, and only for an annotator."""
+def decide_writes(task, values: dict, account) -> None:
+    """What the request may write, decided before the task runs: ``save_label`` and every writing option a task
+    declares (``WRITES``: option -> the machine tag it stores under, e.g. propagate's ``store``) store a prediction,
+    only under a machine tag, and only for an annotator (403 otherwise). ``values`` is normalised in place."""
+    for option, tag in getattr(task, "WRITES", {}).items():
+        if parse_bool(values.get(option, False), option):
+            values["save_label"], values["label_tag"] = True, tag
     if not parse_bool(values.get("save_label", False), "save_label"):
+        values.pop("save_label", None)
         return
     tag = values.get("label_tag") or "original"
     if tag not in MACHINE_TAGS:

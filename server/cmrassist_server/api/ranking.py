@@ -9,28 +9,29 @@ import base64
 from typing import List, Optional
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import Field
 
 from cmrassist_server.api.routing import api_prefix, mount_first, record, role
+from cmrassist_server.api.schema import Body
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.slice_position.ranking import RankingService, item_json
 from cmrassist_server.slice_position.ranking_store import BATCH_SIZE
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Body):
     annotator: Optional[str] = None  # the signed-in account when there is one
     expertise: str = "expert"
     thumbnails: bool = True  # False: ids only; fetch each PNG from /ranking/thumbnail (in parallel)
 
 
-class SubmitRequest(BaseModel):
+class SubmitRequest(Body):
     batch: str
     annotator: Optional[str] = None  # the signed-in account when there is one
-    order: List[int]
-    seconds: Optional[float] = None
+    order: List[int] = Field(max_length=64)
+    seconds: Optional[float] = Field(None, ge=0, le=86400)
 
 
-class CutPoints(BaseModel):
+class CutPoints(Body):
     basal_end: float
     apical_start: float
 
@@ -60,9 +61,11 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
         return {"batch": batch.id, "expires": batch.expires, "annotator": batch.annotator, "items": items}
 
     @router.post("/submit", summary="Submit a batch ordered from most basal to most apical")
-    def submit(body: SubmitRequest, account=annotator):
+    def submit(request: Request, body: SubmitRequest, account=annotator):
         name, _ = annotator_of(account, body.annotator, None)
-        return service.store.submit(body.batch, name, body.order, seconds=body.seconds)
+        result = service.store.submit(body.batch, name, body.order, seconds=body.seconds)
+        record(request, account, "ranking_submitted", body.batch, annotator=name, items=len(body.order))
+        return result
 
     @router.post("/sync", summary="Register the slices of studies added since the last sync")
     def sync(user=reviewer):

@@ -5,21 +5,22 @@ from typing import List, Optional
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import Field
 
 from cmrassist_server.annotations.review import VersionService
 from cmrassist_server.api.routing import api_prefix, mount_first, record, role
+from cmrassist_server.api.schema import Body
 from cmrassist_server.core.errors import CMRAssistError
 
 
-class AcceptRequest(BaseModel):
+class AcceptRequest(Body):
     version: str
     reviewer: Optional[str] = None  # the signed-in account when there is one
 
 
-class ConsensusRequest(BaseModel):
+class ConsensusRequest(Body):
     reviewer: Optional[str] = None  # the signed-in account when there is one
-    versions: Optional[List[str]] = None  # all submitted versions when omitted
+    versions: Optional[List[str]] = Field(None, min_length=2, max_length=1000)  # all submitted ones when omitted
 
 
 def reviewer_of(account, named: Optional[str]) -> str:

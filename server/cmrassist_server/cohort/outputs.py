@@ -14,22 +14,15 @@ resumed run) sees the old file or the new one, never half of one; partial files 
 
 import json
 import os
-import uuid
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
-from cmrassist_server.core.checkpoints import PARTIAL_PREFIX, atomic_write_json
+from cmrassist_server.core.checkpoints import PARTIAL_PREFIX, atomic_write, atomic_write_json
 from cmrassist_server.imaging.imageio import write_label_like
 
 SCHEMA_VERSION = 1
-
-
-def _replace_synced(tmp: str, path: str) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def remove_partials(folder: str) -> int:
@@ -90,15 +83,7 @@ class CohortOutput:
     def write_label(self, subject_id: str, name: str, label: np.ndarray, reference: sitk.Image) -> str:
         """Write one frame's label (atomically); returns its path relative to the output folder."""
         path = self.label_path(subject_id, name)
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:8]}-{name}.nii.gz")
-        try:
-            write_label_like(label, reference, tmp)
-            _replace_synced(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, lambda tmp: write_label_like(label, reference, tmp))
         return os.path.relpath(path, self.out)
 
     def start_subject(self, subject_id: str) -> None:

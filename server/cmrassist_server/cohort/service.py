@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -20,6 +21,9 @@ from cmrassist_server.core.errors import CMRAssistError
 #: Request options and the ``cmrassist analyse`` flag each becomes.
 FLAGS = {"frames": "--frames", "address": "--address", "workers": "--workers", "cpus_per_worker": "--cpus-per-worker",
          "gpus_per_worker": "--gpus-per-worker"}  # fmt: skip
+
+
+_STARTING = threading.Lock()
 
 
 def _alive(pid: Optional[int]) -> bool:
@@ -89,6 +93,10 @@ class CohortService:
         """Start a run (409 while one runs; a new run over the same folder only does what is missing)."""
         if options.get("frames", "all") not in FRAME_MODES:
             raise CMRAssistError(f"frames must be one of {', '.join(FRAME_MODES)}", 422)
+        with _STARTING:  # two requests at once: the second sees the first's run, never overwrites its record
+            return self._start(options, user)
+
+    def _start(self, options: Dict[str, Any], user: str) -> Dict[str, Any]:
         if self.status()["state"] == "running":
             raise CMRAssistError("a cohort run is in progress: wait for it or stop it (DELETE /batch/analyse)", 409)
         cmd = self.command(options)
@@ -108,8 +116,9 @@ class CohortService:
         if not state:
             return {"state": "none"}
         progress = _last_line(state["log"]) or {}
-        out = {"state": "running", "started": state["started"], "options": state["options"], "out": state["out"],
-               "progress": progress}  # fmt: skip
+        # The output folder relative to the studies folder: server paths are not the caller's business.
+        out = {"state": "running", "started": state["started"], "options": state["options"],
+               "out": os.path.relpath(state["out"], self.studies), "progress": progress}  # fmt: skip
         if _alive(state.get("pid")):
             return out
         if state.get("stopped"):
@@ -120,7 +129,7 @@ class CohortService:
             out["run"] = {k: record.get(k) for k in ("run", "counts", "timings", "review_first")}
         else:
             out["state"] = "failed"
-            out["error"] = _error(state["stderr"])
+            out["error"] = _error(state["stderr"]).replace(os.path.abspath(self.studies), "<studies>")
         return out
 
     def stop(self) -> Dict[str, Any]:

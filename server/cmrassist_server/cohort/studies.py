@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.core.ids import SAFE_ID
+from cmrassist_server.core.ids import is_safe_id
 
 EXTENSIONS = (".nii.gz", ".nii", ".nrrd")
 DATASTORE_JSON = "datastore_v2.json"
@@ -126,7 +126,7 @@ def subject_id_of(image: StudyImage) -> str:
     patient = str(image.info.get("patient") or "")
     if not patient:
         return image.image_id
-    if SAFE_ID.match(patient):
+    if is_safe_id(patient):
         return patient
     return re.sub(r"[^A-Za-z0-9_\-]", "_", patient)[:100] + "-" + hashlib.sha1(patient.encode()).hexdigest()[:8]
 
@@ -139,12 +139,10 @@ def group_subjects(images: List[StudyImage]) -> List[Subject]:
         groups.setdefault(subject_id_of(image), []).append(image)
     subjects = []
     for subject_id, members in sorted(groups.items()):
-        unsafe = [m.image_id for m in members if not SAFE_ID.match(m.image_id)]
+        unsafe = [m.image_id for m in members if not is_safe_id(m.image_id)]
         problem = f"image id {unsafe[0]!r} is not usable: use letters, digits, '_' and '-' only" if unsafe else None
         safe_id = (
-            subject_id
-            if SAFE_ID.match(subject_id)
-            else f"unusable-{hashlib.sha1(subject_id.encode()).hexdigest()[:12]}"
+            subject_id if is_safe_id(subject_id) else f"unusable-{hashlib.sha1(subject_id.encode()).hexdigest()[:12]}"
         )
         subjects.append(Subject(safe_id, tuple(members), problem))
     return subjects

@@ -71,7 +71,9 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
+    # The whole suffix (``.nii.gz``): ITK picks its writer by it.
+    suffix = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=suffix, dir=folder)
     os.close(fd)
     try:
         write(tmp)
@@ -86,6 +88,16 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """:func:`atomic_write` of ``data``."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: str, value: Any) -> None:

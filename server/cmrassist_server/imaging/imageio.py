@@ -15,6 +15,9 @@ sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 MIN_SLICES = 2
 MIN_INPLANE = 16
+#: The smallest in-plane field of view the networks take: 32 pixels at their 1.5 mm (the U-Net halves a slice
+#: four times; at 16 pixels its last stage has one pixel, which instance normalisation cannot normalise).
+MIN_FOV_MM = 48.0
 #: Plausible MR voxel spacing (mm): in-plane, and between slices.
 INPLANE_MM = (0.1, 20.0)
 SLICE_MM = (0.3, 100.0)
@@ -41,14 +44,11 @@ def check_study_image(image: sitk.Image) -> None:
         raise CMRAssistError(f"image is {dim}D with size {size}; a short-axis stack (3D) or cine (4D) is needed")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CMRAssistError("image has several components per voxel (colour?); a grey-level MR image is needed")
-    inplane, slices = sorted(size[:3])[1:], min(size[:3])
-    if slices < MIN_SLICES:
+    if min(size[:3]) < MIN_SLICES:
         raise CMRAssistError(f"image has a single slice (size {size}); a stack of at least {MIN_SLICES} is needed")
-    if min(inplane) < MIN_INPLANE:
-        raise CMRAssistError(f"image size {size} is too small in-plane (at least {MIN_INPLANE} pixels)")
     if dim == 4 and size[3] < 1:
         raise CMRAssistError("cine has no frames")
-    check_spacing(image)
+    check_geometry(size[:3], image.GetSpacing()[:3])
     if (
         image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
         and not np.isfinite(sitk.GetArrayViewFromImage(image)).all()
@@ -56,15 +56,36 @@ def check_study_image(image: sitk.Image) -> None:
         raise CMRAssistError("image holds NaN or infinite values; export it again from the scanner or viewer")
 
 
-def check_spacing(image: sitk.Image) -> None:
+def check_geometry(size, spacing) -> None:
+    """Refuse a 3D grid the models cannot take: spacing no MR acquisition has, or slices too small in pixels or in
+    field of view (checked from a file's header before its voxels are read, and again on the image).
+
+    Args:
+        size: voxels along x, y, z.
+        spacing: mm along x, y, z (the coarsest axis is the slice axis).
+    """
+    check_spacing(spacing)
+    slice_axis = int(np.argmax(spacing))
+    for axis in (a for a in range(3) if a != slice_axis):
+        pixels, fov = int(size[axis]), float(size[axis]) * float(spacing[axis])
+        if pixels < MIN_INPLANE or fov < MIN_FOV_MM - 1e-6:
+            raise CMRAssistError(
+                f"image size {tuple(size)} at {tuple(round(s, 3) for s in spacing)} mm is too small "
+                f"in-plane: the models take at least {MIN_INPLANE} pixels and {MIN_FOV_MM:g} mm "
+                f"across a slice ({MIN_FOV_MM / 1.5:.0f} pixels at their 1.5 mm)",
+                422,
+            )
+
+
+def check_spacing(spacing) -> None:
     """Refuse spacings no MR acquisition has (they would make preprocessing resample to nothing or to gigabytes)."""
-    spacing = sorted(image.GetSpacing()[:3])
+    spacing = sorted(float(s) for s in spacing[:3])
     inplane, between = spacing[:2], spacing[2]
     if (
         not (INPLANE_MM[0] <= min(inplane) and max(inplane) <= INPLANE_MM[1])
         or not SLICE_MM[0] <= between <= SLICE_MM[1]
     ):
-        raise CMRAssistError(f"voxel spacing {tuple(round(s, 4) for s in image.GetSpacing()[:3])} mm is outside what "
+        raise CMRAssistError(f"voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside what "
                              f"MR images have (in-plane {INPLANE_MM[0]}-{INPLANE_MM[1]} mm, between slices "
                              f"{SLICE_MM[0]}-{SLICE_MM[1]} mm)", 422)  # fmt: skip
 

@@ -25,7 +25,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from cmrassist_server.annotations.versions import LabelVersions
 from cmrassist_server.core.checkpoints import atomic_write
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.core.ids import SAFE_TAG, check_id
+from cmrassist_server.core.ids import check_id, check_tag
 from cmrassist_server.imaging.files import MAX_VOXELS, read_untrusted
 from cmrassist_server.imaging.imageio import check_label, check_study_image
 from cmrassist_server.io.image_info import check_image_info
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 MACHINE_TAGS = frozenset({DefaultLabelTag.ORIGINAL.value, "propagated"})
 #: Label info keys the server sets; a client's values for them are dropped.
 RESERVED_INFO = frozenset({"annotator", "expertise", "accepted_version", "reviewed_by", "reviewed_at", "version",
-                           "source", "ts", "name"})  # fmt: skip
+                           "source", "ts", "name", "submitted_at"})  # fmt: skip
 
 
 def atomic_copy(source: str, dest: str) -> None:
@@ -128,8 +128,7 @@ class CheckedDatastore(LocalDatastore):
     def store_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         """Check ``label_filename`` against its study and store it under ``label_tag`` (no version logic)."""
         self._known(image_id)
-        if not label_tag or not SAFE_TAG.match(label_tag):
-            raise CMRAssistError(f"invalid label tag {label_tag!r}")
+        check_tag(label_tag)
         try:
             label = read_untrusted(label_filename, max_voxels=self.max_voxels)
             check_label(label, sitk.ReadImage(super().get_image_uri(image_id)))
@@ -166,7 +165,7 @@ class CheckedDatastore(LocalDatastore):
         self._known(image_id)
         extra = {k: v for k, v in (info or {}).items() if k not in RESERVED_INFO}
         provenance = {**extra, "annotator": annotator, "expertise": expertise}
-        provenance.setdefault("submitted_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        provenance["submitted_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")  # the server's clock, never the client's
         if self.versions is None:
             self.store_label(image_id, label_filename, DefaultLabelTag.FINAL.value, provenance)
             return {"version": None, "final": True}

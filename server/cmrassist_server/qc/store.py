@@ -7,9 +7,9 @@ in-memory copy on its next write.
 
 import json
 import os
-import tempfile
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
+from cmrassist_server.core.checkpoints import atomic_write_json
 from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
 
@@ -28,10 +28,7 @@ class QCStore:
         return os.path.join(self.folder, image_id + ".json")
 
     def save(self, image_id: str, result: Dict) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=self.folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f)
-        os.replace(tmp, self._path(image_id))
+        atomic_write_json(self._path(image_id), result)
 
     def get(self, image_id: str) -> Optional[Dict]:
         try:

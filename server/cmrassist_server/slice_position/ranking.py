@@ -9,6 +9,7 @@ from typing import Callable, Dict
 import numpy as np
 import SimpleITK as sitk
 
+from cmrassist_server.core.checkpoints import atomic_write_bytes
 from cmrassist_server.imaging.imageio import Orientation, frames_of
 from cmrassist_server.slice_position.ranking_store import Item, RankingStore
 
@@ -80,10 +81,7 @@ class RankingService:
                 fg = np.argwhere(label > 0)
                 centre = fg[:, 1:].mean(0) if len(fg) else None
             png = render_thumbnail(stack[item.slice], orientation.spacing[1:], centre)
-            tmp = path + ".partial"
-            with open(tmp, "wb") as f:
-                f.write(png)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, png)
         with open(path, "rb") as f:
             return base64.b64encode(f.read()).decode()
 

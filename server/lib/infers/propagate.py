@@ -26,6 +26,9 @@ class PropagateInferTask(InferTask):
         options: registration settings.
     """
 
+    #: Writing options (``api/infer.decide_writes``): ``store`` keeps the result under the ``propagated`` tag.
+    WRITES = {"store": "propagated"}
+
     def __init__(self, options: PropagationOptions = PropagationOptions()):
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -48,7 +51,7 @@ class PropagateInferTask(InferTask):
                 "upload the cine as a study first",
                 422,
             )
-        if parse_bool(request.get("store", False), "store"):
+        if parse_bool(request.get("store", False), "store"):  # the route decided it may (``decide_writes``)
             request["save_label"], request["label_tag"] = True, "propagated"
         return labelled_frame(request.get("source") or None, image_id, datastore)
 

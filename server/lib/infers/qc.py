@@ -9,7 +9,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.core.ids import SAFE_TAG
+from cmrassist_server.core.ids import SAFE_TAG, is_safe_id
 from cmrassist_server.imaging.imageio import check_label, check_study_image, read_image
 from cmrassist_server.qc.check import QualityChecker, parse_thresholds
 from cmrassist_server.qc.store import QCStore, sibling_ids, with_function
@@ -69,7 +69,7 @@ class QCInferTask(InferTask):
     def context(self, request: Dict, image_id: Optional[str], datastore: Datastore) -> Dict:
         """What QC checks, resolved on the server side (never a path a client sent), and the other phase's id."""
         tag = request.get("label") or PREDICTION
-        if tag != PREDICTION and (not isinstance(tag, str) or not SAFE_TAG.match(tag)):
+        if tag != PREDICTION and not is_safe_id(tag, SAFE_TAG):
             raise CMRAssistError(f"invalid label tag {tag!r}", 400)
         if tag != PREDICTION and image_id is None:
             raise CMRAssistError("an uploaded image has no stored labels: check its prediction", 422)

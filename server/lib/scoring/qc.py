@@ -1,12 +1,15 @@
 """Scoring method ``qc``: QC of every stored 3D frame, kept per image for the review strategy."""
 
+import json
 import logging
-from typing import Dict, List
+import os
+import time
+from typing import Dict, List, Optional
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from cmrassist_server.core.checkpoints import ServedModel
+from cmrassist_server.core.checkpoints import ServedModel, atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.imageio import check_label, read_image
 from cmrassist_server.qc.check import QualityChecker, parse_thresholds
@@ -93,4 +96,18 @@ class QCScoring(ScoringMethod):
             self.store.save(image_id, report)
             checked.append(image_id)
         logger.info(f"QC scoring: {len(checked)} checked, {len(skipped)} skipped, {len(failed)} failed")
-        return {"checked": checked, "skipped": len(skipped), "failed": failed}
+        result = {"checked": checked, "skipped": len(skipped), "failed": failed, "finished": time.time()}
+        atomic_write_json(self.summary_path, result)  # runs in a child process: the server reads it from here
+        return result
+
+    @property
+    def summary_path(self) -> str:
+        return os.path.join(os.path.dirname(self.store.folder), "qc-scoring.json")
+
+    def last_result(self) -> Optional[Dict]:
+        """What the last finished scoring run did (``GET /scoring/`` shows it)."""
+        try:
+            with open(self.summary_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
