@@ -20,7 +20,7 @@ class AcceptRequest(Body):
 
 class ConsensusRequest(Body):
     reviewer: Optional[str] = None  # the signed-in account when there is one
-    versions: Optional[List[str]] = Field(None, min_length=2, max_length=1000)  # all submitted ones when omitted
+    versions: Optional[List[str]] = Field(None, min_length=1, max_length=1000)  # all submitted ones when omitted
 
 
 def reviewer_of(account, named: Optional[str]) -> str:
