@@ -117,8 +117,13 @@ class CohortService:
             return {"state": "none"}
         progress = _last_line(state["log"]) or {}
         # The output folder relative to the studies folder: server paths are not the caller's business.
-        out = {"state": "running", "started": state["started"], "options": state["options"],
-               "out": os.path.relpath(state["out"], self.studies), "progress": progress}  # fmt: skip
+        out = {
+            "state": "running",
+            "started": state["started"],
+            "options": state["options"],
+            "out": os.path.relpath(state["out"], self.studies),
+            "progress": progress,
+        }
         if _alive(state.get("pid")):
             return out
         if state.get("stopped"):

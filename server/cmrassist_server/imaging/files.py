@@ -12,7 +12,7 @@ streamed once to check they are all there and finite, and only then does ITK rea
 import gzip
 import os
 import zlib
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -146,7 +146,7 @@ def _squeezed(size) -> tuple:
     return size
 
 
-def read_untrusted(path: str, *, max_voxels: int = MAX_VOXELS, header: Optional[Header] = None) -> sitk.Image:
+def read_untrusted(path: str, *, max_voxels: int = MAX_VOXELS) -> sitk.Image:
     """Read a client's file after the checks above.
 
     Raises:
@@ -155,7 +155,7 @@ def read_untrusted(path: str, *, max_voxels: int = MAX_VOXELS, header: Optional[
     """
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         raise CMRAssistError(f"file {os.path.basename(path)!r} is missing or empty")
-    header = header or check_header(path, max_voxels=max_voxels)
+    header = check_header(path, max_voxels=max_voxels)
     check_voxels(path, header)
     reader = _reader(path, header.kind)
     if _squeezed(reader.GetSize()) != _squeezed(header.size):

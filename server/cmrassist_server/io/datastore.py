@@ -35,8 +35,20 @@ logger = logging.getLogger(__name__)
 #: Tags only the server writes (model predictions, propagated frames): a client upload may not use them.
 MACHINE_TAGS = frozenset({DefaultLabelTag.ORIGINAL.value, "propagated"})
 #: Label info keys the server sets; a client's values for them are dropped.
-RESERVED_INFO = frozenset({"annotator", "expertise", "accepted_version", "reviewed_by", "reviewed_at", "version",
-                           "source", "ts", "name", "submitted_at"})  # fmt: skip
+RESERVED_INFO = frozenset(
+    {
+        "annotator",
+        "expertise",
+        "accepted_version",
+        "reviewed_by",
+        "reviewed_at",
+        "version",
+        "source",
+        "ts",
+        "name",
+        "submitted_at",
+    }
+)
 
 
 def atomic_copy(source: str, dest: str) -> None:

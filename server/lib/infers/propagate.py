@@ -12,7 +12,6 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import check_id
-from cmrassist_server.core.options import parse_bool
 from cmrassist_server.imaging.imageio import check_label, read_image, write_label_like
 from CMRAssistCore.labels import CARDIAC_CLASSES
 
@@ -51,8 +50,6 @@ class PropagateInferTask(InferTask):
                 "upload the cine as a study first",
                 422,
             )
-        if parse_bool(request.get("store", False), "store"):  # the route decided it may (``decide_writes``)
-            request["save_label"], request["label_tag"] = True, "propagated"
         return labelled_frame(request.get("source") or None, image_id, datastore)
 
     def __call__(self, request):
