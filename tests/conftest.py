@@ -3,8 +3,10 @@
 import os
 
 import pytest
+import SimpleITK as sitk
 from training_wait import wait_training
 
+from cmrassist_server.io.phantoms import make_phantom
 from cmrassist_server.launcher import RunningServer
 
 # The tests' servers start untrained (what most of them check); tests/release starts servers with the shipped models.
@@ -81,3 +83,18 @@ def qc_server(trained_server, phantom_studies, tmp_path_factory):
     assert status.state == "DONE", f"QC training ended as {status}"
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def phantom_frame_items(tmp_path_factory):
+    """Labelled ED and ES frames of three phantoms as training items (``image``, ``label``, ``subject``, ``group``)."""
+    folder = tmp_path_factory.mktemp("frames")
+    out = []
+    for seed in (1, 2, 3):
+        p = make_phantom(seed, with_cine=False)
+        for phase, img, lab in (("ed", p.ed_image, p.ed_label), ("es", p.es_image, p.es_label)):
+            ip, lp = str(folder / f"{p.name}_{phase}.nii.gz"), str(folder / f"{p.name}_{phase}_gt.nii.gz")
+            sitk.WriteImage(img, ip)
+            sitk.WriteImage(lab, lp)
+            out.append({"image": ip, "label": lp, "subject": p.name, "group": "PHANTOM"})
+    return out

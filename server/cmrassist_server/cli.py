@@ -2,10 +2,8 @@
 
 import argparse
 import importlib
-import json
 import os
 import sys
-import time
 from typing import List, Optional
 
 from tqdm import tqdm
@@ -134,32 +132,6 @@ def cmd_prepare_demo(args) -> int:
     return 0
 
 
-def cmd_train_release(args) -> int:
-    """The shipped models from ACDC (see ``release/recipe.py``), with a progress bar per training run."""
-    from cmrassist_server.release.recipe import release_plan, train_release
-
-    plan = release_plan(args.acdc, args.out, models=args.models.split(","), epochs=args.epochs, minutes=args.minutes,
-                        device=args.device, seed=args.seed, all_patients=args.all_patients, quick=args.quick)  # fmt: skip
-    bar = None
-
-    def log(event: str, **fields) -> None:
-        nonlocal bar
-        if event == "start":
-            bar = tqdm(total=100, desc=f"{fields['model']} training", unit="%", file=sys.stderr)
-        elif event == "epoch" and bar is not None:
-            bar.n = min(100, int(fields["percent"]))
-            bar.set_postfix({fields["metric"]: round(fields["score"], 4), "best": round(fields["best_score"], 4)})
-            bar.refresh()
-        elif event == "done" and bar is not None:
-            bar.close()
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(json.dumps({"event": event, "time": time.time(), **fields}, default=str) + "\n")
-
-    train_release(plan, log=log)
-    return 0
-
-
 def _check_sign_in(args, conf: dict) -> None:
     """Beyond loopback, a server needs sign-in: local accounts in the studies folder, or OIDC."""
     from cmrassist_server.accounts.commands import state_dir
@@ -196,6 +168,7 @@ COMMAND_MODULES: List[str] = [
     "cmrassist_server.accounts.commands",
     "cmrassist_server.cohort.commands",
     "cmrassist_server.reporting.commands",
+    "cmrassist_server.release.commands",
 ]
 
 
@@ -210,19 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--conf", nargs="*", default=[], help="app settings as key=value (see core/conf.py)")
     p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
-    p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
-    p.add_argument("--out", default="models")
-    p.add_argument("--models", default="segmentation,slice_position,qc", help="which, in order")
-    p.add_argument("--epochs", default="", help="per model, e.g. segmentation=400,qc=30 (the recipe's by default)")
-    p.add_argument("--minutes", default="", help="wall-clock cap: a number for every model, or model=minutes pairs")
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--all-patients", action="store_true", help="train on all 100 (no held-out figures)")
-    p.add_argument("--quick", action="store_true", help="smoke run of the whole recipe on a few patients (tests)")
-    p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
-    p.set_defaults(func=cmd_train_release)
 
     p = sub.add_parser("phantoms", help="write synthetic short-axis cine phantoms as a MONAI Label studies folder")
     p.add_argument("--out", required=True)

@@ -13,18 +13,9 @@ from cmrassist_server.segmentation.network import load_segmentation
 from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
 
 
-@pytest.fixture(scope="module")
-def items(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("frames")
-    out = []
-    for seed in (1, 2, 3):
-        p = make_phantom(seed, with_cine=False)
-        for phase, img, lab in (("ed", p.ed_image, p.ed_label), ("es", p.es_image, p.es_label)):
-            ip, lp = str(folder / f"{p.name}_{phase}.nii.gz"), str(folder / f"{p.name}_{phase}_gt.nii.gz")
-            sitk.WriteImage(img, ip)
-            sitk.WriteImage(lab, lp)
-            out.append({"image": ip, "label": lp, "subject": p.name, "group": "PHANTOM"})
-    return out
+@pytest.fixture()
+def items(phantom_frame_items):
+    return phantom_frame_items
 
 
 def digest(path):

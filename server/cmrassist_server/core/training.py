@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -23,6 +23,7 @@ from cmrassist_server.core.checkpoints import ModelRecord, atomic_write_json, hi
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.options import TrainOptions
+from cmrassist_server.core.resume import load_state, save_state
 from CMRAssistCore.progress import progress_line
 
 Log = Callable[..., None]
@@ -110,6 +111,15 @@ class TrainingRecipe(ABC):
         """Model-specific fields of the record."""
         return {}
 
+    def rng_state(self) -> Dict[str, Any]:
+        """The recipe's own random states (samplers, augmentation generators), saved with a run's state."""
+        return {}
+
+    def set_rng_state(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`rng_state` gave (a resumed run draws the same batches as an unbroken one)."""
+        if state:
+            raise ValueError(f"{self.kind} keeps no random state of its own, yet a saved state holds {sorted(state)}")
+
     @abstractmethod
     def publish(self, model: torch.nn.Module, record: ModelRecord) -> None:
         """Write the checkpoint (``core.checkpoints.publish`` with the model's spec and preprocessing)."""
@@ -138,44 +148,97 @@ def learning_rate(options: TrainOptions, done: float) -> float:
     return options.learning_rate * max(1 - min(done, 1.0), 0.01) ** 0.9
 
 
-def run_training(recipe: TrainingRecipe, options: TrainOptions, checkpoint: str, *, log: Log = report) -> TrainResult:
-    """Prepare, train within the budget, publish each better epoch to ``checkpoint``; see the module docstring."""
+def run_training(
+    recipe: TrainingRecipe,
+    options: TrainOptions,
+    checkpoint: str,
+    *,
+    log: Log = report,
+    state_path: Optional[str] = None,
+) -> TrainResult:
+    """Prepare, train within the budget, publish each better epoch to ``checkpoint``; see the module docstring.
+
+    Args:
+        state_path: where the run's state is saved after every epoch (``core.resume``); a state already there is
+            continued from its last epoch, as if the run had never stopped. ``None``: no state is kept.
+    """
     start = time.time()
     remove_partial_files(checkpoint)
     torch.manual_seed(options.seed)
     device = default_device(options.device)
     recipe.prepare(device, log)
     model = recipe.build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=1e-4)
     result = TrainResult(served_val=recipe.served_val())
-    best = result.served_val
+    saved = load_state(state_path) if state_path else None
+    run = _Run(best=result.served_val) if saved is None else _resumed(saved, recipe, model, optimizer, result)
     common = {"model": recipe.kind, "metric": recipe.metric}
     prepare_s = round(time.time() - start, 1)
-    log("start", **common, device=device, prepare_s=prepare_s, served_val=best, **recipe.sizes(), **recipe.describe())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=1e-4)
-    budget_s, loop_start = options.max_minutes * 60, time.time()
-    for epoch in range(1, options.max_epochs + 1):
-        losses = _epoch(recipe, model, optimizer, options, epoch, loop_start, budget_s)
+    log("start", **common, device=device, prepare_s=prepare_s, served_val=result.served_val, resumed_at=run.epoch,
+        **recipe.sizes(), **recipe.describe())  # fmt: skip
+    budget_s, loop_start = options.max_minutes * 60, time.time() - run.elapsed_s
+    while not run.finished and run.epoch < options.max_epochs:
+        run.epoch += 1
+        losses = _epoch(recipe, model, optimizer, options, run.epoch, loop_start, budget_s)
         val = recipe.validate(model)
-        improved = best is None or recipe.better(val, best)
+        improved = run.best is None or recipe.better(val, run.best)
         if improved:
-            best = val
-            recipe.publish(model, _record(recipe, options, val, epoch))
+            run.best = val
+            recipe.publish(model, _record(recipe, options, val, run.epoch))
             result.published = True
-        elapsed = time.time() - loop_start
-        entry = {**common, "epoch": epoch, "max_epochs": options.max_epochs, "loss": _mean(losses), "val": val,
-                 "best_val": best, "score": val.get(recipe.metric), "best_score": best.get(recipe.metric),
-                 "published": improved, "elapsed_s": round(elapsed, 1), "max_minutes": options.max_minutes,
-                 "percent": round(100 * min(1.0, max(epoch / options.max_epochs, elapsed / budget_s)), 1)}  # fmt: skip
+        run.elapsed_s = time.time() - loop_start
+        entry = {**common, "epoch": run.epoch, "max_epochs": options.max_epochs, "loss": _mean(losses), "val": val,
+                 "best_val": run.best, "score": val.get(recipe.metric), "best_score": run.best.get(recipe.metric),
+                 "published": improved, "elapsed_s": round(run.elapsed_s, 1), "max_minutes": options.max_minutes,
+                 "percent": round(100 * min(1.0, max(run.epoch / options.max_epochs, run.elapsed_s / budget_s)), 1)}  # fmt: skip
         result.history.append(entry)
         atomic_write_json(history_path(checkpoint), result.history)
+        run.finished = run.elapsed_s >= budget_s or run.epoch >= options.max_epochs
+        if state_path:  # saved before the event: a run stopped from here on continues after this epoch
+            save_state(state_path, _state(run, recipe, model, optimizer, result))
         log("epoch", **entry)
-        if elapsed >= budget_s:
-            break
-    result.best_val, result.epochs, result.seconds = best or {}, len(result.history), time.time() - start
+    result.best_val, result.epochs, result.seconds = run.best or {}, len(result.history), time.time() - start
     log("done", **common, published=result.published, best_val=result.best_val,
         best_score=result.best_val.get(recipe.metric), epochs=result.epochs, seconds=round(result.seconds, 1),
         served_val=result.served_val)  # fmt: skip
     return result
+
+
+@dataclass
+class _Run:
+    """Where a run stands after its last finished epoch (what a saved state restores)."""
+
+    best: Optional[Dict[str, Any]] = None
+    epoch: int = 0
+    elapsed_s: float = 0.0
+    finished: bool = False
+
+
+def _state(run: _Run, recipe: TrainingRecipe, model, optimizer, result: TrainResult) -> Dict[str, Any]:
+    return {
+        "run": asdict(run),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "recipe_rng": recipe.rng_state(),
+        "history": result.history,
+        "published": result.published,
+        "served_val": result.served_val,
+    }
+
+
+def _resumed(saved: Dict[str, Any], recipe: TrainingRecipe, model, optimizer, result: TrainResult) -> _Run:
+    """Restore a saved state into the freshly prepared run; returns where it stands."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    recipe.set_rng_state(saved["recipe_rng"])
+    result.history, result.published, result.served_val = (
+        list(saved["history"]),
+        saved["published"],
+        saved["served_val"],
+    )
+    return _Run(**saved["run"])
 
 
 def _record(recipe: TrainingRecipe, options: TrainOptions, val: Dict[str, Any], epoch: int) -> ModelRecord:

@@ -14,6 +14,7 @@ from cmrassist_server.core.checkpoints import ModelRecord, file_sha256
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.options import TrainOptions, option
+from cmrassist_server.core.resume import numpy_rng_state, set_numpy_rng_state
 from cmrassist_server.core.splits import split_subjects
 from cmrassist_server.core.training import Log, TrainingRecipe, TrainResult, report, run_training
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig
@@ -225,12 +226,25 @@ class QCRecipe(TrainingRecipe):
         return {"unit": "slices", "qc_spec": asdict(self.spec), "sources": self.sets.train.sources(),
                 "segmentation_view_sha256": file_sha256(view) if view else None}  # fmt: skip
 
+    def rng_state(self) -> Dict:
+        return {"sampler": numpy_rng_state(self.sampler.rng), "augment": self.generator.get_state()}
+
+    def set_rng_state(self, state: Dict) -> None:
+        set_numpy_rng_state(self.sampler.rng, state["sampler"])
+        self.generator.set_state(state["augment"])
+
     def publish(self, model: torch.nn.Module, record: ModelRecord) -> None:
         publish_qc(self.checkpoint, model, self.sets.preprocess, record)
 
 
 def train_qc(
-    items: List[Dict], checkpoint: str, options: QCTrainOptions, *, log: Log = report, **recipe_args
+    items: List[Dict],
+    checkpoint: str,
+    options: QCTrainOptions,
+    *,
+    log: Log = report,
+    state_path: Optional[str] = None,
+    **recipe_args,
 ) -> TrainResult:
     """Build the QC set from labelled frames, train the QC network, publish each better checkpoint.
 
@@ -239,6 +253,8 @@ def train_qc(
         checkpoint: where the served QC model lives.
         options: run options.
         log: progress callback ``log(event, **fields)``.
+        state_path: where the run's state is kept after every epoch, and continued from (``core.resume``).
         recipe_args: ``segmentation_checkpoint``, ``spec``, ``sets`` of :class:`QCRecipe`.
     """
-    return run_training(QCRecipe(items, checkpoint, options, **recipe_args), options, checkpoint, log=log)
+    recipe = QCRecipe(items, checkpoint, options, **recipe_args)
+    return run_training(recipe, options, checkpoint, log=log, state_path=state_path)

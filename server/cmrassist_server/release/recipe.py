@@ -42,6 +42,9 @@ class ReleasePlan:
         hold_out: keep :data:`HELD_OUT` out of training (the models reported on); ``False`` trains on all 100.
         quick: a smoke run of the whole recipe (the tests): every 8th training patient, every 5th held-out one,
             fewer QC variants; its cards say so. Never shipped.
+        state: folder of each model's training state (outside the repository); a stopped run continues from it
+            with ``resume`` (``None``: nothing kept, nothing to continue).
+        resume: continue the states found in ``state``; without it, a state there is refused, never overwritten.
     """
 
     acdc: str
@@ -53,6 +56,11 @@ class ReleasePlan:
     seed: int = 0
     hold_out: bool = True
     quick: bool = False
+    state: Optional[str] = None
+    resume: bool = False
+
+    def state_path(self, model: str) -> Optional[str]:
+        return os.path.join(self.state, f"{model}-state.pt") if self.state else None
 
     def patients(self) -> List[int]:
         patients = training_patients() if self.hold_out else list(range(1, 101))
@@ -79,6 +87,9 @@ def check_plan(plan: ReleasePlan) -> None:
     if needs_segmentation and not os.path.isfile(os.path.join(plan.out, "segmentation.pt")):
         raise CMRAssistError("the QC model learns from the segmentation model: make segmentation first")
     default_device(plan.device)
+    started = [m for m in plan.models if plan.state and os.path.isfile(plan.state_path(m))]
+    if started and not plan.resume:
+        raise CMRAssistError(f"{plan.state} holds the state of a stopped {started} run: --resume continues it", 409)
 
 
 def train_release(plan: ReleasePlan, *, log: Log, progress: Callable[[str], None] = print) -> Dict[str, Dict]:
@@ -105,7 +116,8 @@ def _segmentation(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult
                                        val_split=0.1, device=plan.device, seed=plan.seed, from_scratch=True)  # fmt: skip
     # 2.5D: the slice and its two neighbours (through-plane context helps at the base, the apex and the RV at ES).
     return train_segmentation(items, os.path.join(plan.out, "segmentation.pt"), options, log=log,
-                              preprocess=PreprocessConfig(neighbour_slices=1), spec=NetworkSpec())  # fmt: skip
+                              preprocess=PreprocessConfig(neighbour_slices=1), spec=NetworkSpec(),
+                              state_path=plan.state_path("segmentation"))  # fmt: skip
 
 
 def _slice_position(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
@@ -115,7 +127,8 @@ def _slice_position(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResu
     options = PositionTrainOptions(max_epochs=plan.epochs["slice_position"], max_minutes=plan.budget("slice_position"),
                                    val_split=0.2, device=plan.device, seed=plan.seed, from_scratch=True)  # fmt: skip
     return train_position(stacks, os.path.join(plan.out, "slice_position.pt"), options, log=log,
-                          record_extra={"labels": "expert labels (ACDC), published position definitions"})  # fmt: skip
+                          record_extra={"labels": "expert labels (ACDC), published position definitions"},
+                          state_path=plan.state_path("slice_position"))  # fmt: skip
 
 
 def _qc(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
@@ -124,7 +137,8 @@ def _qc(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
                              corruptions_per_case=1 if plan.quick else 8,
                              snapshot_minutes=plan.minutes.get("qc_snapshot") or 30.0)  # fmt: skip
     return train_qc(items, os.path.join(plan.out, "qc.pt"), options, log=log,
-                    segmentation_checkpoint=os.path.join(plan.out, "segmentation.pt"))  # fmt: skip
+                    segmentation_checkpoint=os.path.join(plan.out, "segmentation.pt"),
+                    state_path=plan.state_path("qc"))  # fmt: skip
 
 
 STAGES: Dict[str, Callable[[ReleasePlan, List[Dict], Log], TrainResult]] = {
@@ -164,9 +178,11 @@ def release_plan(
     seed: int,
     all_patients: bool,
     quick: bool = False,
+    state: Optional[str] = None,
+    resume: bool = False,
 ) -> ReleasePlan:
     """The plan of a ``train-release`` command line."""
     default = ReleasePlan(acdc, out)
     return ReleasePlan(acdc=acdc, out=out, models=tuple(models), epochs={**default.epochs, **parse_counts(epochs, "epochs")},
                        minutes=parse_counts(minutes, "minutes", float), device=device, seed=seed,
-                       hold_out=not all_patients, quick=quick)  # fmt: skip
+                       hold_out=not all_patients, quick=quick, state=state, resume=resume)  # fmt: skip

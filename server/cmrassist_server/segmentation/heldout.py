@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from cmrassist_server.io.acdc import find_patients
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
-from CMRAssistCore.measures import overlap_table, ventricular_function
+from CMRAssistCore.measures import class_volumes_ml, overlap_table, ventricular_function
 
 #: The 20 ACDC patients no shipped model trains on.
 HELD_OUT = tuple(g * 20 + k for g in range(5) for k in range(17, 21))
@@ -53,12 +53,20 @@ def evaluate_acdc(
                              "dice": m["dice"], "hd95_mm": m["hd95_mm"]})  # fmt: skip
         (pe, re_, se), (ps, rs, ss) = frames["ED"], frames["ES"]
         per_patient[p.name] = {
-            "pred": ventricular_function(pe, ps, se, ss),
-            "ref": ventricular_function(re_, rs, se, ss),
+            "group": p.info.get("Group", ""),
+            "pred": _function(pe, ps, se, ss),
+            "ref": _function(re_, rs, se, ss),
         }
         if progress:
             progress(n, len(found))
     return {**summarise(rows, per_patient), "rows": rows, "per_patient": per_patient, "seconds_per_volume": seconds}
+
+
+def _function(ed: np.ndarray, es: np.ndarray, ed_spacing, es_spacing) -> Dict[str, float]:
+    """Ventricular function plus the myocardial volume at ED and ES (where a mass error comes from)."""
+    phases = (("ed", ed, ed_spacing), ("es", es, es_spacing))
+    myo = {f"myo_{phase}_ml": class_volumes_ml(label, spacing)["lv_myocardium"] for phase, label, spacing in phases}
+    return {**ventricular_function(ed, es, ed_spacing, es_spacing), **myo}
 
 
 def summarise(rows: List[Dict], per_patient: Dict[str, Dict]) -> Dict:

@@ -15,6 +15,7 @@ import torch
 from cmrassist_server.core.checkpoints import ModelRecord
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.options import TrainOptions, option
+from cmrassist_server.core.resume import numpy_rng_state, set_numpy_rng_state
 from cmrassist_server.core.splits import split_subjects
 from cmrassist_server.core.training import Log, TrainingRecipe, TrainResult, report, run_training
 from cmrassist_server.imaging.preprocess import (
@@ -234,12 +235,25 @@ class SegmentationRecipe(TrainingRecipe):
             "prior": self.prior.describe() if self.prior is not None else None,
         }
 
+    def rng_state(self) -> Dict:
+        return {"sampler": numpy_rng_state(self.sampler.rng), "augment": self.generator.get_state()}
+
+    def set_rng_state(self, state: Dict) -> None:
+        set_numpy_rng_state(self.sampler.rng, state["sampler"])
+        self.generator.set_state(state["augment"])
+
     def publish(self, model: torch.nn.Module, record: ModelRecord) -> None:
         publish_segmentation(self.checkpoint, model, self.spec, self.pre.config, record, prior=self.prior)
 
 
 def train_segmentation(
-    items: List[Dict], checkpoint: str, options: SegmentationTrainOptions, *, log: Log = report, **recipe_args
+    items: List[Dict],
+    checkpoint: str,
+    options: SegmentationTrainOptions,
+    *,
+    log: Log = report,
+    state_path: Optional[str] = None,
+    **recipe_args,
 ) -> TrainResult:
     """Train on labelled frames and publish each better validation checkpoint to ``checkpoint``.
 
@@ -248,6 +262,8 @@ def train_segmentation(
         checkpoint: where the served model lives.
         options: run options.
         log: progress callback ``log(event, **fields)``.
+        state_path: where the run's state is kept after every epoch, and continued from (``core.resume``).
         recipe_args: ``val_items``, ``preprocess``, ``augment``, ``spec``, ``prior`` of :class:`SegmentationRecipe`.
     """
-    return run_training(SegmentationRecipe(items, checkpoint, options, **recipe_args), options, checkpoint, log=log)
+    recipe = SegmentationRecipe(items, checkpoint, options, **recipe_args)
+    return run_training(recipe, options, checkpoint, log=log, state_path=state_path)

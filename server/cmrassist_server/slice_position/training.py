@@ -203,6 +203,13 @@ class PositionRecipe(TrainingRecipe):
     def details(self) -> Dict:
         return {"unit": "slices", **self.describe(), **self.record_extra}
 
+    def rng_state(self) -> Dict:
+        return {"shuffle": self.generator.get_state(), "order": self.order, "step": self.step}
+
+    def set_rng_state(self, state: Dict) -> None:
+        self.generator.set_state(state["shuffle"])
+        self.order, self.step = state["order"], int(state["step"])
+
     def publish(self, model: torch.nn.Module, record: ModelRecord) -> None:
         publish_position(self.checkpoint, model, record)
 
@@ -234,7 +241,13 @@ def _training_tensors(train: List[LabelledStack], spec: PositionSpec):
 
 
 def train_position(
-    stacks: List[LabelledStack], checkpoint: str, options: PositionTrainOptions, *, log: Log = report, **recipe_args
+    stacks: List[LabelledStack],
+    checkpoint: str,
+    options: PositionTrainOptions,
+    *,
+    log: Log = report,
+    state_path: Optional[str] = None,
+    **recipe_args,
 ) -> TrainResult:
     """Train the slice-position network and publish each better validation checkpoint.
 
@@ -243,6 +256,8 @@ def train_position(
         checkpoint: where the served model lives.
         options: run options.
         log: progress callback ``log(event, **fields)``.
+        state_path: where the run's state is kept after every epoch, and continued from (``core.resume``).
         recipe_args: ``spec``, ``val_stacks``, ``record_extra`` of :class:`PositionRecipe`.
     """
-    return run_training(PositionRecipe(stacks, checkpoint, options, **recipe_args), options, checkpoint, log=log)
+    recipe = PositionRecipe(stacks, checkpoint, options, **recipe_args)
+    return run_training(recipe, options, checkpoint, log=log, state_path=state_path)

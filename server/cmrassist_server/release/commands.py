@@ -1,0 +1,71 @@
+"""``cmrassist train-release``: the shipped models, or the cross-validation of the segmentation recipe."""
+
+import json
+import sys
+import time
+
+from tqdm import tqdm
+
+
+def cmd_train_release(args) -> int:
+    """The shipped models from ACDC (see ``release/recipe.py``), or with ``--folds`` the cross-validation of the
+    segmentation recipe (``release/folds.py``), with a progress bar per training run."""
+    from cmrassist_server.release.folds import FoldsPlan, run_folds
+    from cmrassist_server.release.recipe import release_plan, train_release
+
+    log = _release_log(args)
+    if args.folds:
+        if not args.state:
+            raise ValueError("--folds needs --state DIR: the folder (outside the repository) that keeps the run")
+        epochs = int(args.epochs) if args.epochs else FoldsPlan.epochs
+        plan = FoldsPlan(args.acdc, args.state, variant=args.variant, folds=args.folds, epochs=epochs, seed=args.seed,
+                         device=args.device, only=args.fold, quick=args.quick)  # fmt: skip
+        run_folds(plan, resume=args.resume, log=log)
+        return 0
+    plan = release_plan(args.acdc, args.out, models=args.models.split(","), epochs=args.epochs, minutes=args.minutes,
+                        device=args.device, seed=args.seed, all_patients=args.all_patients, quick=args.quick,
+                        state=args.state or None, resume=args.resume)  # fmt: skip
+    train_release(plan, log=log)
+    return 0
+
+
+def _release_log(args):
+    """Progress bars on stderr, and every event as a JSON line in ``--log`` when given."""
+    bar = None
+
+    def log(event: str, **fields) -> None:
+        nonlocal bar
+        if event == "start":
+            bar = tqdm(total=100, desc=f"{fields['model']} training", unit="%", file=sys.stderr)
+        elif event == "epoch" and bar is not None:
+            bar.n = min(100, int(fields["percent"]))
+            bar.set_postfix({fields["metric"]: round(fields["score"], 4), "best": round(fields["best_score"], 4)})
+            bar.refresh()
+        elif event == "done" and bar is not None:
+            bar.close()
+        if args.log:
+            with open(args.log, "a") as f:
+                f.write(json.dumps({"event": event, "time": time.time(), **fields}, default=str) + "\n")
+
+    return log
+
+
+def add_commands(sub) -> None:
+    """``train-release`` (see the module docstring)."""
+    p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
+    p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
+    p.add_argument("--out", default="models")
+    p.add_argument("--models", default="segmentation,slice_position,qc", help="which, in order")
+    p.add_argument("--epochs", default="", help="per model, e.g. segmentation=400,qc=30 (the recipe's by default)")
+    p.add_argument("--minutes", default="", help="wall-clock cap: a number for every model, or model=minutes pairs")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--all-patients", action="store_true", help="train on all 100 (no held-out figures)")
+    p.add_argument("--quick", action="store_true", help="smoke run of the whole recipe on a few patients (tests)")
+    p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
+    p.add_argument("--state", default="", help="keep each run's state here (outside the repo) after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue the stopped run whose state is in --state")
+    p.add_argument("--folds", type=int, default=0, help="cross-validate the segmentation recipe with this many folds")
+    p.add_argument("--variant", default="2.5d", help="the recipe variant a --folds run judges (release/folds.py)")
+    p.add_argument("--fold", type=int, action="append", help="with --folds: only this fold (repeatable)")
+    p.set_defaults(func=cmd_train_release)
