@@ -27,7 +27,7 @@ from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.acdc import acdc_items, find_patients
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.segmentation.training import SegmentationTrainOptions, train_segmentation
-from CMRAssistCore.measures import overlap_table, ventricular_function
+from CMRAssistCore.measures import dice, mask_dice, overlap_table, ventricular_function
 
 HELD_OUT = [g * 20 + k for g in range(5) for k in range(17, 21)]
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
@@ -56,8 +56,7 @@ def label_dice(items, simulated):
     for a, b in zip(items, simulated):
         ref, sim = (sitk.GetArrayFromImage(sitk.ReadImage(x["label"])) for x in (a, b))
         for name, v in CLASSES.items():
-            s = (ref == v).sum() + (sim == v).sum()
-            scores[name].append(2 * ((ref == v) & (sim == v)).sum() / s if s else 1.0)
+            scores[name].append(dice(sim, ref, v))
     return {c: round(float(np.mean(v)), 4) for c, v in scores.items()}
 
 
@@ -94,7 +93,7 @@ def score(checkpoint: str, root: str):
                 for name, v in CLASSES.items():
                     r, q = ref_c[ks] == v, pred_c[ks] == v
                     if r.sum() + q.sum():
-                        region_dice[region][name].append(2 * (r & q).sum() / (r.sum() + q.sum()))
+                        region_dice[region][name].append(mask_dice(r, q))
             frames[phase] = (pred, ref, spacing)
         (pe, re_, se), (ps, rs, ss) = frames["ED"], frames["ES"]
         clinical.append((ventricular_function(pe, ps, se, ss), ventricular_function(re_, rs, se, ss)))

@@ -20,13 +20,9 @@ import SimpleITK as sitk
 from cmrassist_server.annotations.propagation import PropagationOptions, propagate_frame
 from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.acdc import find_patients, parse_patient_range
+from CMRAssistCore.measures import mask_dice
 
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return float(2 * np.logical_and(a, b).sum() / s) if s else 1.0
 
 
 def canonical(path: str):
@@ -67,8 +63,8 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
         row = {"patient": p.name, "seconds": round(seconds[-1], 3)}
         for name, value in CLASSES.items():
-            row[name] = round(dice(warped == value, es_label == value), 4)
-            row[name + "_copy"] = round(dice(ed_label == value, es_label == value), 4)
+            row[name] = round(mask_dice(warped == value, es_label == value), 4)
+            row[name + "_copy"] = round(mask_dice(ed_label == value, es_label == value), 4)
         per_patient.append(row)
         print(json.dumps(row), flush=True)
     summary = {"pairs": len(per_patient)}

@@ -58,13 +58,31 @@ def ventricular_function(
     return out
 
 
+def mask_dice(a: np.ndarray, b: np.ndarray, axis=None, *, empty: float = 1.0, eps: float = 0.0):
+    """The one Dice: ``2 |a & b| / (|a| + |b|)`` of binary or soft masks, summed over ``axis`` (all by default).
+
+    Args:
+        a, b: masks of one shape (booleans, or probabilities for a soft Dice).
+        axis: the axes summed (e.g. ``1`` for per-slice Dice of ``(slices, pixels)`` masks).
+        empty: the Dice where both masks are (nearly) empty: nothing to get wrong.
+        eps: totals at or under this count as empty (soft masks never sum to exactly 0).
+
+    Returns:
+        A float for ``axis=None``, else an array over the axes left.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype == bool:
+        overlap = np.logical_and(a, b).sum(axis).astype(np.float64)
+        total = a.sum(axis).astype(np.float64) + b.sum(axis)
+    else:
+        overlap, total = (a * b).sum(axis), a.sum(axis) + b.sum(axis)
+    out = np.where(total > eps, 2.0 * overlap / np.maximum(total, max(eps, 1e-12)), empty)
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def dice(pred: np.ndarray, ref: np.ndarray, value: int) -> float:
     """Dice of one class; 1.0 when the class is absent from both."""
-    p, r = pred == value, ref == value
-    denom = int(p.sum()) + int(r.sum())
-    if denom == 0:
-        return 1.0
-    return 2.0 * float(np.logical_and(p, r).sum()) / denom
+    return mask_dice(pred == value, ref == value)
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

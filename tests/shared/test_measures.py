@@ -67,3 +67,17 @@ def test_hd95_from_the_distance_map_equals_all_pairs():
     fast = np.sort(_distances_to_surface_mm(a, b, spacing))
     slow = np.sort(_directed_distances(_surface_points_mm(a, spacing), _surface_points_mm(b, spacing)))
     np.testing.assert_allclose(fast, slow, atol=1e-4)
+
+
+def test_the_one_dice_for_binary_soft_and_per_slice_masks():
+    from CMRAssistCore.measures import dice, mask_dice
+
+    a = np.zeros((2, 4, 4), bool)
+    b = np.zeros((2, 4, 4), bool)
+    a[0, :2], b[0, 1:3] = True, True  # slice 0: 8 and 8 pixels, 4 shared; slice 1: empty in both
+    assert mask_dice(a, b) == 0.5 and dice(a.astype(int) * 3, b.astype(int) * 3, 3) == 0.5
+    assert mask_dice(a.reshape(2, -1), b.reshape(2, -1), axis=1).tolist() == [0.5, 1.0]
+    soft = np.full((1, 4, 4), 1e-9)
+    assert mask_dice(soft, np.zeros_like(soft), axis=(-2, -1), eps=1e-6).tolist() == [1.0]
+    assert mask_dice(soft, np.zeros_like(soft), axis=(-2, -1)).tolist() == [0.0]
+    assert mask_dice(np.zeros(3, bool), np.zeros(3, bool), empty=0.0) == 0.0

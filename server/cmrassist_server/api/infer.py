@@ -11,6 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, File, Form, Request, Up
 from fastapi.concurrency import run_in_threadpool
 
 from cmrassist_server.api.datastore import saved_upload
+from cmrassist_server.api.infer_params import checked_params
 from cmrassist_server.api.routing import api_prefix, mount_first, role
 from cmrassist_server.api.schema import json_object
 from cmrassist_server.core.errors import CMRAssistError
@@ -49,6 +50,7 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
         if output not in OUTPUTS:
             raise CMRAssistError(f"output must be 'image' or 'json', not {output!r}", 422)
         values = {k: v for k, v in json_object(params).items() if not k.startswith("cmrassist")}
+        values = checked_params(app_._infers[model], values)
         decide_writes(app_._infers[model], values, account)
         req = {**values, "model": model}
         if file is not None and file.filename:

@@ -1,15 +1,15 @@
 """The app's configuration, parsed once from MONAI Label's ``--conf key value`` pairs into a typed object."""
 
 import os
-from dataclasses import dataclass, fields
-from typing import Dict, Optional
+from typing import Dict, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 
 
-@dataclass(frozen=True)
-class AppConf:
+class AppConf(BaseModel):
     """Server settings with their defaults in one place.
 
     Args:
@@ -33,16 +33,18 @@ class AppConf:
             set its own per class).
     """
 
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
+
     model_dir: str
-    network: str = "unet"
-    device: Optional[str] = None
-    train_max_minutes: float = 10.0
-    train_max_epochs: int = 50
-    demo_phantoms: int = 12
-    bootstrap_minutes: float = 3.0
-    qc_threshold: float = 0.7
-    max_voxels: int = 256 * 1024 * 1024
-    max_upload_mb: float = 1024.0
+    network: Literal["unet", "attention_unet"] = "unet"
+    device: Optional[Literal["cpu", "cuda"]] = None
+    train_max_minutes: float = Field(10.0, gt=0, le=7 * 24 * 60)
+    train_max_epochs: int = Field(50, ge=1, le=100000)
+    demo_phantoms: int = Field(12, ge=0, le=1000)
+    bootstrap_minutes: float = Field(3.0, ge=0, le=24 * 60)
+    qc_threshold: float = Field(0.7, ge=0, le=1)
+    max_voxels: int = Field(256 * 1024 * 1024, ge=1)
+    max_upload_mb: float = Field(1024.0, gt=0)
     cors_origins: str = ""
     oidc_issuer: str = ""
     oidc_audience: str = ""
@@ -51,25 +53,26 @@ class AppConf:
     oidc_roles_claim: str = "roles"
     oidc_expertise_claim: str = "expertise"
     oidc_role_map: str = ""
-    max_open_batches: int = 3
+    max_open_batches: int = Field(3, ge=1, le=1000)
     shipped_dir: str = ""
 
     @classmethod
     def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":
-        """Parse MONAI Label's string conf; unknown keys are left to MONAI Label itself."""
-        values = {
-            "model_dir": conf.get("model_dir")
-            or os.environ.get("CMRASSIST_MODEL_DIR")
-            or os.path.join(app_dir, "model")
-        }
-        for f in fields(cls):
-            if f.name in conf and f.name != "model_dir":
-                raw = conf[f.name]
-                try:
-                    values[f.name] = int(raw) if f.type is int else float(raw) if f.type is float else raw
-                except ValueError:
-                    raise CMRAssistError(f"app setting {f.name}={raw!r}: a number is expected") from None
-        conf_obj = cls(**values)
+        """Parse MONAI Label's string conf; unknown keys are left to MONAI Label itself.
+
+        Raises:
+            CMRAssistError: a setting of the wrong type, out of its range or not among its choices (the server
+                does not start).
+        """
+        model_dir = conf.get("model_dir") or os.environ.get("CMRASSIST_MODEL_DIR") or os.path.join(app_dir, "model")
+        values = {k: v for k, v in conf.items() if k in cls.model_fields and v != ""}
+        try:
+            conf_obj = cls.model_validate({**values, "model_dir": model_dir})
+        except ValidationError as e:
+            wrong = "; ".join(
+                f"app setting {'.'.join(map(str, x['loc']))}={x.get('input')!r}: {x['msg']}" for x in e.errors()
+            )
+            raise CMRAssistError(wrong) from None
         default_device(conf_obj.device)  # an unusable device is refused at start, not at the first request
         return conf_obj
 

@@ -1,13 +1,15 @@
-"""Request params -> typed, checked options: one parser for every train task, and the one boolean parser.
+"""Request params -> typed, checked options: one pydantic schema per train task, and the one boolean parser.
 
-An option is a dataclass field made with :func:`option`: its default, its range or its choices live beside it,
-so the parser checks them and the train task advertises them in ``GET /info/`` (MONAI Label's convention: a list
-is a choice whose first item is the default).
+An option is a field made with :func:`option`: its default, its range or its choices live beside it, so pydantic
+checks them (FastAPI before the route's handler runs: ``api/train.py``), the OpenAPI schema publishes them, and the
+train task advertises them in ``GET /info/`` (MONAI Label's convention: a list is a choice whose first item is the
+default).
 """
 
-import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Dict, Optional, Sequence, Type, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
@@ -41,43 +43,28 @@ def option(
     open_low: bool = False,
 ) -> Any:
     """A train option: its default and, for numbers, the range ``[low, high]`` (``(low, high]`` with ``open_low``),
-    or for words the allowed ``choices``."""
-    return field(
-        default=default, metadata={"low": low, "high": high, "choices": tuple(choices or ()), "open_low": open_low}
-    )
+    or for words the allowed ``choices`` (published as the schema's ``enum``)."""
+    bounds = {"gt" if open_low else "ge": low} if low is not None else {}
+    extra = {"enum": list(choices)} if choices else None
+    return Field(default, le=high, json_schema_extra=extra, **bounds)
 
 
-def _convert(f, raw: Any) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if "bool" in kind:
-        return parse_bool(raw, f"train option {f.name}")
-    if kind in ("int", "float"):
-        if isinstance(raw, bool):
-            raise CMRAssistError(f"invalid train option {f.name}={raw!r}: {kind} expected", 422)
-        try:
-            number = float(raw)
-            value = int(number) if kind == "int" else number
-        except (TypeError, ValueError, OverflowError):
-            raise CMRAssistError(f"invalid train option {f.name}={raw!r}: {kind} expected", 422) from None
-        if not math.isfinite(number) or (kind == "int" and number != value):
-            raise CMRAssistError(f"invalid train option {f.name}={raw!r}: a finite {kind} expected", 422)
-        return value
-    return None if raw is None else str(raw)
+def readable(error: ValidationError) -> str:
+    """One line per refused field, naming it and its value (what a Train panel shows)."""
+    lines = []
+    for e in error.errors():
+        if not e["loc"]:  # a check across options, or one made before the fields' own
+            lines.append(e["msg"].removeprefix("Value error, "))
+            continue
+        name = ".".join(str(p) for p in e["loc"]) or "options"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown train option {name!r}")
+        else:
+            lines.append(f"invalid train option {name}={e.get('input')!r}: {e['msg']}")
+    return "; ".join(lines)
 
 
-def _check_range(f, value: Any) -> None:
-    meta = f.metadata
-    if meta.get("choices") and value not in meta["choices"]:
-        raise CMRAssistError(f"{f.name} must be one of {list(meta['choices'])}, not {value!r}", 422)
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and (value < low or (meta.get("open_low") and value == low)):
-        raise CMRAssistError(f"{f.name} must be {'>' if meta.get('open_low') else '>='} {low:g}, not {value!r}", 422)
-    if high is not None and value > high:
-        raise CMRAssistError(f"{f.name} must be <= {high:g}, not {value!r}", 422)
-
-
-@dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(BaseModel):
     """What every training run takes (request params of every train task; each task adds its own).
 
     Args:
@@ -92,6 +79,8 @@ class TrainOptions:
         seed: random seed of the split, the sampling and the augmentation.
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=False)
+
     max_epochs: int = option(50, low=1, high=100000)
     max_minutes: float = option(10.0, low=0, high=7 * 24 * 60, open_low=True)
     val_split: float = option(0.2, low=0, high=0.9, open_low=True)
@@ -104,6 +93,39 @@ class TrainOptions:
     #: Request keys MONAI Label itself adds to a train request (not options).
     META_KEYS: ClassVar[frozenset] = frozenset({"model", "gpus", "local_rank", "bundle_path"})
 
+    @model_validator(mode="before")
+    @classmethod
+    def _request(cls, values: Any) -> Any:
+        """Drop MONAI Label's own keys; an empty value means the default; booleans by :func:`parse_bool`."""
+        if not isinstance(values, dict):
+            return values
+        out = {}
+        for key, value in values.items():
+            field = cls.model_fields.get(key)
+            if (
+                key in cls.META_KEYS
+                or value is None
+                or (value == "" and field is not None and field.default is not None)
+            ):
+                continue
+            if field is not None and field.annotation is bool and isinstance(value, str):
+                value = parse_bool(value, f"train option {key}")
+            if field is not None and field.annotation in (int, float) and isinstance(value, bool):
+                raise ValueError(f"invalid train option {key}={value!r}: a number expected, not true or false")
+            out[key] = value
+        return out
+
+    @model_validator(mode="after")
+    def _choices_and_checks(self):
+        for name, field in type(self).model_fields.items():
+            choices = (field.json_schema_extra or {}).get("enum")
+            value = getattr(self, name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+        default_device(self.device)  # CUDA asked for where there is none: refused now, not in the training
+        self.check()
+        return self
+
     @classmethod
     def from_request(cls: Type[T], request: Dict[str, Any]) -> T:
         """Checked options from request params (missing ones take their defaults).
@@ -112,38 +134,40 @@ class TrainOptions:
             CMRAssistError (422): an unknown key, a value of the wrong type, out of range or not among the choices,
                 or a combination :meth:`check` refuses.
         """
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(request) - set(known) - cls.META_KEYS)
-        if unknown:
-            raise CMRAssistError(f"unknown train option(s) {unknown}; known: {sorted(known)}", 422)
-        values = {}
-        for name, f in known.items():
-            raw = request.get(name)
-            if raw is None or (raw == "" and f.default is not None):
-                continue
-            values[name] = _convert(f, raw)
-            _check_range(f, values[name])
-        options = cls(**values)
-        default_device(options.device)  # CUDA asked for where there is none: refused now, not in the training
-        options.check()
+        try:
+            options = cls.model_validate(request)
+        except ValidationError as e:
+            raise CMRAssistError(readable(e), 422) from None
         return options
 
     def check(self) -> None:
-        """Checks across options (subclasses add theirs); raise :class:`CMRAssistError` (422)."""
+        """Checks across options (subclasses add theirs); raise :class:`CMRAssistError` (422) or ``ValueError``."""
+
+    @classmethod
+    def with_defaults(cls: Type[T], defaults: Dict[str, Any]) -> Type[T]:
+        """The same schema with some defaults replaced (the app's, e.g. ``max_minutes`` from its conf)."""
+        if not defaults:
+            return cls
+        checked = cls.from_request(defaults)
+        fields = {}
+        for name in defaults:
+            field = cls.model_fields[name]  # merged, the field keeps its bounds, choices and description
+            fields[name] = (field.annotation, FieldInfo.merge_field_infos(field, default=getattr(checked, name)))
+        return create_model(f"{cls.__name__}WithDefaults", __base__=cls, **fields)
 
     @classmethod
     def advertised(cls, defaults: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The options for ``GET /info/``: defaults, choices as lists with the default first."""
         defaults = defaults or {}
         out: Dict[str, Any] = {}
-        for f in fields(cls):
-            value = defaults.get(f.name, f.default if f.default is not MISSING else None)
-            choices = list(f.metadata.get("choices") or ())
-            if choices and f.name != "device":
-                out[f.name] = [value] + [c for c in choices if c != value]
+        for name, field in cls.model_fields.items():
+            value = defaults.get(name, field.default)
+            choices = list((field.json_schema_extra or {}).get("enum") or ())
+            if choices and name != "device":
+                out[name] = [value] + [c for c in choices if c != value]
             else:
-                out[f.name] = value if value is not None else "cuda or cpu (auto)"
+                out[name] = value if value is not None else "cuda or cpu (auto)"
         return out
 
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()

@@ -9,6 +9,8 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
+from CMRAssistCore.measures import dice, mask_dice
+
 NUM_CLASSES = 4
 #: Class names in label-value order, as used in QC reports.
 QC_CLASSES: Tuple[str, ...] = ("background", "rv_cavity", "lv_myocardium", "lv_cavity")
@@ -41,23 +43,16 @@ def slice_dice_mvsf(
     for c in range(num_classes):
         y, z = ref == c, seg == c
         ny, nz = y.sum(1).astype(float), z.sum(1).astype(float)
-        inter = np.logical_and(y, z).sum(1).astype(float)
         total = ny + nz
         some = total > 0
-        dice[some, c] = 2 * inter[some] / total[some]
+        dice[:, c] = mask_dice(y, z, axis=1)
         mvsf[some, c] = 2 * (ny[some] - nz[some]) / total[some]
     return dice, mvsf
 
 
 def dice_3d(reference: np.ndarray, segmentation: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """True 3D Dice per class; 1 for a class absent from both."""
-    out = np.ones(num_classes)
-    for c in range(num_classes):
-        y, z = reference == c, segmentation == c
-        total = y.sum() + z.sum()
-        if total:
-            out[c] = 2 * np.logical_and(y, z).sum() / total
-    return out
+    return np.array([dice(segmentation, reference, c) for c in range(num_classes)])
 
 
 def rebuild_dice_3d(seg_counts: np.ndarray, slice_dice: np.ndarray, slice_mvsf: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor, crop_or_pad, undo_crop_or_pad
 from cmrassist_server.segmentation.network import SegmentationModel
+from CMRAssistCore.measures import mask_dice
 
 NUM_CLASSES = 4
 #: Per slice: soft Dice of the label with the probabilities, then hard Dice with the network's labels, per class.
@@ -57,8 +58,8 @@ def agreement(label_window: np.ndarray, probs_window: np.ndarray) -> np.ndarray:
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    overlap, total = (a * b).sum((-2, -1)), a.sum((-2, -1)) + b.sum((-2, -1))
-    return np.where(total > 1e-6, 2 * overlap / np.maximum(total, 1e-6), 1.0)
+    """Soft Dice per slice and class over the window (the one Dice, ``CMRAssistCore.measures.mask_dice``)."""
+    return mask_dice(a, b, axis=(-2, -1), eps=1e-6)
 
 
 def window_inputs(probs: np.ndarray, label_window: np.ndarray, center: Tuple[float, float], window: int):

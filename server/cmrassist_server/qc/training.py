@@ -31,7 +31,6 @@ from cmrassist_server.segmentation.data import prepare_cases
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 
-@dataclass(frozen=True)
 class QCTrainOptions(TrainOptions):
     """Options of a QC run (request params of the ``qc`` train task); common ones in :class:`core.options.TrainOptions`
     (an epoch = as many slices as the training set holds, drawn balanced over quality bins).

@@ -6,7 +6,7 @@ MAE+Dice for noisy labels), validation by per-volume Dice on whole slices of hel
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,12 +37,12 @@ from cmrassist_server.segmentation.network import (
     publish_segmentation,
 )
 from CMRAssistCore.labels import SHORT_NAMES
+from CMRAssistCore.measures import dice
 
 #: What a segmentation training run can learn from (see ``SegmentationTrainOptions.labels``).
 LABEL_CHOICES = ("final", "expert", "non_expert", "all", "consensus")
 
 
-@dataclass(frozen=True)
 class SegmentationTrainOptions(TrainOptions):
     """Options of a segmentation run (request params of the ``segmentation`` train task); common ones in
     :class:`core.options.TrainOptions` (an epoch = as many patches as training slices).
@@ -101,9 +101,7 @@ def validate(model: torch.nn.Module, cases: List[PreparedCase], device: str, mul
     for case in cases:
         pred, ref = predict_stack(model, case.inputs, device, multiple), case.label
         for v in SHORT_NAMES:
-            p, r = pred == v, ref == v
-            denom = p.sum() + r.sum()
-            scores[v].append(1.0 if denom == 0 else 2.0 * np.logical_and(p, r).sum() / denom)
+            scores[v].append(dice(pred, ref, v))
     out = {SHORT_NAMES[v]: float(np.mean(s)) for v, s in scores.items()}
     out["mean"] = float(np.mean(list(out.values())))
     return out

@@ -25,7 +25,6 @@ from cmrassist_server.slice_position.network import (
 )
 
 
-@dataclass(frozen=True)
 class PositionTrainOptions(TrainOptions):
     """Options of a slice-position run (request params of the ``slice_position`` train task); common ones in
     :class:`core.options.TrainOptions`.

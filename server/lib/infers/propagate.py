@@ -10,6 +10,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine
+from cmrassist_server.api.infer_params import PropagateParams
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import check_id
 from cmrassist_server.imaging.imageio import check_label, read_image, write_label_like
@@ -24,6 +25,9 @@ class PropagateInferTask(InferTask):
     Args:
         options: registration settings.
     """
+
+    #: The params this task reads, checked before it runs (``api/infer_params.py``).
+    PARAMS = PropagateParams
 
     #: Writing options (``api/infer.decide_writes``): ``store`` keeps the result under the ``propagated`` tag.
     WRITES = {"store": "propagated"}

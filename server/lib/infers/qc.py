@@ -7,6 +7,7 @@ from typing import Dict, Optional
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from cmrassist_server.api.infer_params import QCParams
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import SAFE_TAG, is_safe_id
@@ -37,6 +38,9 @@ class QCInferTask(InferTask):
         store: where each stored image's latest report is kept.
         threshold: default flag threshold.
     """
+
+    #: The params this task reads, checked before it runs (``api/infer_params.py``).
+    PARAMS = QCParams
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ from typing import Dict, Optional
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from cmrassist_server.api.infer_params import SegmentationParams
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
@@ -28,6 +29,9 @@ class SegmentationInferTask(InferTask):
         served: the served segmentation model (reloaded whenever training publishes a better one).
         positions: the slice-position classifier (for ``outside_lv=empty``).
     """
+
+    #: The params this task reads, checked before it runs (``api/infer_params.py``).
+    PARAMS = SegmentationParams
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from typing import Dict
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from cmrassist_server.api.infer_params import PositionParams
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.imageio import check_study_image, read_image
 from cmrassist_server.slice_position.network import POSITIONS, PositionClassifier
@@ -15,6 +16,9 @@ class PositionInferTask(InferTask):
     Args:
         classifier: the served slice-position model.
     """
+
+    #: The params this task reads, checked before it runs (``api/infer_params.py``).
+    PARAMS = PositionParams
 
     def __init__(self, classifier: PositionClassifier):
         super().__init__(
