@@ -11,17 +11,13 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CMRAssistLib.annotate_panel import AnnotatePanel
 from CMRAssistLib.annotation import AnnotationSession
 from CMRAssistLib.background import BackgroundRunner
-from CMRAssistLib.connection_panel import ConnectionPanel
-from CMRAssistLib.rank_panel import RankPanel
-from CMRAssistLib.review_panel import ReviewPanel
+from CMRAssistLib.module_panels import ModulePanels
+from CMRAssistLib.reloading import reload_libraries
 from CMRAssistLib.self_test import HOW, SelfTestSteps
 from CMRAssistLib.settings import load_settings
 from CMRAssistLib.slicer_scene import SlicerScene
-from CMRAssistLib.train_panel import TrainPanel
-from CMRAssistLib.versions_panel import VersionsPanel
 
 
 class CMRAssist(ScriptedLoadableModule):
@@ -51,27 +47,12 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         self.logic = CMRAssistLogic()
-        self.runner = BackgroundRunner()
+        self.runner = BackgroundRunner()  # one worker process for this connection, kept until cleanup
         self.scene = self.logic.scene()
         self.session = AnnotationSession(load_settings(qt.QSettings()), self.logic.workdir())
-        self.connection = ConnectionPanel(self.session, self.runner, settings_store=qt.QSettings())
-        self.annotate = AnnotatePanel(self.session, self.runner, self.scene, consent_store=qt.QSettings())
-        self.review = ReviewPanel(self.session, self.runner, self.scene)
-        self.versions = VersionsPanel(self.session, self.runner, self.scene)
-        self.rank = RankPanel(self.session, self.runner)
-        self.train = TrainPanel(self.session, self.runner)
-        self.annotate.segmented_listeners += [self.review.study_segmented, self.versions.study_changed]
-        self.annotate.submitted_listeners += [self.review.label_submitted, self.versions.study_changed]
-        panels = (self.annotate, self.review, self.versions, self.rank, self.train)
-        self.connection.listeners += [p.server_changed for p in panels]  # the server's state and the user's account
-        for title, panel, collapsed in (
-            ("Connection", self.connection, False),
-            ("Annotate", self.annotate, False),
-            ("Review", self.review, True),
-            ("Label versions", self.versions, True),
-            ("Rank slices", self.rank, True),
-            ("Train", self.train, True),
-        ):
+        self.panels = ModulePanels(self.session, self.runner, self.scene, settings_store=qt.QSettings())
+        self.annotate = self.panels.annotate
+        for title, panel, collapsed in self.panels.sections():
             box = ctk.ctkCollapsibleButton()
             box.text = title
             box.collapsed = collapsed
@@ -83,6 +64,8 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.editor.setMRMLSegmentEditorNode(self.scene.editor_node())
         self.editor.setMRMLScene(slicer.mrmlScene)
         self.annotate.editor_layout.addWidget(self.editor)
+        # Effects registered after this editor was built (e.g. at start-up) join its list, as in Slicer's own module.
+        self.panels.follow_effects(slicer.qSlicerSegmentEditorEffectFactory.instance(), self.editor)
         self.scene.segmentation_listeners.append(self._bind_editor)  # a new study, frame or label version
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -116,9 +99,12 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.exit()
         self.removeObservers()
-        self.train.poll_timer.stop()
-        self.runner.shutdown()
-        self.scene.close()
+        self.panels.cleanup()  # every timer, the effect connection, the scene observer and the worker process
+
+    def onReload(self):
+        # Slicer reloads this file only; the panels and measures live in CMRAssistLib and CMRAssistCore.
+        reload_libraries(("CMRAssistCore", "CMRAssistLib"))
+        ScriptedLoadableModuleWidget.onReload(self)
 
 
 class CMRAssistLogic(ScriptedLoadableModuleLogic):

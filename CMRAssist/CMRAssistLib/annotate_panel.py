@@ -136,6 +136,7 @@ class AnnotatePanel(JobPanel):
         self.submit_button.clicked.connect(lambda *_: self.submit())
         self.cancel_button.clicked.connect(lambda *_: self.cancel())
         self.frame_combo.currentIndexChanged.connect(lambda *_: self._frame_changed())
+        self.volume_combo.currentIndexChanged.connect(lambda *_: self._volume_chosen())
 
     # -- state ----------------------------------------------------------------------------------------------
     def _update_buttons(self) -> None:
@@ -176,6 +177,13 @@ class AnnotatePanel(JobPanel):
         self.volume_combo.clear()
         for name, _key in self.volume_choices:
             self.volume_combo.addItem(name)
+        self._volume_chosen()
+
+    def _volume_chosen(self) -> None:
+        """The button says what it will do with the chosen volume: open it on the server, or upload it."""
+        index = self.volume_combo.currentIndex
+        on_server = 0 <= index < len(self.volume_choices) and self.scene.server_image_id(self.volume_choices[index][1])
+        self.use_volume_button.text = "Open on server" if on_server else "Use scene volume"
         self._update_buttons()
 
     def selected_frame(self) -> Optional[int]:
@@ -198,6 +206,10 @@ class AnnotatePanel(JobPanel):
         if not 0 <= index < len(self.volume_choices):
             return
         name, key = self.volume_choices[index]
+        image_id = self.scene.server_image_id(key)
+        if image_id is not None:  # it came from the server: open it there, uploading it again would be refused
+            self._call("open", "open_study", image_id, on_done=self._study_loaded, text=f"Opening {image_id} ...")
+            return
         if not self._upload_consent():
             self.message_label.text = "Not uploaded: the scene volume stays on this computer."
             return
@@ -224,6 +236,13 @@ class AnnotatePanel(JobPanel):
             lambda _: self._study_shown(study),
             f"Loading {study.image_id} into the scene ...",
         )
+
+    def _forget_study(self) -> None:
+        self.study, self.target, self.label, self.frames = None, None, None, []
+        self.frame_combo.clear()
+        self.study_label.text = "No study loaded."
+        self.measures_label.text = ""
+        self.refresh_volumes()
 
     def _study_shown(self, study: Study) -> None:
         self.frames = study.frame_choices()

@@ -3,8 +3,9 @@
 Slicer does not enable PythonQt's thread support: the GUI thread holds Python's lock even while it idles in Qt's
 event loop, so a Python worker thread advances only while the GUI thread happens to run Python. So:
 
-- network and file work (downloads, uploads, reading a compressed cine) runs in a child Python process
-  (``worker.py`` through a ``QProcess``): Qt reads its output in C++, and the child runs at full speed;
+- network and file work (downloads, uploads, reading a compressed cine) runs in one long-lived child Python
+  process per connection (``worker.py`` through ``worker_process.WorkerProcess``), several calls at once, each
+  with an id: Qt reads its output in C++, and the child runs at full speed;
 - work on the MRML scene (building a cine's sequences, one frame at a time) runs on the GUI thread as a
   generator whose steps a ``QTimer`` drives, so the GUI repaints and takes input between steps.
 
@@ -12,19 +13,18 @@ Callbacks run on the GUI thread. One that raises is logged and kept in ``callbac
 other jobs' callbacks, and a callback that opens a modal dialog (a nested event loop) cannot re-enter a step.
 """
 
+import json
 import logging
-import os
 import shutil
 import sys
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .annotation import AnnotationSession
-from .qt_compat import BINDING, QProcess, QTimer
-from .worker import decode, error_from, parse_event, request
+from .qt_compat import BINDING, QTimer
+from .worker import decode, error_from, request
+from .worker_process import WorkerProcess
 
 Progress = Optional[Callable[[float, str], None]]
-#: The folder that holds CMRAssistLib: the worker runs ``-m CMRAssistLib.worker`` from there.
-MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Cancelled(Exception):
@@ -69,6 +69,9 @@ class BackgroundRunner:
         self.callback_errors: List[BaseException] = []
         self._jobs: List[Job] = []
         self._closed = False
+        self.worker = WorkerProcess(self.python, self._event, self._worker_ended)
+        self._calls: Dict[int, Tuple[Job, Callable, Callable, Progress]] = {}  # by request id, until answered
+        self._next_id = 0
 
     # -- starting jobs ----------------------------------------------------------------------------------------
     def submit(
@@ -82,23 +85,15 @@ class BackgroundRunner:
         on_progress: Progress = None,
         **kwargs: Any,
     ) -> Job:
-        """Run ``session.<method>(*args, **kwargs)`` in a worker process; then ``on_done(result)`` or
-        ``on_error(exception)`` here. The session's own ``progress`` reports reach ``on_progress``."""
-        body = request(session, method, args, kwargs)
+        """Run ``session.<method>(*args, **kwargs)`` in the connection's worker process; then ``on_done(result)``
+        or ``on_error(exception)`` here. The session's own ``progress`` reports reach ``on_progress``."""
+        self._next_id += 1
+        ident = self._next_id
+        body = request(session, method, args, kwargs, ident)
         job = self._start(name)
-        process = QProcess()
-        process.setProgram(self.python)
-        process.setArguments(["-u", "-m", "CMRAssistLib.worker"])
-        process.setWorkingDirectory(MODULE_DIR)
-        pending = [b""]  # an output line may come in pieces
-        process.readyReadStandardOutput.connect(lambda: self._read(job, process, pending, on_progress))
-        process.finished.connect(lambda *_: self._process_finished(job, process, pending, on_done, on_error))
-        process.errorOccurred.connect(lambda *_: self._process_failed(job, process, on_error))
-        job._stop = process.kill
-        job._keep.append(process)
-        process.start()
-        process.write(body)
-        process.closeWriteChannel()
+        self._calls[ident] = (job, on_done, on_error, on_progress)
+        job._stop = lambda: self._cancel_call(ident)
+        self.worker.send(body)
         return job
 
     def steps(
@@ -145,11 +140,9 @@ class BackgroundRunner:
         for job in list(self._jobs):
             job.cancel()
             for kept in job._keep:
-                if isinstance(kept, QTimer):
-                    kept.stop()
-                else:
-                    kept.waitForFinished(2000)
+                kept.stop()
         self._jobs = []
+        self.worker.stop()
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _start(self, name: str) -> Job:
@@ -178,42 +171,35 @@ class BackgroundRunner:
         if on_progress and report:
             self._call(on_progress, *report)
 
-    def _read(self, job: Job, process, pending: List[bytes], on_progress: Progress) -> None:
-        data = pending[0] + bytes(process.readAllStandardOutput().data())
-        *lines, pending[0] = data.split(b"\n")
-        for line in lines:
-            event = parse_event(line.decode("utf-8", "replace").rstrip("\r"))
-            if event is None:
-                continue
-            job.events.append(event)
-            if "progress" in event and on_progress and not job.cancelled:
-                self._call(on_progress, event["progress"], event.get("text", ""))
-
-    def _process_finished(self, job: Job, process, pending, on_done, on_error) -> None:
-        if job.finished:
+    def _event(self, event: Dict[str, Any]) -> None:
+        """An event of the worker: progress, or the answer, of the call with that id (late ones are dropped)."""
+        call = self._calls.get(event.get("id"))
+        if call is None:
             return
-        self._read(job, process, pending, None)
-        answer = next((e for e in reversed(job.events) if "result" in e or "error" in e), None)
-        if job.cancelled:
-            self._deliver(job, on_error, Cancelled(f"{job.name} cancelled"))
-        elif answer is not None and "result" in answer:
-            self._deliver(job, on_done, decode(answer["result"]))
-        elif answer is not None:
-            self._deliver(job, on_error, error_from(answer["error"]))
-        else:
-            stderr = bytes(process.readAllStandardError().data()).decode("utf-8", "replace").strip()
-            self._deliver(
-                job,
-                on_error,
-                RuntimeError(
-                    "the worker process ended without an answer: "
-                    + (stderr.splitlines()[-1] if stderr else "no output")
-                ),
-            )
+        job, on_done, on_error, on_progress = call
+        if "progress" in event:
+            if on_progress and not job.cancelled:
+                self._call(on_progress, event["progress"], event.get("text", ""))
+            return
+        del self._calls[event["id"]]
+        job.events.append(event)
+        if "result" in event:
+            self._deliver(job, on_done, decode(event["result"]))
+        elif "error" in event:
+            self._deliver(job, on_error, error_from(event["error"]))
 
-    def _process_failed(self, job: Job, process, on_error) -> None:
-        if process.error() == QProcess.FailedToStart and not job.finished:
-            self._deliver(job, on_error, RuntimeError(f"cannot start the worker process {self.python}"))
+    def _cancel_call(self, ident: int) -> None:
+        """Tell the worker to stop the call, and answer the panel now: the call's late answer is dropped."""
+        job, _, on_error, _ = self._calls.pop(ident)
+        if self.worker.running():
+            self.worker.send(json.dumps({"id": ident, "cancel": True}).encode() + b"\n")
+        self._deliver(job, on_error, Cancelled(f"{job.name} cancelled"))
+
+    def _worker_ended(self, reason: str) -> None:
+        """The worker died with calls in flight: each fails with the reason; the next call starts a new worker."""
+        calls, self._calls = self._calls, {}
+        for job, _, on_error, _ in calls.values():
+            self._deliver(job, on_error, RuntimeError(f"{reason}; {job.name} was lost: try it again"))
 
     def _deliver(self, job: Job, callback: Callable[[Any], None], value: Any) -> None:
         """Finish ``job`` first (so ``busy`` is already right inside the callback), then call the callback."""

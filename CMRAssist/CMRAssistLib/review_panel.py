@@ -169,6 +169,12 @@ class ReviewPanel(JobPanel):
             )
         self._update_buttons()
 
+    def _forget_study(self) -> None:
+        self.study, self.rows, self.report = None, [], None
+        self.slice_table.setRowCount(0)
+        self.measures_table.setRowCount(0)
+        self.report_label.text = ""
+
     def study_segmented(self, study: Study) -> None:
         """Annotate panel listener: a new segmentation is on screen; check the model's prediction at once."""
         self._follow(study, 0)

@@ -7,7 +7,7 @@ of work per ``next()`` and yields ``(fraction, text)``; the background runner dr
 return value is the method's result. Downloads, uploads and decompression happen in the worker process.
 """
 
-from typing import Generator, List, Optional, Sequence, Tuple
+from typing import Callable, Generator, List, Optional, Sequence, Tuple
 
 from .annotation import LabelFile, Study
 
@@ -16,7 +16,17 @@ Steps = Generator[Tuple[float, str], None, object]
 
 
 class SceneAdapter:
-    """Base class: every method must be implemented by a viewer."""
+    """Base class: every method must be implemented by a viewer.
+
+    Attributes:
+        closed_listeners: called with no argument when the viewer's scene is closed (File > Close Scene): every
+            node of the shown study is gone; a viewer sets it to a list of its own in ``__init__``.
+    """
+
+    closed_listeners: List[Callable[[], None]]
+
+    def close(self) -> None:
+        """Stop observing the viewer (module cleanup); nothing to do by default."""
 
     def show_study(self, study: Study) -> Steps:
         """Load the study's frames (a volume, or a volume sequence for a cine) and show them."""
@@ -46,6 +56,10 @@ class SceneAdapter:
 
     def volume_choices(self) -> List[Tuple[str, str]]:
         """``(name, key)`` of the volumes already in the scene, for upload."""
+        raise NotImplementedError
+
+    def server_image_id(self, key: str) -> Optional[str]:
+        """The server image a scene volume was loaded from (``show_study``), ``None`` for the user's own volumes."""
         raise NotImplementedError
 
     def save_volume(self, key: str, out_path: str) -> str:

@@ -30,6 +30,10 @@ EDITOR_TAG = "CMRAssist"
 TEMPORARY = "__cmrassist__"
 
 
+#: Node attribute holding the server image id of a volume that came from the server (``show_study``).
+SERVER_IMAGE = "CMRAssist.ServerImageID"
+
+
 class SlicerScene(SceneAdapter):
     """Shows studies in one MRML scene and keeps one segmentation node per segmented study.
 
@@ -43,9 +47,16 @@ class SlicerScene(SceneAdapter):
         self.scene, self.sequences, self.app_logic = scene, sequences, app_logic
         #: Called with no argument once a new segmentation is shown (the module binds the Segment Editor to it).
         self.segmentation_listeners: List[Callable[[], None]] = []
+        #: Called with no argument after File > Close Scene (the panels drop the study whose nodes went with it).
+        self.closed_listeners: List[Callable[[], None]] = []
         self._forget()
         # After *Close scene* every node this object held is gone: forget them rather than remove them again.
-        self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *_: self._forget())
+        self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *_: self._scene_closed())
+
+    def _scene_closed(self) -> None:
+        self._forget()
+        for listener in list(self.closed_listeners):
+            listener()
 
     def _forget(self) -> None:
         self.volume_node = None  # the study volume, or the cine's proxy volume
@@ -94,6 +105,7 @@ class SlicerScene(SceneAdapter):
             self.browser_node.SetAndObserveMasterSequenceNodeID(self.volume_sequence.GetID())
             self._select_item(max((study.ed_frame or 1) - 1, 0))
             self.volume_node = self.browser_node.GetProxyNode(self.volume_sequence)
+        self.volume_node.SetAttribute(SERVER_IMAGE, study.image_id)  # saved with the scene: still known after reload
         self._show_volume(self.volume_node)
 
     def _new_sequence(self, name: str):
@@ -284,12 +296,17 @@ class SlicerScene(SceneAdapter):
     # -- scene volumes ------------------------------------------------------------------------------------------
     def volume_choices(self) -> List[Tuple[str, str]]:
         nodes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        nodes.UnRegister(None)  # a new reference the caller owns (as slicer.util.getNodesByClass releases it)
         found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
         return [
             (n.GetName(), n.GetID())
             for n in found
             if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetName().startswith(TEMPORARY)
         ]
+
+    def server_image_id(self, key: str) -> Optional[str]:
+        node = self.scene.GetNodeByID(key)
+        return (node.GetAttribute(SERVER_IMAGE) or None) if node is not None else None
 
     def save_volume(self, key: str, out_path: str) -> str:
         self._write(self.scene.GetNodeByID(key), out_path)

@@ -126,6 +126,10 @@ class VersionsPanel(JobPanel):
         """Connection panel listener: only reviewers accept versions and build consensus."""
         self.gate.set_account(state.account)
 
+    def _forget_study(self) -> None:
+        self.study, self.listing = None, {}
+        self.table.setRowCount(0)
+
     def study_changed(self, study: Study) -> None:
         """Annotate panel listener (a study was segmented or submitted): list its versions."""
         self.study = None if study.is_cine else study

@@ -100,6 +100,20 @@ class JobPanel:
             self.job.cancel()
             self.message_label.text = f"Cancelling {self.job.name} ..."
 
+    def scene_closed(self) -> None:
+        """File > Close Scene: the study's nodes are gone. Stop what runs (its answer is dropped), forget the study
+        (:meth:`_forget_study`) and say what to do, so no button acts on nodes that no longer exist."""
+        job, self.job = self.job, None
+        if job is not None:
+            job.cancel()
+        self._forget_study()
+        self.progress_bar.value = 0
+        self.message_label.text = "The scene was closed: load a study again to go on."
+        self._update_buttons()
+
+    def _forget_study(self) -> None:
+        """Drop what the panel holds of the closed scene's study (panels that hold one override this)."""
+
 
 def fill_table(table: QTableWidget, rows: Sequence[List[str]]) -> None:
     """Replace a read-only table's rows with ``rows`` (text cells) and fit the columns."""

@@ -1,18 +1,21 @@
-"""The worker process: runs one call of the annotation session (network and file work) off Slicer's GUI thread.
+"""The worker process: runs the annotation session's calls (network and file work) off Slicer's GUI thread.
 
 ``background.BackgroundRunner`` starts ``python -u -m CMRAssistLib.worker`` (Slicer's ``PythonSlicer`` inside
-Slicer), writes one request as JSON on its standard input and reads lines starting with :data:`EVENT` from its
-standard output: ``{"progress": fraction, "text": ...}`` while it works, then ``{"result": ...}`` or
-``{"error": {"type", "message", "status"}}``. Qt reads the pipe in C++, so the call advances at full speed
-whatever the GUI thread does. Session values (studies, label files, server states) travel as tagged JSON.
+Slicer) once per connection and keeps it. Each request is one JSON line on its standard input with an ``id``;
+several run at once (a thread each: this is a plain Python process, not Slicer's GUI thread). Lines starting with
+:data:`EVENT` on its standard output answer them: ``{"id", "progress": fraction, "text"}`` while a call works,
+then ``{"id", "result": ...}`` or ``{"id", "error": {"type", "message", "status"}}``. ``{"id", "cancel": true}``
+stops a call at its next progress report. Qt reads the pipes in C++, so calls advance at full speed whatever the
+GUI thread does. Session values (studies, label files, server states) travel as tagged JSON.
 """
 
 import dataclasses
 import inspect
 import json
 import sys
+import threading
 import traceback
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from .account import Account
 from .annotation import AnnotationSession, LabelFile, ServerState, Study
@@ -50,19 +53,20 @@ def decode(value: Any) -> Any:
     return value
 
 
-def request(session: AnnotationSession, method: str, args: tuple, kwargs: Dict[str, Any]) -> bytes:
+def request(session: AnnotationSession, method: str, args: tuple, kwargs: Dict[str, Any], ident: int = 0) -> bytes:
     """The request a worker reads: who (settings, the API token with them), where (work folder), and the session
     call. It goes to the worker's standard input: a token is never on a command line or in a file."""
     if method.startswith("_") or not callable(getattr(AnnotationSession, method, None)):
         raise AttributeError(f"the annotation session has no call {method!r}")
     body = {
+        "id": ident,
         "settings": dataclasses.asdict(session.settings),
         "workdir": session.workdir,
         "method": method,
         "args": encode(list(args)),
         "kwargs": encode(kwargs),
     }
-    return json.dumps(body).encode()
+    return json.dumps(body).encode() + b"\n"
 
 
 def parse_event(line: str) -> Optional[Dict[str, Any]]:
@@ -84,22 +88,63 @@ def error_from(event: Dict[str, Any]) -> Exception:
     return ValueError(message) if kind == "ValueError" else RuntimeError(f"{kind}: {message}")
 
 
-def run(body: Dict[str, Any], emit: Callable[[Dict[str, Any]], None]) -> None:
-    """Run one request, emitting progress events and then the result or the error."""
+class Cancelled(Exception):
+    """The panel cancelled the call."""
+
+
+def run(body: Dict[str, Any], emit: Callable[[Dict[str, Any]], None], cancelled: Callable[[], bool] = bool) -> None:
+    """Run one request, emitting progress events and then the result or the error (each with the request's id)."""
+    ident = body.get("id")
+
+    def progress(fraction: float, text: str = "") -> None:
+        if cancelled():
+            raise Cancelled("cancelled")
+        emit({"id": ident, "progress": float(fraction), "text": str(text)})
+
     try:
         session = AnnotationSession(UserSettings(**body["settings"]), body["workdir"])
         call = getattr(session, body["method"])
         kwargs = decode(body.get("kwargs") or {})
         if "progress" in inspect.signature(call).parameters:
-            kwargs["progress"] = lambda fraction, text="": emit({"progress": float(fraction), "text": str(text)})
-        emit({"result": encode(call(*decode(body.get("args") or []), **kwargs))})
+            kwargs["progress"] = progress
+        emit({"id": ident, "result": encode(call(*decode(body.get("args") or []), **kwargs))})
     except Exception as e:  # every failure reaches the panel as a readable message
-        traceback.print_exc()
-        emit({"error": {"type": type(e).__name__, "message": str(e), "status": getattr(e, "status", None)}})
+        if not isinstance(e, Cancelled):
+            traceback.print_exc()
+        emit(
+            {"id": ident, "error": {"type": type(e).__name__, "message": str(e), "status": getattr(e, "status", None)}}
+        )
+
+
+def serve(lines: Iterable[str], write: Callable[[str], None]) -> None:
+    """Answer request lines until the input ends (the panel closed it), then let the calls still running finish."""
+    lock, flags, threads = threading.Lock(), {}, []
+
+    def emit(event: Dict[str, Any]) -> None:
+        with lock:  # one event per line, whichever call's thread reports it
+            write(EVENT + json.dumps(event) + "\n")
+
+    for line in lines:
+        if not line.strip():
+            continue
+        body = json.loads(line)
+        if body.get("cancel"):
+            flags[body.get("id")] = True
+            continue
+        ident = body.get("id")
+        thread = threading.Thread(target=run, args=(body, emit, lambda i=ident: flags.get(i, False)), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
 
 
 def main() -> None:
-    run(json.loads(sys.stdin.read()), lambda event: print(EVENT + json.dumps(event), flush=True))
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    serve(sys.stdin, write)
 
 
 if __name__ == "__main__":

@@ -214,3 +214,29 @@ def vtk_messages():
 
 def test_segment_ids_follow_the_label_values():
     assert [segment_id(v) for v in sorted(SEGMENT_NAMES)] == ["RV_cavity", "LV_myocardium", "LV_cavity"]
+
+
+class _CountingScene:
+    """The real scene, keeping each collection ``GetNodesByClass`` hands out (to read its reference count)."""
+
+    def __init__(self, scene):
+        self._scene, self.collections = scene, []
+
+    def GetNodesByClass(self, name):
+        collection = self._scene.GetNodesByClass(name)
+        self.collections.append(collection)
+        return collection
+
+    def __getattr__(self, name):
+        return getattr(self._scene, name)
+
+
+def test_listing_scene_volumes_leaves_no_collection_behind(core, frame_study):
+    from CMRAssistLib.slicer_scene import SlicerScene
+
+    run(core.cmrassist_scene().show_study(frame_study[0]))
+    counting = _CountingScene(core.scene)
+    layer = SlicerScene(counting, sequences=core.logics["Sequences"], app_logic=core.app_logic)
+    assert [name for name, _ in layer.volume_choices()] == ["cine_frame04"]
+    # Only this test's Python reference is left: the collection goes with it (a leak would hold two).
+    assert [c.GetReferenceCount() for c in counting.collections] == [1]

@@ -24,6 +24,7 @@ class FileScene(SceneAdapter):
         self.history: List[str] = []
         self.shown_slice: Optional[Tuple[str, Tuple[float, ...]]] = None
         self.comparisons: Dict[str, np.ndarray] = {}  # name -> label array shown beside the editable one
+        self.closed_listeners: List[Callable[[], None]] = []
 
     def show_study(self, study: Study) -> Steps:
         self.study, self.frame, self.label = study, None, None
@@ -68,6 +69,9 @@ class FileScene(SceneAdapter):
 
     def volume_choices(self) -> List[Tuple[str, str]]:
         return [(name, name) for name in sorted(self.volumes)]
+
+    def server_image_id(self, key: str) -> Optional[str]:
+        return None  # the volumes of this viewer are the user's own files
 
     def save_volume(self, key: str, out_path: str) -> str:
         image = sitk.ReadImage(self.volumes[key])

@@ -4,13 +4,15 @@ Findings 5 and 6 of issue 11: one raising callback or a modal question inside a 
 jobs; and a transfer must advance while the GUI thread idles in Qt's event loop holding Python's lock.
 """
 
+import os
+import signal
 import socket
 import threading
 import time
 
 import pytest
 from panel_helpers import wait_for
-from PySide6.QtCore import QEventLoop, QProcess, QTimer
+from PySide6.QtCore import QEventLoop, QTimer
 from pythonqt_loop import idle_like_slicer
 
 from CMRAssistLib.annotation import AnnotationSession
@@ -81,21 +83,80 @@ def test_a_worker_reports_a_server_error_with_its_status(app, runner, tmp_path):
     assert isinstance(errors[0], ServerError) and errors[0].status == 0 and "cannot reach server" in str(errors[0])
 
 
-def test_cancel_ends_the_worker_process_at_once(app, runner, tmp_path):
-    silent = socket.socket()  # accepts connections and never answers: the call would wait for its timeout
+def _silent_server():
+    """Accepts connections and never answers: a call to it waits for its timeout."""
+    silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
-    silent.listen(1)
-    session = AnnotationSession(
-        UserSettings(f"http://127.0.0.1:{silent.getsockname()[1]}", "Ada", "expert"), str(tmp_path)
-    )
+    silent.listen(8)
+    return silent
+
+
+def _worker_processes() -> list:
+    """Pids of this test process's ``CMRAssistLib.worker`` children (read from /proc, as ``ps`` would)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if b"CMRAssistLib.worker" in cmdline and parent == os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def test_cancel_answers_at_once_and_the_worker_stays_for_the_next_call(app, runner, tmp_path):
+    silent = _silent_server()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
     errors = []
+    session = AnnotationSession(UserSettings(url, "Ada", "expert"), str(tmp_path))
     job = runner.submit("status", session, "training_status", on_done=errors.append, on_error=errors.append)
-    wait_for(
-        app, lambda: job._keep and job._keep[0].state() == QProcess.ProcessState.Running, timeout=10, what="the start"
-    )
+    wait_for(app, lambda: runner.worker.running(), timeout=10, what="the worker's start")
     job.cancel()
-    wait_for(app, lambda: errors, timeout=5, what="the cancellation")
-    assert isinstance(errors[0], Cancelled) and not runner.busy()
+    assert isinstance(errors[0], Cancelled) and not runner.busy()  # answered now, not when the call gives up
+    from cmrassist_server.launcher import free_port
+
+    closed = AnnotationSession(UserSettings(f"http://127.0.0.1:{free_port()}", "Ada", "expert"), str(tmp_path))
+    runner.submit("connect", closed, "server_state", on_done=errors.append, on_error=errors.append)
+    wait_for(app, lambda: len(errors) == 2, timeout=30, what="the next call")
+    assert isinstance(errors[1], ServerError) and runner.worker.starts == 1
+    silent.close()
+
+
+def test_one_worker_answers_a_hundred_small_calls(app, server, runner, tmp_path):
+    session = AnnotationSession(UserSettings(server.url, "Ada", "expert"), str(tmp_path))
+    answers, seen = [], set()
+    for _ in range(100):
+        runner.submit("state", session, "server_state", on_done=answers.append, on_error=answers.append)
+    while len(answers) < 100:
+        wait_for(app, lambda: len(answers) == 100 or runner.worker.running(), timeout=60, what="the calls")
+        seen.update(_worker_processes())
+        app.processEvents()
+    assert all(not isinstance(a, Exception) for a in answers), [a for a in answers if isinstance(a, Exception)][:3]
+    assert runner.worker.starts == 1 and seen == {runner.worker.pid()}
+
+
+def test_a_killed_worker_fails_its_call_with_a_message_and_the_next_call_works(app, runner, tmp_path):
+    silent = _silent_server()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    answers = []
+    session = AnnotationSession(UserSettings(url, "Ada", "expert"), str(tmp_path))
+    runner.submit("status", session, "training_status", on_done=answers.append, on_error=answers.append)
+    wait_for(app, lambda: runner.worker.running() and _worker_processes(), timeout=10, what="the worker's start")
+    time.sleep(0.5)  # the call is in flight, waiting on the silent server
+    os.kill(runner.worker.pid(), signal.SIGKILL)
+    wait_for(app, lambda: answers, timeout=10, what="the lost call's answer")
+    assert isinstance(answers[0], RuntimeError) and "the worker process stopped" in str(answers[0])
+    assert "status was lost: try it again" in str(answers[0]) and not runner.busy()
+    from cmrassist_server.launcher import free_port
+
+    closed = AnnotationSession(UserSettings(f"http://127.0.0.1:{free_port()}", "Ada", "expert"), str(tmp_path))
+    runner.submit("connect", closed, "server_state", on_done=answers.append, on_error=answers.append)
+    wait_for(app, lambda: len(answers) == 2, timeout=30, what="the next call")
+    assert isinstance(answers[1], ServerError) and "cannot reach server" in str(answers[1])
+    assert runner.worker.starts == 2
     silent.close()
 
 

@@ -188,7 +188,7 @@ def test_the_token_reaches_the_worker_on_its_standard_input_only(app, runner, st
     token = tokens["annotator"]
     session, panel = connect(app, runner, store, server.url, tmp_path, token=token)
     panel.refresh()
-    (process,) = [kept for job in runner._jobs for kept in job._keep]
+    process = runner.worker._process  # the connection's one worker, started by the refresh
     assert token not in " ".join([process.program(), *process.arguments()])
     assert not any(token in entry for entry in process.processEnvironment().toStringList())
     wait_for(app, lambda: not runner.busy("connect"), what="the refresh")

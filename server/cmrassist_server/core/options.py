@@ -8,7 +8,16 @@ default).
 
 from typing import Any, ClassVar, Dict, Optional, Sequence, Type, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from cmrassist_server.core.device import default_device
@@ -115,13 +124,17 @@ class TrainOptions(BaseModel):
             out[key] = value
         return out
 
+    @field_validator("*")
+    @classmethod
+    def _choice(cls, value: Any, info: ValidationInfo) -> Any:
+        """A word option must be one of its choices (each refused field reported on its own)."""
+        choices = (cls.model_fields[info.field_name].json_schema_extra or {}).get("enum")
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"{info.field_name} must be one of {choices}, not {value!r}")
+        return value
+
     @model_validator(mode="after")
-    def _choices_and_checks(self):
-        for name, field in type(self).model_fields.items():
-            choices = (field.json_schema_extra or {}).get("enum")
-            value = getattr(self, name)
-            if choices and value is not None and value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+    def _checks(self):
         default_device(self.device)  # CUDA asked for where there is none: refused now, not in the training
         self.check()
         return self
