@@ -13,6 +13,10 @@ def cmd_train_release(args) -> int:
     from cmrassist_server.release.folds import FoldsPlan, run_folds
     from cmrassist_server.release.recipe import release_plan, train_release
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # 1 thread per run: most epochs per CPU-hour on a shared 2-core CPU
     log = _release_log(args)
     if args.folds:
         if not args.state:
@@ -68,4 +72,5 @@ def add_commands(sub) -> None:
     p.add_argument("--folds", type=int, default=0, help="cross-validate the segmentation recipe with this many folds")
     p.add_argument("--variant", default="2.5d", help="the recipe variant a --folds run judges (release/folds.py)")
     p.add_argument("--fold", type=int, action="append", help="with --folds: only this fold (repeatable)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=cmd_train_release)
