@@ -14,6 +14,7 @@ from slicer.util import VTKObservationMixin
 from CMRAssistLib.annotation import AnnotationSession
 from CMRAssistLib.background import BackgroundRunner
 from CMRAssistLib.module_panels import ModulePanels
+from CMRAssistLib.parameters import ModuleParameters
 from CMRAssistLib.reloading import reload_libraries
 from CMRAssistLib.self_test import HOW, SelfTestSteps
 from CMRAssistLib.settings import load_settings
@@ -50,7 +51,13 @@ class CMRAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.runner = BackgroundRunner()  # one worker process for this connection, kept until cleanup
         self.scene = self.logic.scene()
         self.session = AnnotationSession(load_settings(qt.QSettings()), self.logic.workdir())
-        self.panels = ModulePanels(self.session, self.runner, self.scene, settings_store=qt.QSettings())
+        self.panels = ModulePanels(
+            self.session,
+            self.runner,
+            self.scene,
+            settings_store=qt.QSettings(),
+            parameters=ModuleParameters(slicer.mrmlScene),
+        )
         self.annotate = self.panels.annotate
         for title, panel, collapsed in self.panels.sections():
             box = ctk.ctkCollapsibleButton()

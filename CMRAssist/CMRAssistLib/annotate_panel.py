@@ -58,6 +58,7 @@ class AnnotatePanel(JobPanel):
         self.frames: List[Tuple[str, Optional[int]]] = []
         self.volume_choices: List[Tuple[str, str]] = []
         self.segmented_listeners: List[Callable[[Study], None]] = []
+        self.shown_listeners: List[Callable[[Study], None]] = []  # a study is loaded and shown
         self.submitted_listeners: List[Callable[[Study], None]] = []
         self.connected = False
         self.gate = RoleGate()
@@ -156,11 +157,13 @@ class AnnotatePanel(JobPanel):
         self.connected = True
         self.gate.account = state.account
         current = self.strategy_combo.currentText
+        self.strategy_combo.blockSignals(True)  # refilled, not chosen: listeners hear only the user's choice
         self.strategy_combo.clear()
         for name in state.strategies:
             self.strategy_combo.addItem(name)
         if current in state.strategies:
             self.strategy_combo.currentIndex = state.strategies.index(current)
+        self.strategy_combo.blockSignals(False)
         self.refresh_volumes()
         positions = bool(state.models.get("slice_position", {}).get("trained"))
         self.skip_outside_check.enabled = positions
@@ -201,6 +204,10 @@ class AnnotatePanel(JobPanel):
             text=f"Fetching the next study ({strategy}) ...",
         )
 
+    def open_study(self, image_id: str) -> None:
+        """Open a study the server holds (a scene volume that came from it, or the study of a reloaded module)."""
+        self._call("open", "open_study", image_id, on_done=self._study_loaded, text=f"Opening {image_id} ...")
+
     def use_scene_volume(self) -> None:
         index = self.volume_combo.currentIndex
         if not 0 <= index < len(self.volume_choices):
@@ -208,7 +215,7 @@ class AnnotatePanel(JobPanel):
         name, key = self.volume_choices[index]
         image_id = self.scene.server_image_id(key)
         if image_id is not None:  # it came from the server: open it there, uploading it again would be refused
-            self._call("open", "open_study", image_id, on_done=self._study_loaded, text=f"Opening {image_id} ...")
+            self.open_study(image_id)
             return
         if not self._upload_consent():
             self.message_label.text = "Not uploaded: the scene volume stays on this computer."
@@ -255,6 +262,8 @@ class AnnotatePanel(JobPanel):
         self._frame_changed()
         self.measures_label.text = ""
         self.message_label.text = f"Loaded {study.image_id}. Choose the frame and press Segment."
+        for listener in self.shown_listeners:
+            listener(study)
 
     def _frame_changed(self) -> None:
         if self.study is not None and self.job is None:

@@ -101,6 +101,11 @@ def image_id_for(path: str) -> str:
 Progress = Callable[[float, str], None]
 
 
+def _renamed(path: str, new_path: str) -> str:
+    os.replace(path, new_path)
+    return new_path
+
+
 def _no_progress(fraction: float, text: str) -> None:
     pass
 
@@ -171,24 +176,19 @@ class AnnotationSession(RankingCalls):
         )
 
     def frame_study(self, cine: Study, frame: int, progress: Progress = _no_progress) -> Study:
-        """The 3D study of one cine frame (1-based), stored on the server once under ``<cine id>_frameNN``."""
+        """The 3D study of one cine frame (1-based): ``<cine id>_frameNN``, which the server makes from its own copy
+        of the cine when a frame is first segmented (``cine_frame``); here only the frame's file for the viewer."""
         if not cine.is_cine:
             return cine
         if not 1 <= frame <= cine.n_frames:
             raise ValueError(f"frame {frame} is outside the cine's 1-{cine.n_frames}")
         image_id = f"{cine.image_id}_frame{frame:02d}"
         path = os.path.join(self.workdir, image_id + ".nii.gz")
+        progress(0.2, f"frame {frame} of {cine.image_id}")
         write_frame(cine.path, frame - 1, path)
         phase = "ED" if frame == cine.ed_frame else "ES" if frame == cine.es_frame else "CINE_FRAME"
         info = {k: v for k, v in cine.info.items() if k in ("patient", "group", "ed_frame", "es_frame", "n_frames")}
         info.update({"phase": phase, "frame": frame, "source_image": cine.image_id})
-        try:
-            self.client.image_info(image_id)
-        except ServerError as e:
-            if e.status != 404:
-                raise
-            progress(0.2, f"storing frame {frame} as {image_id}")
-            self.client.upload_image(path, image_id, info)
         return Study(image_id=image_id, path=path, info=info, n_frames=1, frame_files=[])
 
     # -- segmentation and labels ---------------------------------------------------------------------------
@@ -219,8 +219,15 @@ class AnnotationSession(RankingCalls):
     ) -> Tuple[Study, LabelFile]:
         """What the Segment button does: the chosen frame of a cine (stored once as its own study) or the whole
         study segmented, as the segmented study and its label ready for the viewer."""
-        target = self.frame_study(study, frame, progress) if study.is_cine and frame else study
-        path = self.segment(target, progress, empty_outside_lv=empty_outside_lv)
+        if study.is_cine and frame:  # segmented where it is: the server makes the frame study from its cine
+            target = self.frame_study(study, frame, progress)
+            progress(0.3, f"segmenting frame {frame} of {study.image_id} on the server")
+            params = {"cine_frame": frame, **({"outside_lv": "empty"} if empty_outside_lv else {})}
+            path = self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL, params=params)
+            path = _renamed(path, os.path.join(self.workdir, f"{target.image_id}_{SEGMENTATION_MODEL}.nii.gz"))
+        else:
+            target = study
+            path = self.segment(target, progress, empty_outside_lv=empty_outside_lv)
         progress(0.9, "preparing the label")
         return target, self.label_file(path)
 

@@ -47,6 +47,12 @@ def connect(app, runner, store, url, tmp_path, *, name="Dr Ada", expertise="non-
     panel."""
     session = AnnotationSession(UserSettings(), str(tmp_path / "work"))
     panel = ConnectionPanel(session, runner, settings_store=store)
+    type_and_connect(app, panel, url, name=name, expertise=expertise, token=token)
+    return session, panel
+
+
+def type_and_connect(app, panel, url, *, name="Dr Ada", expertise="non-expert", token=""):
+    """Type the server, token and annotator into a Connection panel, press Connect, wait for the answer."""
     panel.url_edit.clear()
     QTest.keyClicks(panel.url_edit, url)
     panel.token_edit.clear()
@@ -56,7 +62,6 @@ def connect(app, runner, store, url, tmp_path, *, name="Dr Ada", expertise="non-
     panel.expertise_combo.currentIndex = panel.expertise_combo.findText(expertise)
     click(panel.connect_button)
     wait_for(app, lambda: panel.connect_button.enabled, what="the connection answer")
-    return session, panel
 
 
 def annotate_panel(app, runner, store, url, tmp_path, scene, answers):

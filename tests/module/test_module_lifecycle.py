@@ -5,26 +5,33 @@ was built reaching its list. Panels run under PythonQt's rules (PySide6, ``pytho
 import logging
 
 import pytest
-from panel_helpers import click, connect, wait_for
+from panel_helpers import click, type_and_connect, wait_for
 from PySide6.QtCore import QEventLoop, QObject, QTimer, Signal
 from slicer_app import CoreSlicer
 
+from CMRAssistLib.annotation import AnnotationSession
 from CMRAssistLib.background import BackgroundRunner
 from CMRAssistLib.module_panels import ModulePanels
+from CMRAssistLib.parameters import ModuleParameters
+from CMRAssistLib.settings import UserSettings
 
 pytestmark = pytest.mark.slicer
 
 
+def _module(app, store, url, tmp_path, core):
+    """The module's panels on a slicer-core scene with its parameter node, connected (as ``CMRAssist.py`` builds
+    them, then the user presses Connect)."""
+    session = AnnotationSession(UserSettings(), str(tmp_path / "work"))
+    scene, parameters = core.cmrassist_scene(), ModuleParameters(core.scene)
+    panels = ModulePanels(session, BackgroundRunner(), scene, settings_store=store, parameters=parameters)
+    type_and_connect(app, panels.connection, url)
+    return panels
+
+
 @pytest.fixture()
 def module(app, store, trained_server, tmp_path):
-    """The module's panels on a slicer-core scene, connected to a trained server (as ``CMRAssist.py`` builds them)."""
-    core, runner = CoreSlicer(), BackgroundRunner()
-    session, connection = connect(app, runner, store, trained_server.url, tmp_path)
-    panels = ModulePanels(session, runner, core.cmrassist_scene(), settings_store=store)
-    panels.connection = connection
-    for panel in (panels.annotate, panels.review, panels.versions, panels.rank, panels.train):
-        connection.listeners.append(panel.server_changed)
-    connection._connected(connection.state)
+    core = CoreSlicer()
+    panels = _module(app, store, trained_server.url, tmp_path, core)
     yield core, panels
     panels.cleanup()
     core.close()
@@ -117,3 +124,27 @@ def test_a_scene_volume_that_came_from_the_server_is_opened_there_not_uploaded_a
     click(annotate.use_volume_button)
     wait_for(app, lambda: annotate.job is None and "Opening" not in annotate.message_label.text, what="the open")
     assert annotate.study.image_id == first and "Failed" not in annotate.message_label.text
+
+
+def test_the_gui_state_lives_in_the_parameter_node_and_survives_a_reload(app, module, store, trained_server, tmp_path):
+    core, panels = module
+    annotate, parameters = panels.annotate, ModuleParameters(core.scene)
+    _next_study(app, annotate)
+    panels.review.threshold_spin.value = 0.8
+    study = annotate.study.image_id
+    assert (parameters.get("strategy"), parameters.get("study"), parameters.get("qc_threshold")) == (
+        "random",
+        study,
+        0.8,
+    )
+    panels.cleanup()  # Reload: the widget goes, the scene and its parameter node stay
+    again = _module(app, store, trained_server.url, tmp_path / "again", core)
+    try:
+        wait_for(app, lambda: again.annotate.study is not None and again.annotate.job is None, what="the reopening")
+        assert again.annotate.study.image_id == study and again.annotate.strategy_combo.currentText == "random"
+        assert again.review.threshold_spin.value == 0.8
+        core.scene.Clear(0)  # Close Scene resets the node; the study goes, the user's choices stay
+        assert parameters.get("study") is None and parameters.get("strategy") == "random"
+        assert parameters.get("qc_threshold") == 0.8
+    finally:
+        again.cleanup()

@@ -54,10 +54,14 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
         decide_writes(app_._infers[model], values, account)
         req = {**values, "model": model}
         if file is not None and file.filename:
+            if values.get("cine_frame"):
+                raise CMRAssistError("cine_frame names a frame of a stored cine (image=ID), not of an upload", 422)
             path = await run_in_threadpool(saved_upload, file, uploads)
             background_tasks.add_task(_remove, path)
             await run_in_threadpool(read_untrusted, path, max_voxels=app_.app_conf.max_voxels)
             req.update(image=path, **{UPLOADED: path})
+        elif image and values.get("cine_frame"):
+            req["image"] = await run_in_threadpool(app_.datastore().frame_study, check_id(image), req.pop("cine_frame"))
         elif image:
             req["image"] = check_id(image)
         else:
@@ -106,6 +110,10 @@ def decide_writes(task, values: dict, account) -> None:
     for option, tag in getattr(task, "WRITES", {}).items():
         if parse_bool(values.get(option, False), option):
             values["save_label"], values["label_tag"] = True, tag
+    if values.get("cine_frame") and not account.allows("annotator"):
+        raise CMRAssistError(
+            "running on a cine frame in place stores its frame study: that needs the annotator role", 403
+        )
     if not parse_bool(values.get("save_label", False), "save_label"):
         values.pop("save_label", None)
         return

@@ -19,6 +19,8 @@ class InferParams(BaseModel):
         save_label: store the prediction as the study's label under a machine tag (annotators only).
         label_tag: that machine tag.
         device: ``auto``, ``cpu`` or ``cuda``.
+        cine_frame: run on this frame (1-based) of the stored cine ``image``, as its frame study
+            ``<cine>_frameNN`` (made on the server: nothing is uploaded).
     """
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
@@ -26,6 +28,7 @@ class InferParams(BaseModel):
     save_label: bool = False
     label_tag: Optional[str] = Field(None, max_length=64)
     device: Optional[Literal["auto", "cpu", "cuda"]] = None
+    cine_frame: Optional[int] = Field(None, ge=1, le=10000)
 
 
 class SegmentationParams(InferParams):

@@ -179,6 +179,12 @@ def frames_of(image: sitk.Image) -> np.ndarray:
     return array[None] if image.GetDimension() == 3 else array
 
 
+def extract_frame(cine: sitk.Image, index: int) -> sitk.Image:
+    """Frame ``index`` (0-based) of a 4D cine as a 3D image with the cine's geometry."""
+    size = list(cine.GetSize())
+    return sitk.Extract(cine, size[:3] + [0], [0, 0, 0, index])
+
+
 def write_label_like(label: np.ndarray, reference: sitk.Image, path: str) -> str:
     """Write a ``(z, y, x)`` or ``(t, z, y, x)`` uint8 label with the reference image's geometry."""
     label = label.astype(np.uint8)

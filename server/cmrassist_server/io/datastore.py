@@ -27,7 +27,7 @@ from cmrassist_server.core.checkpoints import atomic_write
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import check_id, check_tag
 from cmrassist_server.imaging.files import MAX_VOXELS, read_untrusted
-from cmrassist_server.imaging.imageio import check_label, check_study_image
+from cmrassist_server.imaging.imageio import check_label, check_study_image, extract_frame
 from cmrassist_server.io.image_info import check_image_info
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,36 @@ class CheckedDatastore(LocalDatastore):
             self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=stored, ext=".nii.gz"))
             self._update_datastore_file()
         return image_id
+
+    def frame_study(self, cine_id: str, frame: int) -> str:
+        """The 3D study of frame ``frame`` (1-based) of the stored cine ``cine_id``: ``<cine>_frameNN``, made once
+        on the server from its own copy, so a client segmenting, checking or labelling one frame uploads nothing.
+
+        Raises:
+            CMRAssistError: 404 unknown cine, 422 a 3D image or a frame outside the cine.
+        """
+        image_id = f"{check_id(cine_id)}_frame{frame:02d}"
+        for known, obj in list(self._datastore.objects.items()):  # e.g. a DICOM import's ED and ES studies
+            if obj.image.info.get("source_image") == cine_id and obj.image.info.get("frame") == frame:
+                return known
+        info = self.get_image_info(cine_id)
+        cine = sitk.ReadImage(self.get_image_uri(cine_id))
+        if cine.GetDimension() != 4:
+            raise CMRAssistError(f"{cine_id!r} is one 3D frame: cine_frame applies to a cine", 422)
+        if not 1 <= frame <= cine.GetSize()[3]:
+            raise CMRAssistError(f"frame {frame} is outside the cine's 1-{cine.GetSize()[3]}", 422)
+        kept = {k: info[k] for k in ("patient", "group", "ed_frame", "es_frame", "n_frames") if k in info}
+        phase = "ED" if frame == info.get("ed_frame") else "ES" if frame == info.get("es_frame") else "CINE_FRAME"
+        kept.update(phase=phase, frame=frame, source_image=cine_id, source="cine frame (made by the server)")
+        with tempfile.TemporaryDirectory(prefix="cmrassist-") as folder:
+            path = os.path.join(folder, image_id + ".nii.gz")
+            sitk.WriteImage(extract_frame(cine, frame - 1), path, useCompression=True)
+            try:
+                return self.add_image(image_id, path, kept)
+            except CMRAssistError as e:
+                if e.status == 409:  # made by a request running beside this one
+                    return image_id
+                raise
 
     def _store_file(self, image: sitk.Image, source: str, dest: str) -> None:
         """The upload's bytes when it is already NIfTI-gz, else the image written as NIfTI-gz; atomically."""

@@ -8,8 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.imaging.imageio import read_image
-from cmrassist_server.io.dicom.importer import extract_frame
+from cmrassist_server.imaging.imageio import extract_frame, read_image
 from cmrassist_server.qc.store import sibling_ids
 from CMRAssistCore.measures import class_volumes_ml
 

@@ -22,13 +22,12 @@ from pydicom.dataset import Dataset
 
 from cmrassist_server.core.checkpoints import atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.imaging.imageio import check_label, read_image, write_label_like
+from cmrassist_server.imaging.imageio import check_label, extract_frame, read_image, write_label_like
 from cmrassist_server.io.datastore import CheckedDatastore
 from cmrassist_server.io.dicom.frames import FrameRecord, frame_records
 from cmrassist_server.io.dicom.importer import (
     PhaseFinder,
     cine_base_id,
-    extract_frame,
     load_references,
     write_cine_studies,
 )

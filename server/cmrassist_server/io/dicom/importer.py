@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 
 from cmrassist_server.core.checkpoints import atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.imaging.imageio import extract_frame
 from cmrassist_server.io.dicom.frames import FrameRecord, dicom_files, frame_records, read_header
 from cmrassist_server.io.dicom.stacks import CineStack, SkippedSeries, find_cines
 from cmrassist_server.io.dicom.volume import cine_array, cine_image, references, stack_info
@@ -72,12 +73,6 @@ def cine_base_id(header: Dataset, stack: CineStack) -> str:
     patient = re.sub(r"[^A-Za-z0-9_-]+", "_", str(header.get("PatientID", "")) or "anonymous").strip("_-")[:40]
     digest = hashlib.sha1("|".join((stack.first.study, *stack.series)).encode()).hexdigest()[:8]
     return f"{patient or 'anonymous'}_{digest}"
-
-
-def extract_frame(cine: sitk.Image, index: int) -> sitk.Image:
-    """Frame ``index`` (0-based) of a 4D cine as a 3D image with the cine's geometry."""
-    size = list(cine.GetSize())
-    return sitk.Extract(cine, size[:3] + [0], [0, 0, 0, index])
 
 
 def references_path(studies: str, cine_id: str) -> str:
