@@ -34,7 +34,7 @@ PositionInferTask, PropagateInferTask = task(PositionParams), task(PropagatePara
         (SegmentationInferTask, {"save_label": "perhaps"}, "save_label='perhaps': Input should be a valid boolean"),
         (SegmentationInferTask, {"device": "tpu"}, "device='tpu'"),
         (QCInferTask, {"threshold": {"lv": 0.5}}, "threshold"),
-        (QCInferTask, {"threshold": 1.5}, "every Dice threshold lies in [0, 1]"),
+        (QCInferTask, {"threshold": 1.5}, "a Dice threshold lies between 0 and 1"),
         (QCInferTask, {"threshold": float("nan")}, "threshold"),
         (PositionInferTask, {"frame": 0}, "frame=0: Input should be greater than or equal to 1"),
         (PositionInferTask, {"frame": "2.5"}, "frame='2.5': Input should be a valid integer"),

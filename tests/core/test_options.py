@@ -19,7 +19,7 @@ from cmrassist_server.slice_position.training import PositionTrainOptions
         ({"max_minutes": "nan"}, "finite number"),
         ({"max_minutes": "inf"}, "finite number"),
         ({"max_minutes": 0}, "max_minutes=0: Input should be greater than 0"),
-        ({"learning_rate": "-1"}, "learning_rate='-1': Input should be greater than 0"),
+        ({"learning_rate": "-1"}, "learning_rate='-1': Input should be greater than or equal to 0"),
         ({"learning_rate": "nan"}, "finite number"),
         ({"batch_size": 1e9}, "batch_size=1000000000.0: Input should be less than or equal to 1024"),
         ({"val_split": 1}, "val_split=1: Input should be less than or equal to 0.9"),

@@ -10,7 +10,8 @@ import pytest
 from cv import cv_table, fold_figures
 from test_recipe import _acdc_of_phantoms
 
-from cmrassist_server.release.folds import acdc_folds
+from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.release.folds import FoldsPlan, acdc_folds, run_folds
 
 
 def _cli(*args):
@@ -30,12 +31,12 @@ def test_a_fold_is_trained_on_the_other_folds_scored_on_its_own_and_never_redone
     with open(os.path.join(fold, "scores.json")) as f:
         scores = json.load(f)
     assert scores["patients"] == folds[1] and len(scores["per_patient"]) == 20
-    again = _cli(*args)  # without --resume: refused, nothing overwritten
-    assert again.returncode != 0 and "--resume continues it" in again.stderr
-    stamp = os.path.getmtime(os.path.join(fold, "scores.json"))
-    resumed = _cli(*args, "--resume")
-    assert resumed.returncode == 0 and "training on" not in resumed.stdout  # a scored fold is never redone
-    assert os.path.getmtime(os.path.join(fold, "scores.json")) == stamp
+    plan = FoldsPlan(acdc, state, folds=5, epochs=1, only=[1], quick=True)
+    with pytest.raises(CMRAssistError, match="--resume continues it"):  # without --resume: nothing overwritten
+        run_folds(plan, resume=False, log=lambda *a, **k: None)
+    stamp, said = os.path.getmtime(os.path.join(fold, "scores.json")), []
+    assert run_folds(plan, resume=True, log=lambda *a, **k: None, progress=said.append)[0]["patients"] == folds[1]
+    assert said == [] and os.path.getmtime(os.path.join(fold, "scores.json")) == stamp  # a scored fold: not redone
     figures = fold_figures(scores)
     assert {"dice LV_all", "bias lv_mass_g", "bias myo_es_ml", "mae lv_ef_pct"} <= set(figures)
     assert cv_table([scores])[1].startswith("dice LV_ED")

@@ -16,7 +16,7 @@ from cmrassist_server.segmentation.training import SegmentationTrainOptions
     [
         ({"loss": "focal"}, "loss must be one of"),
         ({"labels": "students"}, "labels must be one of"),
-        ({"expert_weight": -1}, "expert_weight must be >= 0"),
+        ({"expert_weight": -1}, "expert_weight=-1: Input should be greater than or equal to 0"),
         ({"expert_weight": 0, "non_expert_weight": 0}, "not both 0"),
         ({"propagated": "yes", "propagated_weight": "x"}, "invalid train option"),
     ],

@@ -5,11 +5,14 @@ An infer task names its schema in ``PARAMS`` (``lib/infers``); the params MONAI 
 ranged and refused with the param named (422) when wrong.
 """
 
-from typing import Any, Dict, Literal, Optional, Union
+from typing import Any, Dict, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cmrassist_server.core.errors import CMRAssistError
+
+#: The classes a QC threshold may name.
+QC_CLASSES = ("lv_cavity", "lv_myocardium", "rv_cavity")
 
 
 class InferParams(BaseModel):
@@ -42,12 +45,24 @@ class QCParams(InferParams):
     or one per class (``{"lv_cavity": 0.8, ...}``)."""
 
     label: Optional[str] = Field(None, max_length=64)
-    threshold: Optional[Union[float, Dict[Literal["lv_cavity", "lv_myocardium", "rv_cavity"], float]]] = None
+    threshold: Optional[Any] = None
 
-    def model_post_init(self, _context: Any) -> None:
-        values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
-        if any(v is not None and not 0 <= v <= 1 for v in values):
-            raise ValueError(f"threshold {self.threshold!r}: every Dice threshold lies in [0, 1]")
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: Any) -> Any:
+        per_class = value if isinstance(value, dict) else {"threshold": value}
+        for name, number in per_class.items():
+            if isinstance(value, dict) and name not in QC_CLASSES:
+                raise ValueError(f"unknown class {name!r} in threshold; use {', '.join(QC_CLASSES)}")
+            if isinstance(number, bool) or not isinstance(number, (int, float, str)):
+                raise ValueError(f"threshold {number!r} is not a number")
+            try:
+                dice = float(number)
+            except ValueError:
+                raise ValueError(f"threshold {number!r} is not a number") from None
+            if not 0 <= dice <= 1:  # NaN fails this too
+                raise ValueError(f"threshold {number!r}: a Dice threshold lies between 0 and 1")
+        return value
 
 
 class PositionParams(InferParams):

@@ -95,7 +95,7 @@ class TrainOptions(BaseModel):
     val_split: float = option(0.2, low=0, high=0.9, open_low=True)
     device: Optional[str] = option(None, choices=("cpu", "cuda"))
     batch_size: int = option(16, low=1, high=1024)
-    learning_rate: float = option(2e-3, low=0, high=1.0, open_low=True)
+    learning_rate: float = option(2e-3, low=0, high=1.0)  # 0: a run that cannot beat the served model
     from_scratch: bool = option(False)
     seed: int = option(0, low=0, high=2**31 - 1)
 

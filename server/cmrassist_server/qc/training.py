@@ -45,7 +45,7 @@ class QCTrainOptions(TrainOptions):
 
     max_epochs: int = option(30, low=1, high=100000)
     batch_size: int = option(32, low=1, high=1024)
-    learning_rate: float = option(1e-3, low=0, high=1.0, open_low=True)
+    learning_rate: float = option(1e-3, low=0, high=1.0)
     corruptions_per_case: int = option(8, low=0, high=100)
     snapshots: int = option(3, low=0, high=20)
     snapshot_minutes: float = option(1.0, low=0, high=24 * 60, open_low=True)
