@@ -59,7 +59,7 @@ def test_train_options_are_published_and_checked_before_the_handler(open_server)
     body = schema["paths"]["/train/segmentation"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     ref = json.dumps(body).split('"#/components/schemas/')[1].split('"')[0]
     fields = schema["components"]["schemas"][ref]["properties"]
-    assert fields["max_epochs"]["maximum"] == 100000 and fields["loss"]["enum"] == ["ce_dice", "mae_dice"]
+    assert fields["max_epochs"]["maximum"] == 100000 and fields["loss"]["enum"] == ["ce_dice", "mae_dice", "ce"]
     answer = requests.post(open_server.url + "/train/segmentation", json={"max_epochs": 0, "loss": "l2"}, timeout=60)
     assert answer.status_code == 422
     problems = {".".join(map(str, d["loc"])): d["msg"] for d in answer.json()["detail"]}

@@ -53,7 +53,7 @@ def test_values_are_converted_and_defaults_kept():
 def test_advertised_options_list_choices_with_the_default_first():
     config = SegmentationTrainOptions.advertised({"network": "attention_unet", "max_minutes": 30.0})
     assert config["network"] == ["attention_unet", "unet"] and config["max_minutes"] == 30.0
-    assert config["loss"] == ["ce_dice", "mae_dice"] and config["labels"][0] == "final"
+    assert config["loss"] == ["ce_dice", "mae_dice", "ce"] and config["labels"][0] == "final"
     assert config["cam_prior"] is False and config["device"] == "cuda or cpu (auto)"
     assert set(TrainOptions.advertised()) < set(config)
 

@@ -182,3 +182,11 @@ def test_a_served_model_not_yet_archived_is_listed_and_kept_when_another_version
     assert len(listed) == 2 and all(v["archived"] for v in listed) and listed[0]["current"]
     assert listed[1]["record"]["options"]["loss"] == "mae_dice"  # the stopped run's model was kept
     assert open(checkpoint).read() == "first"
+
+
+def test_the_ce_loss_is_cross_entropy_on_the_loops_label_shape():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 1, 8, 8))
+    expected = torch.nn.functional.cross_entropy(logits, target[:, 0])
+    assert torch.allclose(segmentation_loss("ce")(logits, target), expected)
+    assert SegmentationTrainOptions.from_request({"loss": "ce"}).loss == "ce"

@@ -32,7 +32,7 @@ class Variant:
     Args:
         preprocess: preprocessing (2D or 2.5D input, patch size, spacing).
         spec: network architecture.
-        loss: training loss (``ce_dice`` or ``mae_dice``).
+        loss: training loss (``ce_dice``, ``mae_dice`` or ``ce``).
     """
 
     preprocess: PreprocessConfig
@@ -45,6 +45,7 @@ VARIANTS: Dict[str, Variant] = {
     "2.5d": Variant(PreprocessConfig(neighbour_slices=1)),
     "2d": Variant(PreprocessConfig(neighbour_slices=0)),
     "2.5d-mae": Variant(PreprocessConfig(neighbour_slices=1), loss="mae_dice"),
+    "2.5d-ce": Variant(PreprocessConfig(neighbour_slices=1), loss="ce"),  # does soft Dice bias the myocardium?
 }
 
 

@@ -1,11 +1,12 @@
-"""Segmentation losses: CE+Dice, and the noise-robust MAE+Dice for training on non-expert labels."""
+"""Segmentation losses: CE+Dice, cross-entropy alone (calibrated volumes: soft Dice biases them upward where
+boundaries are uncertain), and the noise-robust MAE+Dice for training on non-expert labels."""
 
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
-LOSSES = ("ce_dice", "mae_dice")
+LOSSES = ("ce_dice", "mae_dice", "ce")
 
 
 class MAEDiceLoss(nn.Module):
@@ -31,10 +32,19 @@ class MAEDiceLoss(nn.Module):
         return self.dice(logits, target) + self.mae_weight * mae
 
 
+class CELoss(nn.Module):
+    """Cross-entropy of ``(N, C, H, W)`` logits against ``(N, 1, H, W)`` integer labels (the loop's label shape)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target[:, 0].long())
+
+
 def segmentation_loss(name: str) -> nn.Module:
     """The loss called ``name`` (one of :data:`LOSSES`)."""
     if name == "ce_dice":
         return DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     if name == "mae_dice":
         return MAEDiceLoss()
+    if name == "ce":
+        return CELoss()
     raise ValueError(f"loss must be one of {LOSSES}, not {name!r}")

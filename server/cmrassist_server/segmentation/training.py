@@ -49,7 +49,7 @@ class SegmentationTrainOptions(TrainOptions):
 
     Args:
         network: ``unet`` or ``attention_unet``.
-        loss: ``ce_dice`` or ``mae_dice`` (noise-robust, for non-expert labels).
+        loss: ``ce_dice``, ``mae_dice`` (noise-robust, for non-expert labels) or ``ce`` (cross-entropy alone).
         labels: which labels to learn from: ``final`` (the reviewed label of each image), ``expert`` or
             ``non_expert`` (that kind of annotator's versions), ``all`` (every annotator's version, weighted by
             expertise) or ``consensus`` (STAPLE consensus versions).
