@@ -192,16 +192,26 @@ class AnnotationSession(RankingCalls):
         return Study(image_id=image_id, path=path, info=info, n_frames=1, frame_files=[])
 
     # -- segmentation and labels ---------------------------------------------------------------------------
-    def segment(self, study: Study, progress: Progress = _no_progress, *, empty_outside_lv: bool = False) -> str:
+    def segment(
+        self,
+        study: Study,
+        progress: Progress = _no_progress,
+        *,
+        empty_outside_lv: bool = False,
+        cine_frame: Optional[int] = None,
+    ) -> str:
         """One-click segmentation: the label file (image geometry; 4D for a whole cine).
 
         Args:
             study: what to segment.
             progress: progress callback.
             empty_outside_lv: leave slices the server's slice-position classifier puts outside the LV empty.
+            cine_frame: only this frame (1-based) of a cine, segmented where the server holds it (3D label).
         """
         progress(0.1, f"segmenting {study.image_id} on the server")
-        params = {"outside_lv": "empty"} if empty_outside_lv else None
+        params = {"outside_lv": "empty"} if empty_outside_lv else {}
+        if cine_frame:
+            params["cine_frame"] = cine_frame
         return self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL, params=params)
 
     def label_file(self, path: str) -> LabelFile:
@@ -221,9 +231,7 @@ class AnnotationSession(RankingCalls):
         study segmented, as the segmented study and its label ready for the viewer."""
         if study.is_cine and frame:  # segmented where it is: the server makes the frame study from its cine
             target = self.frame_study(study, frame, progress)
-            progress(0.3, f"segmenting frame {frame} of {study.image_id} on the server")
-            params = {"cine_frame": frame, **({"outside_lv": "empty"} if empty_outside_lv else {})}
-            path = self.client.infer(study.image_id, self.workdir, SEGMENTATION_MODEL, params=params)
+            path = self.segment(study, progress, empty_outside_lv=empty_outside_lv, cine_frame=frame)
             path = _renamed(path, os.path.join(self.workdir, f"{target.image_id}_{SEGMENTATION_MODEL}.nii.gz"))
         else:
             target = study

@@ -47,9 +47,8 @@ class Job:
         self.name = name
         self.cancelled = False
         self.finished = False
-        self.events: List[dict] = []  # what a worker reported (the last one is the answer)
         self._stop: Callable[[], None] = lambda: None
-        self._keep: List[Any] = []  # the QProcess or QTimer, alive until the job is over
+        self._keep: List[Any] = []  # the QTimer of scene steps, alive until the job is over
 
     def cancel(self) -> None:
         if not self.finished and not self.cancelled:
@@ -182,7 +181,6 @@ class BackgroundRunner:
                 self._call(on_progress, event["progress"], event.get("text", ""))
             return
         del self._calls[event["id"]]
-        job.events.append(event)
         if "result" in event:
             self._deliver(job, on_done, decode(event["result"]))
         elif "error" in event:

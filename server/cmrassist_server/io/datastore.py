@@ -135,6 +135,8 @@ class CheckedDatastore(LocalDatastore):
             CMRAssistError: 404 unknown cine, 422 a 3D image or a frame outside the cine.
         """
         image_id = f"{check_id(cine_id)}_frame{frame:02d}"
+        if image_id in self._datastore.objects:  # the usual case: no scan of the index
+            return image_id
         for known, obj in list(self._datastore.objects.items()):  # e.g. a DICOM import's ED and ES studies
             if obj.image.info.get("source_image") == cine_id and obj.image.info.get("frame") == frame:
                 return known
