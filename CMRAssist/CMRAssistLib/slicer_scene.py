@@ -94,6 +94,9 @@ class SlicerScene(SceneAdapter):
             # Slicer reads 4D NIfTI only through extensions: build the volume sequence from the frame copies.
             self.volume_sequence = self._new_sequence(study.image_id)
             frame = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", TEMPORARY + "frame")
+            # The browser copies each frame's attributes onto its proxy when the frame changes: every frame carries
+            # the server id, or the proxy forgets it at the first frame switch.
+            frame.SetAttribute(SERVER_IMAGE, study.image_id)
             try:
                 for number, path in enumerate(files, start=1):
                     read_volume(frame, path)

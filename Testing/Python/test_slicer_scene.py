@@ -79,6 +79,17 @@ def test_a_cine_is_a_volume_sequence_counted_in_frames(core, cine_study):
     assert np.allclose(ijk_to_ras(scene.volume_node), itk_ijk_to_ras(es), atol=1e-4)
 
 
+def test_a_cine_volume_keeps_its_server_id_through_frame_switches(core, cine_study):
+    """The browser copies each frame's attributes onto its proxy: the proxy must not forget where it came from,
+    or "Use scene volume" offers to upload a study the server holds (409)."""
+    scene = core.cmrassist_scene()
+    run(scene.show_study(cine_study))
+    key = scene.volume_node.GetID()
+    for frame in (4, 2, None, 1):
+        scene.show_frame(cine_study, frame)
+        assert scene.server_image_id(key) == cine_study.image_id
+
+
 def _steps(steps):
     while True:
         try:
