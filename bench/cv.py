@@ -12,7 +12,7 @@ import argparse
 import glob
 import json
 import os
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -34,9 +34,9 @@ def fold_figures(scores: Dict) -> Dict[str, float]:
     return out
 
 
-def cv_table(folds: List[Dict]) -> List[str]:
+def cv_table(folds: List[Dict], figures_of: Callable[[Dict], Dict[str, float]] = fold_figures) -> List[str]:
     """Lines of the table: one column per fold, then the mean and the standard deviation over folds."""
-    figures = [fold_figures(f) for f in folds]
+    figures = [figures_of(f) for f in folds]
     keys = [k for k in figures[0] if all(k in f for f in figures)]
     head = f"{'figure':22s}" + "".join(f"{'fold ' + str(f['fold']):>9s}" for f in folds) + f"{'mean':>9s}{'sd':>8s}"
     lines = [head]

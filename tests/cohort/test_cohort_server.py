@@ -1,8 +1,8 @@
 """The server's side of a cohort run, on a real MONAI Label server over the studies the cluster run analysed:
 its ``qc`` strategy serves the review queue, its ``qc`` infer task gives the QC values the run wrote (on the
-run's labels, which are the server's own segmentation), and ``POST /batch/analyse`` (admin) runs the same
-command in a child process with progress in its status; without ``--address`` (Ray started locally) it writes
-the same table as the cluster run."""
+run's labels, which are batch work's segmentation: the served model with flips), and ``POST /batch/analyse``
+(admin) runs the same command in a child process with progress in its status; without ``--address`` (Ray
+started locally) it writes the same table as the cluster run."""
 
 import csv
 import json
@@ -14,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 
+from cmrassist_server.imaging.imageio import read_image
 from cmrassist_server.launcher import RunningServer
+from cmrassist_server.segmentation.batch import batch_predictor, batch_segmentation
 from CMRAssistLib.client import CMRAssistClient, ServerError
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ def queue(out):
         return list(csv.DictReader(f))
 
 
-def test_review_queue_is_served_by_the_qc_strategy_and_qc_matches_the_infer_task(first_run, cohort_server, tmp_path):
+def test_review_queue_is_served_by_the_qc_strategy_and_qc_matches_the_infer_task(first_run, cohort_server):
     out, _ = first_run
     client = CMRAssistClient(cohort_server.url)
     first = queue(out)[0]
@@ -46,8 +48,11 @@ def test_review_queue_is_served_by_the_qc_strategy_and_qc_matches_the_infer_task
     for phase in ("es", "ed"):  # ES first: the ED report then finds it and adds the subject's function
         image_id, frame = f"{first['subject']}_{phase}", record[f"{phase}_frame"]
         ours = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, frames[frame]["label"])))
-        served = sitk.GetArrayFromImage(sitk.ReadImage(client.infer(image_id, str(tmp_path))))
-        assert np.array_equal(ours, served)  # the run's label is the served model's segmentation of that frame
+        # The run's label is batch work's segmentation of that frame (the served model with flips: no ensemble).
+        batch = batch_predictor(batch_segmentation(cohort_server.model_dir), device="cpu")
+        assert np.array_equal(
+            ours, batch.segment(read_image(os.path.join(cohort_server.studies, image_id + ".nii.gz")))
+        )
         client.submit_label(image_id, os.path.join(out, frames[frame]["label"]), annotator="cmrassist analyse",
                             expertise="expert", tag="cohort")  # fmt: skip
         report = client.quality(image_id, label="cohort")

@@ -18,7 +18,8 @@ def _app():
 
 
 def install_report_routes(app: FastAPI) -> None:
-    """Add ``/report`` in front of MONAI Label's routes (the served app's datastore and QC checker answer it)."""
+    """Add ``/report`` in front of MONAI Label's routes (the served app's datastore and batch QC checker answer it:
+    a report is batch work, its QC looks through the fold ensemble while it serves)."""
     router = APIRouter(prefix=api_prefix() + "/report", tags=["Report"])
 
     @router.get("/{image}", summary="Clinical measures, QC summary and pictures of a segmented study")
@@ -26,7 +27,7 @@ def install_report_routes(app: FastAPI) -> None:
         check_id(image)
         instance = _app()
         data = study_data(instance.datastore(), image)
-        content, media = render(data, build_report(data, instance.qc.checker), format)
+        content, media = render(data, build_report(data, instance.qc.batch_checker), format)
         disposition = "attachment" if format in ("csv", "pdf") else "inline"
         return Response(content, media_type=media,
                         headers={"Content-Disposition": f'{disposition}; filename="{image}_report.{format}"'})  # fmt: skip

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.imaging.postprocess import clean_label
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.metrics import CHECKED_CLASSES, DEFAULT_THRESHOLD
-from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.ensemble import EnsemblePredictor
 
 STAGES = ("read", "preprocess", "network", "postprocess", "qc", "write")
 
@@ -74,18 +74,30 @@ class StageTimer:
 
 
 class SubjectAnalyser:
-    """Analyses subjects with one loaded segmentation model and QC checker.
+    """Analyses subjects with the loaded batch segmentation (the fold ensemble, or the segmentation model alone,
+    averaged over flips: ``segmentation/batch.py``) and QC checker, which looks through the same segmentation.
 
     Args:
         segmentation: segmentation checkpoint path.
         qc: QC checkpoint path (``None``: rule checks only).
         settings: the analysis settings.
         output: where labels and records go.
+        ensemble: the fold ensemble's members, when the run uses them instead of ``segmentation``.
     """
 
-    def __init__(self, segmentation: str, qc: Optional[str], settings: AnalysisSettings, output: CohortOutput):
+    def __init__(
+        self,
+        segmentation: str,
+        qc: Optional[str],
+        settings: AnalysisSettings,
+        output: CohortOutput,
+        *,
+        ensemble: Sequence[str] = (),
+    ):
         self.settings = settings
-        self.predictor = SegmentationPredictor(segmentation, device=settings.device, batch_slices=settings.batch_slices)
+        self.predictor = EnsemblePredictor(
+            list(ensemble) or [segmentation], device=settings.device, flips=True, batch_slices=settings.batch_slices
+        )
         self.checker = QualityChecker(qc, device=self.predictor.device, segmentation=self.predictor)
         self.thresholds = dict.fromkeys(CHECKED_CLASSES, settings.qc_threshold)
         self.output = output
@@ -115,7 +127,7 @@ class SubjectAnalyser:
             yield [p[0] for p in pending], torch.cat([p[1] for p in pending]), [p[2] for p in pending]
 
     def segment(self, frames: List[Frame], timer: StageTimer) -> List[np.ndarray]:
-        """Label maps ``(z, y, x)`` of the frames, exactly as ``SegmentationPredictor.segment`` makes them."""
+        """Label maps ``(z, y, x)`` of the frames, exactly as the predictor's ``segment`` makes them."""
         labels: List[Optional[np.ndarray]] = [None] * len(frames)
         for indices, stack, contexts in self._batches(frames, timer):
             with timer.stage("network"), self._autocast():

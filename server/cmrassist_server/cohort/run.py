@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from cmrassist_server.cohort.analyse import STAGES, AnalysisSettings
 from cmrassist_server.cohort.cluster import ClusterSettings, cpu_seconds, ray_session, run_subjects, start_workers
-from cmrassist_server.cohort.models import ModelFiles
+from cmrassist_server.cohort.models import ModelFiles, model_ids
 from cmrassist_server.cohort.outputs import CohortOutput
 from cmrassist_server.cohort.progress import Progress
 from cmrassist_server.cohort.review import store_folder, write_queue
@@ -106,8 +106,8 @@ class CohortRun:
             raise CMRAssistError(f"no images in {self.studies} (NIfTI .nii/.nii.gz or NRRD expected)", 404)
         self.output.clean()
         payloads, described = self.models.snapshot()
-        model_ids = {kind: (d or {}).get("sha256") for kind, d in described.items()}
-        stamps = {s.subject_id: {"images": s.stamp(), "models": model_ids, "settings": self.settings.stamp()}
+        models = model_ids(described)  # a subject done with other models (or without the ensemble) is done again
+        stamps = {s.subject_id: {"images": s.stamp(), "models": models, "settings": self.settings.stamp()}
                   for s in subjects}  # fmt: skip
         todo = self.plan(subjects, stamps)
         progress = Progress(len(subjects), len(subjects) - len(todo) - len(self.failures), bar=bar, stream=stream)

@@ -78,11 +78,17 @@ class CohortService:
 
     def command(self, options: Dict[str, Any]) -> List[str]:
         """The ``cmrassist analyse`` command line for a request's options (checked by the route's model)."""
-        segmentation = self.models.get("segmentation")
+        segmentation = self.models.get("segmentation") or ""
         qc = self.models.get("qc")
-        files = ModelFiles.resolve(segmentation=segmentation, qc=qc if qc and os.path.isfile(qc) else None)
+        # The served model's folder, not its file: the command then segments with the folder's batch choice (the
+        # fold ensemble while the served model is the one it shipped with).
+        if not os.path.isfile(segmentation):
+            raise CMRAssistError("no segmentation model is served: train or install one first", 409)
+        files = ModelFiles.resolve(
+            os.path.dirname(os.path.abspath(segmentation)), qc=qc if qc and os.path.isfile(qc) else None
+        )
         cmd = [sys.executable, "-m", "cmrassist_server.cli", "analyse", "--studies", self.studies, "--out",
-               self.folder, "--segmentation-model", files.segmentation, "--no-bar"]  # fmt: skip
+               self.folder, "--model-dir", os.path.dirname(files.segmentation), "--no-bar"]  # fmt: skip
         cmd += ["--qc-model", files.qc] if files.qc else []
         for key, flag in FLAGS.items():
             if options.get(key) not in (None, ""):

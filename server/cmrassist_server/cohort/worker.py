@@ -34,7 +34,8 @@ class CohortWorker:
     """Analyses subjects with the run's models.
 
     Args:
-        models: checkpoint bytes by kind (``segmentation``, ``qc``), from ``ModelFiles.snapshot``.
+        models: checkpoint bytes by kind (``segmentation``, ``qc``; ``ensemble``: the members' bytes, maybe none),
+            from ``ModelFiles.snapshot``.
         settings: the analysis settings.
         out: the run's output folder (shared storage when workers run on several hosts).
         threads: torch threads (the CPUs Ray gave this worker).
@@ -49,8 +50,12 @@ class CohortWorker:
         self._models = tempfile.TemporaryDirectory(prefix="cmrassist-cohort-")
         segmentation = _saved(models["segmentation"], self._models.name, "segmentation.pt")
         qc = _saved(models.get("qc"), self._models.name, "qc.pt")
+        members = [
+            _saved(member, self._models.name, f"ensemble-fold{k}.pt")
+            for k, member in enumerate(models.get("ensemble") or [])
+        ]
         self.output = CohortOutput(out)
-        self.analyser = SubjectAnalyser(segmentation, qc, settings, self.output)
+        self.analyser = SubjectAnalyser(segmentation, qc, settings, self.output, ensemble=members)
         self.review_store = review_store
         self.run_id = run_id
         self.model_files = model_files

@@ -5,6 +5,7 @@ The report is plain JSON (schema in ``docs/qc.md``). Slice numbers are indices a
 """
 
 import time
+from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -24,7 +25,7 @@ from cmrassist_server.qc.metrics import (
     rebuild_dice_3d,
     slice_counts,
 )
-from cmrassist_server.qc.model_view import model_probabilities
+from cmrassist_server.qc.model_view import model_view
 from cmrassist_server.qc.network import QCModel, load_qc, predict_slices, qc_input, window_center
 from cmrassist_server.qc.rules import Finding, RuleSettings, check_rules
 from cmrassist_server.segmentation.network import SegmentationModel
@@ -122,16 +123,24 @@ class QualityChecker:
             return None  # the QC model needs the segmentation network's view and none is served: rules only
         stack, _ = pre.resampled_stack(image_zyx, orientation)
         label = pre.resampled_label(label_zyx, orientation)
-        probs = model_probabilities(view, stack, pre.config.spacing_mm, self.device) if view is not None else None
-        x, features = qc_input(stack, label, window_center(label), model.spec.window, probs)
+        probs = spread = None
+        if view is not None:
+            seen = model_view(view, stack, pre.config.spacing_mm, self.device)
+            probs, spread = seen.probs, (seen.disagreement if model.spec.disagreement else None)
+        x, features = qc_input(stack, label, window_center(label), model.spec.window, probs, disagreement=spread)
         dice, mvsf = predict_slices(model, x, self.device, features)
         return dice, mvsf, slice_counts(label)
 
-    def view(self):
-        """The served segmentation model as a ``SegmentationModel`` (``None`` when none is served)."""
+    def view(self) -> Optional[List[SegmentationModel]]:
+        """The served segmentation model, or an ensemble's members, as segmentation models (``None`` when
+        none is served)."""
         seg = self.segmentation
         held = seg.get() if isinstance(seg, ServedModel) else seg  # served, or a predictor or model in hand
-        return held if held is None or isinstance(held, SegmentationModel) else held.as_model()
+        if held is None or isinstance(held, SegmentationModel):
+            return [held] if held is not None else None
+        first = held.as_model()
+        # An ensemble's members share the first one's preprocessing and prior (``EnsemblePredictor`` checks it).
+        return [replace(first, network=network) for network in getattr(held, "members", [first.network])]
 
     def check(self, image: sitk.Image, label_zyx: np.ndarray, *, thresholds: Optional[Dict[int, float]] = None) -> Dict:
         """The QC report of a 3D frame and its label map (``(z, y, x)`` array on the image grid)."""

@@ -19,7 +19,7 @@ import torch
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
 from cmrassist_server.qc.corruptions import corrupt
 from cmrassist_server.qc.metrics import CHECKED_CLASSES, slice_dice_mvsf
-from cmrassist_server.qc.model_view import model_probabilities
+from cmrassist_server.qc.model_view import model_view
 from cmrassist_server.qc.network import qc_input, window_center
 from cmrassist_server.segmentation.data import PreparedCase
 from cmrassist_server.segmentation.network import NetworkSpec, SegmentationModel, load_segmentation
@@ -48,6 +48,7 @@ class QCTrainingSet:
     variants: List[QCVariant] = field(default_factory=list)
     window: int = 128
     probs: Optional[List[np.ndarray]] = None  # per case, the segmentation network's (slices, 4, H, W) probabilities
+    disagreement: Optional[List[np.ndarray]] = None  # per case, the passes' (slices, 4) disagreement
 
     def add(self, case_index: int, segmentation: np.ndarray, source: str) -> None:
         case = self.cases[case_index]
@@ -59,15 +60,18 @@ class QCTrainingSet:
     def slices(self) -> List[Tuple[int, int]]:
         return [(v, z) for v, var in enumerate(self.variants) for z in range(var.dice.shape[0])]
 
+    def present(self, v: int, z: int) -> List[int]:
+        """The checked classes in the reference or the segmentation of slice ``z`` of variant ``v``."""
+        var = self.variants[v]
+        seg, ref = var.segmentation[z], self.cases[var.case].label[z]
+        return [c for c in CHECKED_CLASSES if (ref == c).any() or (seg == c).any()]
+
     def slice_quality(self, pairs: Sequence[Tuple[int, int]]) -> np.ndarray:
         """Mean true Dice over the checked classes present in reference or segmentation (1 if none), per slice."""
         out = np.empty(len(pairs))
         for k, (v, z) in enumerate(pairs):
-            var = self.variants[v]
-            seg = var.segmentation[z]
-            ref_areas = (self.cases[var.case].label[z][..., None] == np.array(CHECKED_CLASSES)).any((0, 1))
-            present = [c for i, c in enumerate(CHECKED_CLASSES) if ref_areas[i] or (seg == c).any()]
-            out[k] = float(np.mean(var.dice[z, present])) if present else 1.0
+            present = self.present(v, z)
+            out[k] = float(np.mean(self.variants[v].dice[z, present])) if present else 1.0
         return out
 
     def inputs(self, pairs: Sequence[Tuple[int, int]]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
@@ -79,7 +83,8 @@ class QCTrainingSet:
             var = self.variants[v]
             image = _crop(self.cases[var.case].image[z : z + 1], var.center, self.window)
             probs = _crop(self.probs[var.case][z : z + 1], var.center, self.window) if self.probs is not None else None
-            x, f = qc_input(image, var.segmentation[z : z + 1], (c, c), self.window, probs)
+            spread = self.disagreement[var.case][z : z + 1] if self.disagreement is not None else None
+            x, f = qc_input(image, var.segmentation[z : z + 1], (c, c), self.window, probs, disagreement=spread)
             xs.append(x[0])
             fs.append(f[0] if f is not None else None)
             ys.append(np.concatenate([var.dice[z], var.mvsf[z]]))
@@ -196,6 +201,8 @@ def build_training_set(
     preprocessor: Optional[CardiacPreprocessor] = None,
     progress: Optional[Callable[[int, int], None]] = None,
     view: Optional[SegmentationModel] = None,
+    views: Optional[Callable[[PreparedCase], Sequence[SegmentationModel]]] = None,
+    disagreement: bool = False,
 ) -> QCTrainingSet:
     """Variants of every case: its reference, ``corruptions_per_case`` corruptions and each model's prediction.
 
@@ -210,12 +217,19 @@ def build_training_set(
         preprocessor: the cases' preprocessing (adds a model's prior channel).
         progress: ``progress(done, total)`` per case.
         view: the segmentation network whose probabilities the QC network also takes (``qc/model_view.py``).
+        views: per case, the segmentation models whose view the QC takes (instead of ``view``): out-of-fold
+            training gives each patient the fold models that never saw it.
+        disagreement: keep the views' disagreement too (``QCSpec.disagreement``).
     """
     rng = np.random.default_rng(seed)
     pre = preprocessor or CardiacPreprocessor()
     dataset = QCTrainingSet(cases=cases, window=window)
-    if view is not None:
-        dataset.probs = [model_probabilities(view, case.image, pre.config.spacing_mm, device) for case in cases]
+    if view is not None or views is not None:
+        seen = [
+            model_view(views(case) if views else [view], case.image, pre.config.spacing_mm, device) for case in cases
+        ]
+        dataset.probs = [v.probs for v in seen]
+        dataset.disagreement = [v.disagreement for v in seen] if disagreement else None
     for i, case in enumerate(cases):
         if include_reference:
             dataset.add(i, case.label, "reference")

@@ -120,3 +120,40 @@ def format_qc_summary(result: Dict) -> str:
     q = result["qc_seconds_per_subject"]
     lines.append(f"QC time per subject (ED+ES): median {q['median'] * 1000:.0f} ms, p95 {q['p95'] * 1000:.0f} ms")
     return "\n".join(lines)
+
+
+#: Dice bins of the published QC protocol: segmentations of widely varying quality sampled evenly over them.
+PROTOCOL_BINS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
+
+
+def protocol_mae(model, dataset, device: str, edges: Sequence[float] = PROTOCOL_BINS) -> Dict:
+    """Slice Dice MAE of a QC network over a varied set (``qc/dataset.QCTrainingSet``), each Dice bin weighted
+    equally, as sampling evenly over the bins would (the published protocol).
+
+    Every slice is binned by its true quality (mean Dice of the checked classes it holds); the error of a slice is
+    the mean absolute error over those classes.
+
+    Returns:
+        ``{"slice_mae": mean over the bins that hold slices, "bins": {"0.0-0.2": {"mae", "slices"}, ...}}``.
+    """
+    from cmrassist_server.qc.network import predict_slices
+
+    pairs = dataset.slices()
+    quality = dataset.slice_quality(pairs)
+    errors = np.empty(len(pairs))
+    for start in range(0, len(pairs), 256):
+        part = pairs[start : start + 256]
+        x, y, f = dataset.inputs(part)
+        dice, _ = predict_slices(model, x[:, : model.spec.in_channels], device, f if model.spec.n_features else None)
+        for k, (v, z) in enumerate(part):
+            present = dataset.present(v, z)
+            errors[start + k] = float(np.abs(dice[k, present] - y[k, present].numpy()).mean()) if present else 0.0
+    bins = {}
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (quality >= low) & ((quality < high) if high < 1.0 else (quality <= high))
+        bins[f"{low:.1f}-{high:.1f}"] = {
+            "mae": float(errors[inside].mean()) if inside.any() else None,
+            "slices": int(inside.sum()),
+        }
+    held = [b["mae"] for b in bins.values() if b["mae"] is not None]
+    return {"slice_mae": float(np.mean(held)) if held else None, "bins": bins}

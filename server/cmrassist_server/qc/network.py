@@ -25,12 +25,15 @@ class QCSpec:
         num_classes: classes of the checked segmentation, background included.
         model_inputs: also take the segmentation network's probabilities (channels) and its agreement with the
             checked label (per-slice features), see ``qc/model_view.py``.
+        disagreement: with ``model_inputs``, also the segmentation passes' disagreement per slice and class (an
+            ensemble's members and flips; ``qc/model_view.ModelView``).
     """
 
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256)
     window: int = 128
     num_classes: int = NUM_CLASSES
     model_inputs: bool = False
+    disagreement: bool = False
 
     @property
     def in_channels(self) -> int:
@@ -38,7 +41,7 @@ class QCSpec:
 
     @property
     def n_features(self) -> int:
-        return 2 * self.num_classes if self.model_inputs else 0
+        return (3 if self.disagreement else 2) * self.num_classes if self.model_inputs else 0
 
     def build(self) -> "QCNet":
         return QCNet(self)
@@ -98,6 +101,7 @@ def qc_input(
     window: int,
     probs: Optional[np.ndarray] = None,
     num_classes: int = NUM_CLASSES,
+    disagreement: Optional[np.ndarray] = None,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """QC network inputs of a frame's slices, cropped at ``center``: ``(slices, channels, window, window)`` (the
     normalised image, the one-hot segmentation, and with ``probs`` the segmentation network's probabilities) and,
@@ -109,6 +113,8 @@ def qc_input(
         center: window centre (row, column).
         window: window edge in pixels.
         probs: ``(slices, classes, H, W)`` the segmentation network's probabilities on the same grid.
+        num_classes: classes of the checked segmentation, background included.
+        disagreement: ``(slices, classes)`` the segmentation passes' disagreement, appended to the features.
     """
     from cmrassist_server.qc.model_view import window_inputs
 
@@ -117,7 +123,7 @@ def qc_input(
     onehot = np.stack([seg == c for c in range(num_classes)], axis=1).astype(np.float32)
     channels, features = [img[:, None], onehot], None
     if probs is not None:
-        probs_window, features = window_inputs(probs, seg, center, window)
+        probs_window, features = window_inputs(probs, seg, center, window, disagreement)
         channels.append(probs_window)
     x = torch.from_numpy(np.concatenate(channels, axis=1))
     return x, (torch.from_numpy(features) if features is not None else None)
@@ -140,8 +146,13 @@ def publish_qc(path: str, model: "QCNet", preprocess: PreprocessConfig, record: 
 def load_qc(path: str, device: str = "cpu") -> QCModel:
     """Load a published QC checkpoint onto ``device``."""
     ckpt = checkpoints.load(path, device, kind=KIND)
-    spec = QCSpec(channels=tuple(ckpt.spec["channels"]), window=int(ckpt.spec["window"]),
-                  num_classes=int(ckpt.spec["num_classes"]), model_inputs=bool(ckpt.spec.get("model_inputs", False)))  # fmt: skip
+    spec = QCSpec(
+        channels=tuple(ckpt.spec["channels"]),
+        window=int(ckpt.spec["window"]),
+        num_classes=int(ckpt.spec["num_classes"]),
+        model_inputs=bool(ckpt.spec.get("model_inputs", False)),
+        disagreement=bool(ckpt.spec.get("disagreement", False)),  # QC models published before it had none
+    )
     model = spec.build().to(device)
     model.load_state_dict(ckpt.state_dict)
     model.eval()

@@ -41,6 +41,8 @@ class QCTrainOptions(TrainOptions):
         snapshot_minutes: budget of each snapshot (preparation, outside ``max_minutes``).
         model_inputs: give the QC network the served segmentation network's probabilities and their agreement
             with the checked label (``qc/model_view.py``), when a segmentation model is served.
+        disagreement: with ``model_inputs``, also how much the segmentation passes (flips, an ensemble's members)
+            disagree per slice and class.
     """
 
     max_epochs: int = option(30, low=1, high=100000)
@@ -50,6 +52,7 @@ class QCTrainOptions(TrainOptions):
     snapshots: int = option(3, low=0, high=20)
     snapshot_minutes: float = option(1.0, low=0, high=24 * 60, open_low=True)
     model_inputs: bool = option(True)
+    disagreement: bool = option(False)
 
     def check(self) -> None:
         if self.corruptions_per_case == 0 and self.snapshots == 0:
@@ -142,6 +145,7 @@ def prepare_qc_sets(
                 window=window,
                 preprocessor=pre,
                 view=view,
+                disagreement=options.disagreement,
             )
         )
     return QCSets(sets[0], sets[1], pre.config, models)
@@ -192,7 +196,10 @@ class QCRecipe(TrainingRecipe):
         self.generator = torch.Generator().manual_seed(self.options.seed)
 
     def build(self) -> torch.nn.Module:
-        self.spec = replace(self.spec, model_inputs=self.sets.train.probs is not None)
+        train = self.sets.train
+        self.spec = replace(
+            self.spec, model_inputs=train.probs is not None, disagreement=train.disagreement is not None
+        )
         same = self.served is not None and self.served.spec == self.spec
         return self.warm_started(self.spec.build().to(self.device), self.served, same)
 

@@ -10,13 +10,13 @@ from cmrassist_server.core.training import TrainResult
 from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.heldout import evaluate_qc_acdc, format_qc_summary
+from cmrassist_server.release.shipped import CHECKSUMS, read_checksums
 from cmrassist_server.segmentation.heldout import evaluate_acdc, format_summary
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.slice_position.data import label_positions, labelled_stacks
 from cmrassist_server.slice_position.network import load_position
 from cmrassist_server.slice_position.training import evaluate_position
 
-CHECKSUMS = "SHA256SUMS"
 LICENCE = (
     "Research use only; not a medical device. Trained on the ACDC training set (University Hospital of Dijon), "
     'which must be cited by any use: O. Bernard, A. Lalande, C. Zotti, F. Cervenansky, et al., "Deep Learning '
@@ -36,12 +36,7 @@ PURPOSE = {
 def update_checksum(folder: str, name: str) -> str:
     """Write ``name``'s SHA-256 into ``folder/SHA256SUMS`` (``sha256sum -c`` format); returns the digest."""
     path = os.path.join(folder, CHECKSUMS)
-    lines = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f.read().splitlines():
-                digest, _, file = line.partition("  ")
-                lines[file] = digest
+    lines = read_checksums(folder)
     lines[name] = file_sha256(os.path.join(folder, name))
     with open(path, "w") as f:
         f.writelines(f"{digest}  {file}\n" for file, digest in sorted(lines.items()))

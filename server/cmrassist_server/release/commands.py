@@ -1,4 +1,6 @@
-"""``cmrassist train-release``: the shipped models, or the cross-validation of the segmentation recipe."""
+"""``cmrassist train-release``: the shipped models, or the cross-validation of the segmentation recipe;
+``cmrassist ship-ensemble``: a finished cross-validation's fold models shipped as the ensemble for batch work;
+``cmrassist train-qc-release``: the QC trained on that cross-validation's out-of-fold predictions."""
 
 import json
 import sys
@@ -33,6 +35,43 @@ def cmd_train_release(args) -> int:
     return 0
 
 
+def cmd_ship_ensemble(args) -> int:
+    """The fold models of a finished 5-fold run into ``--models`` as the shipped ensemble (``release/ensemble.py``)."""
+    from cmrassist_server.release.ensemble import ship_ensemble
+
+    manifest = ship_ensemble(args.state, args.variant, args.models)
+    print(
+        f"shipped the {len(manifest['members'])}-model {args.variant} fold ensemble into {args.models} (with "
+        f"segmentation.pt {manifest['served_sha256'][:12]}): ensemble.json, ensemble/, SHA256SUMS"
+    )
+    return 0
+
+
+def cmd_train_qc_release(args) -> int:
+    """The QC trained on out-of-fold predictions of a finished segmentation CV (``release/qc_folds.py``): each
+    ``--fold`` trained and scored on its held-out patients, or with ``--all`` the QC that ships."""
+    from cmrassist_server.release.qc_folds import QCFoldsPlan, run_qc_fold
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    plan = QCFoldsPlan(
+        args.acdc,
+        args.state,
+        variants=tuple(args.variants.split(",")),
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        quick=args.quick,
+    )
+    folds = [None] if args.all else (args.fold or list(range(plan.folds)))
+    for fold in folds:
+        scores = run_qc_fold(plan, fold, resume=args.resume, log=_release_log(args))
+        print(f"[qc] {plan.folder(fold)}: " + (json.dumps(scores.get("protocol")) if fold is not None else "trained"))
+    return 0
+
+
 def _release_log(args):
     """Progress bars on stderr, and every event as a JSON line in ``--log`` when given."""
     bar = None
@@ -55,7 +94,7 @@ def _release_log(args):
 
 
 def add_commands(sub) -> None:
-    """``train-release`` (see the module docstring)."""
+    """``train-release``, ``ship-ensemble`` and ``train-qc-release`` (see the module docstring)."""
     p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
     p.add_argument("--out", default="models")
@@ -74,3 +113,27 @@ def add_commands(sub) -> None:
     p.add_argument("--fold", type=int, action="append", help="with --folds: only this fold (repeatable)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=cmd_train_release)
+
+    p = sub.add_parser("ship-ensemble", help="ship a finished 5-fold run's fold models as the batch-work ensemble")
+    p.add_argument("--state", required=True, help="the cross-validation run's --state folder")
+    p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")
+    p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
+    p.set_defaults(func=cmd_ship_ensemble)
+
+    p = sub.add_parser("train-qc-release", help="train the QC on a finished CV's out-of-fold predictions")
+    p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
+    p.add_argument("--state", required=True, help="the segmentation CV's --state folder (the QC run goes beside)")
+    p.add_argument("--variants", default="2.5d", help="comma-separated CV variants forming each patient's view")
+    p.add_argument("--fold", type=int, action="append", help="only this QC fold (repeatable; default all)")
+    p.add_argument("--all", action="store_true", help="the QC that ships: trained on every patient, not scored")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--corruptions", type=int, default=8, help="corrupted copies of each expert label")
+    p.add_argument("--snapshots", type=int, default=3, help="weak segmentation models adding real model errors")
+    p.add_argument("--snapshot-minutes", type=float, default=1.5, help="training budget of each snapshot")
+    p.add_argument("--seed", type=int, default=0, help="the seed the segmentation CV was split with")
+    p.add_argument("--device", default=None)
+    p.add_argument("--quick", action="store_true", help="every 5th patient (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped QC fold from its state")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
+    p.set_defaults(func=cmd_train_qc_release)

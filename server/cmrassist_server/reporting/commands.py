@@ -101,12 +101,13 @@ def cmd_report(args) -> int:
     from cmrassist_server.reporting.render import render
     from cmrassist_server.reporting.report import build_report
     from cmrassist_server.reporting.study import study_data
-    from cmrassist_server.segmentation.predictor import served_segmentation
+    from cmrassist_server.segmentation.batch import served_batch
 
     datastore = _studies(args.studies)
     data = study_data(datastore, args.image)
     checkpoint = os.path.join(args.model_dir, "qc.pt")
-    segmentation = served_segmentation(os.path.join(args.model_dir, "segmentation.pt"))  # the QC's view of the frame
+    # The QC's view of the frame: batch work's segmentation (the fold ensemble while it serves, with flips).
+    segmentation = served_batch(os.path.join(args.model_dir, "segmentation.pt"))
     report = build_report(
         data, QualityChecker(checkpoint if os.path.isfile(checkpoint) else None, segmentation=segmentation)
     )

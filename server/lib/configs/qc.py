@@ -1,9 +1,12 @@
-"""Wiring of the QC model: infer task, train task, scoring method and review strategy share one checker."""
+"""Wiring of the QC model: infer task, train task, scoring method and review strategy share its checkpoint; the
+infer task checks through the served segmentation model (one click), scoring and the study report through the
+batch segmentation (the fold ensemble while it serves, ``segmentation/batch.py``)."""
 
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.conf import AppConf
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.store import QCStore
+from cmrassist_server.segmentation.batch import served_batch
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 from ..activelearning.qc import ReviewFirst
@@ -28,6 +31,9 @@ class QCConfig:
         self.checkpoint = conf.qc_checkpoint
         self.segmentation = segmentation
         self.checker = QualityChecker(conf.qc_checkpoint, device=conf.device, segmentation=segmentation)
+        #: Batch work's segmentation: scoring segments unlabelled frames with it and its QC looks through it.
+        self.batch = served_batch(conf.segmentation_checkpoint, conf.device)
+        self.batch_checker = QualityChecker(conf.qc_checkpoint, device=conf.device, segmentation=self.batch)
         self.store = QCStore(results_folder)
 
     def infer(self) -> QCInferTask:
@@ -41,7 +47,7 @@ class QCConfig:
         )
 
     def scoring(self) -> QCScoring:
-        return QCScoring(self.checker, self.segmentation, self.store, threshold=self.conf.qc_threshold)
+        return QCScoring(self.batch_checker, self.batch, self.store, threshold=self.conf.qc_threshold)
 
     def strategy(self) -> ReviewFirst:
         return ReviewFirst(self.store)

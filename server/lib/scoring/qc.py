@@ -14,7 +14,7 @@ from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.imageio import check_label, read_image
 from cmrassist_server.qc.check import QualityChecker, parse_thresholds
 from cmrassist_server.qc.store import QCStore
-from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.ensemble import EnsemblePredictor
 
 from ..infers.qc import PREDICTION, stamp
 
@@ -35,7 +35,8 @@ class QCScoring(ScoringMethod):
 
     Args:
         checker: the QC checker.
-        segmentation: the served segmentation model (checks images without labels through its prediction).
+        segmentation: batch work's segmentation (``segmentation/batch.served_batch``: the fold ensemble while it
+            serves, else the served model, with flips); images without labels are checked through its prediction.
         store: the per-image QC results.
         threshold: flag threshold.
     """
@@ -43,7 +44,7 @@ class QCScoring(ScoringMethod):
     def __init__(
         self,
         checker: QualityChecker,
-        segmentation: ServedModel[SegmentationPredictor],
+        segmentation: ServedModel[EnsemblePredictor],
         store: QCStore,
         *,
         threshold: float,

@@ -1,0 +1,108 @@
+"""The shipped fold ensemble: ``cmrassist ship-ensemble`` takes the 5 fold models of a finished cross-validation
+run (``release/folds.py``: each trained on 80 ACDC patients, together on all 100) into ``models/`` beside the
+served ``segmentation.pt`` they ship with: ``ensemble/fold<k>.pt``, the manifest ``ensemble.json`` (each member's
+SHA-256 and the served model's) and their lines in ``SHA256SUMS``. Servers install it (``release/shipped.py``);
+batch work uses it while the served model is that one (``segmentation/batch.py``).
+"""
+
+import os
+import shutil
+import time
+from typing import Any, Dict, List
+
+from cmrassist_server.core.checkpoints import atomic_write, atomic_write_json, file_sha256, load
+from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.release.cards import update_checksum
+from cmrassist_server.release.folds import read_json
+from cmrassist_server.release.shipped import verified
+from cmrassist_server.segmentation.batch import MANIFEST, MANIFEST_FORMAT, member_file
+from cmrassist_server.segmentation.ensemble import EnsemblePredictor
+
+#: The ensemble is the 5 fold models of a 5-fold run: each patient was held out of exactly one of them.
+FOLDS = 5
+#: Every shipped model file stays under this size (the repository keeps them in git).
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def fold_models(state: str, variant: str) -> List[str]:
+    """The fold models of a finished 5-fold run of ``variant`` in ``state``, fold 0 first.
+
+    Args:
+        state: the run's state folder (``--state`` of ``cmrassist train-release --folds``).
+        variant: the recipe variant it ran (``--variant``).
+
+    Raises:
+        CMRAssistError: no such run, a run of another fold count or a quick smoke run, an unfinished fold (no
+            scored model), a model that is not a segmentation checkpoint, or one over 25 MB.
+    """
+    root = os.path.join(state, variant)
+    plan_path = os.path.join(root, "plan.json")
+    if not os.path.isfile(plan_path):
+        raise CMRAssistError(
+            f"{root} holds no cross-validation run of variant {variant!r} (no plan.json): run "
+            f"cmrassist train-release --folds {FOLDS} --variant {variant} --state {state} first"
+        )
+    plan = read_json(plan_path)
+    if plan.get("folds") != FOLDS or plan.get("quick"):
+        kind = "a quick smoke run" if plan.get("quick") else f"a {plan.get('folds')}-fold run"
+        raise CMRAssistError(f"{root} is {kind}: the ensemble is the {FOLDS} models of a full {FOLDS}-fold run")
+    paths = [os.path.join(root, f"fold{k}", "segmentation.pt") for k in range(FOLDS)]
+    unfinished = [
+        k
+        for k, path in enumerate(paths)
+        if not os.path.isfile(path) or not os.path.isfile(os.path.join(os.path.dirname(path), "scores.json"))
+    ]
+    if unfinished:
+        raise CMRAssistError(
+            f"fold(s) {', '.join(map(str, unfinished))} of {root} are not finished (no scored "
+            "model): continue the run with --resume first"
+        )
+    for path in paths:
+        load(path, kind="segmentation")  # a damaged or foreign file is refused here, never shipped
+        if os.path.getsize(path) >= MAX_BYTES:
+            raise CMRAssistError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB: shipped models stay under 25 MB")
+    return paths
+
+
+def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
+    """Copy the fold models of a finished run into ``models`` as the ensemble shipped with its served
+    ``segmentation.pt``; returns the manifest written (``ensemble.json``).
+
+    Args:
+        state: the cross-validation run's state folder.
+        variant: the recipe variant it ran.
+        models: the shipped models' folder (``models/``), holding the served ``segmentation.pt`` and its checksum.
+
+    Raises:
+        CMRAssistError: see :func:`fold_models`; a served model missing or not matching ``SHA256SUMS``; fold
+            models that take other inputs than one another.
+    """
+    served = verified(models, "segmentation")  # the ensemble names the served model as shipped, checked
+    sources = fold_models(state, variant)
+    EnsemblePredictor(sources, device="cpu", flips=False)  # members that would see other inputs: refused now
+    members = []
+    for k, source in enumerate(sources):
+        file = member_file(k)
+        atomic_write(os.path.join(models, file), lambda tmp, source=source: shutil.copyfile(source, tmp))
+        scores = read_json(os.path.join(os.path.dirname(source), "scores.json"))
+        members.append(
+            {
+                "fold": k,
+                "file": file,
+                "sha256": file_sha256(os.path.join(models, file)),
+                "held_out_patients": scores.get("patients", []),
+            }
+        )
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "variant": variant,
+        "served_sha256": file_sha256(served),
+        "flips": True,
+        "members": members,
+        "made": time.strftime("%Y-%m-%d", time.gmtime()),
+        "command": f"cmrassist ship-ensemble --state {state} --variant {variant} --models {models}",
+    }
+    atomic_write_json(os.path.join(models, MANIFEST), manifest)
+    for file in [m["file"] for m in members] + [MANIFEST]:
+        update_checksum(models, file)
+    return manifest
