@@ -9,42 +9,10 @@ Run: ``.venv/bin/python bench/cv.py --state /path/outside/repo [--variant 2.5d] 
 """
 
 import argparse
-import glob
 import json
 import os
-from typing import Callable, Dict, List
 
-import numpy as np
-
-CLASSES = ("LV", "MYO", "RV")
-CLINICAL = ("lv_ef_pct", "rv_ef_pct", "lv_edv_ml", "lv_esv_ml", "rv_edv_ml", "rv_esv_ml", "myo_ed_ml", "myo_es_ml")
-CLINICAL += ("lv_mass_g",)
-
-
-def fold_figures(scores: Dict) -> Dict[str, float]:
-    """One fold's figures: Dice and HD95 per class and phase, clinical MAE and signed bias (pred - expert)."""
-    out = {f"dice {k}": v for k, v in scores["dice"].items()}
-    out.update({f"hd95 {k}": v for k, v in scores["hd95_mm"].items()})
-    for key in CLINICAL:
-        errors = [p["pred"][key] - p["ref"][key] for p in scores["per_patient"].values() if key in p["pred"]]
-        errors = [e for e in errors if e is not None and np.isfinite(e)]
-        if errors:
-            out[f"mae {key}"] = float(np.mean(np.abs(errors)))
-            out[f"bias {key}"] = float(np.mean(errors))
-    return out
-
-
-def cv_table(folds: List[Dict], figures_of: Callable[[Dict], Dict[str, float]] = fold_figures) -> List[str]:
-    """Lines of the table: one column per fold, then the mean and the standard deviation over folds."""
-    figures = [figures_of(f) for f in folds]
-    keys = [k for k in figures[0] if all(k in f for f in figures)]
-    head = f"{'figure':22s}" + "".join(f"{'fold ' + str(f['fold']):>9s}" for f in folds) + f"{'mean':>9s}{'sd':>8s}"
-    lines = [head]
-    for key in keys:
-        values = [f[key] for f in figures]
-        cells = "".join(f"{v:9.3f}" for v in values)
-        lines.append(f"{key:22s}{cells}{np.mean(values):9.3f}{np.std(values):8.3f}")
-    return lines
+from cmrassist_server.release.cv_report import cv_table, scored_folds
 
 
 def main() -> None:
@@ -60,13 +28,9 @@ def main() -> None:
         from cmrassist_server.release.folds import FoldsPlan, run_folds
 
         run_folds(FoldsPlan(args.acdc, args.state, variant=args.variant, epochs=args.epochs), resume=True, log=report)
-    paths = sorted(glob.glob(os.path.join(args.state, args.variant, "fold*", "scores.json")))
-    if not paths:
+    folds = scored_folds(args.state, args.variant)
+    if not folds:
         raise SystemExit(f"no scored fold under {os.path.join(args.state, args.variant)} yet")
-    folds = []
-    for path in paths:
-        with open(path) as f:
-            folds.append(json.load(f))
     with open(os.path.join(args.state, args.variant, "plan.json")) as f:
         plan = json.load(f)
     patients = sum(len(f["patients"]) for f in folds)

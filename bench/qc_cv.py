@@ -15,7 +15,7 @@ import json
 import os
 from typing import Dict
 
-from cv import cv_table
+from cmrassist_server.release.cv_report import cv_table
 
 CLASSES = ("lv_cavity", "lv_myocardium", "rv_cavity")
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from cv import cv_table, fold_figures
 from test_recipe import _acdc_of_phantoms
 
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.release.cv_report import cv_table, fold_figures
 from cmrassist_server.release.folds import FoldsPlan, acdc_folds, run_folds
 
 

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from cv import cv_table
 from qc_cv import qc_fold_figures
 from test_recipe import _acdc_of_phantoms
 
@@ -16,6 +15,7 @@ from cmrassist_server.core.checkpoints import ModelRecord, atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.preprocess import PreprocessConfig
 from cmrassist_server.qc.model_view import model_view
+from cmrassist_server.release.cv_report import cv_table
 from cmrassist_server.release.folds import acdc_folds
 from cmrassist_server.release.qc_folds import QCFoldsPlan, oof_sets, run_qc_fold
 from cmrassist_server.segmentation.network import NetworkSpec, load_segmentation, publish_segmentation

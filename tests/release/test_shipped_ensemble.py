@@ -49,6 +49,11 @@ def test_the_manifest_round_trips_from_a_cv_run_to_batch_work(tmp_path):
         assert member["sha256"] == sums[member["file"]] == file_sha256(source)
         assert os.path.getsize(os.path.join(models, member["file"])) < 25 * 1024 * 1024
     assert sums[MANIFEST] == file_sha256(os.path.join(models, MANIFEST))
+    card = open(os.path.join(models, "ensemble.md")).read()  # the CV figures: fold columns, mean and spread
+    rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:] for line in card.splitlines() if "  " in line}
+    assert rows["dice LV_all"] == ["0.900", "0.910", "0.920", "0.930", "0.940", "0.920", "0.014"]
+    assert rows["bias lv_mass_g"][-2:] == ["1.000", "0.707"] and rows["mae lv_mass_g"][0] == "0.000"
+    assert "--folds 5 --variant 2.5d --epochs 1 --seed 0" in card and "doi:10.1109/TMI.2018.2837502" in card
 
     model_dir = str(tmp_path / "model_dir")
     outcome = install_shipped(model_dir, models)

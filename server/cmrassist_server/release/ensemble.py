@@ -1,18 +1,21 @@
 """The shipped fold ensemble: ``cmrassist ship-ensemble`` takes the 5 fold models of a finished cross-validation
 run (``release/folds.py``: each trained on 80 ACDC patients, together on all 100) into ``models/`` beside the
 served ``segmentation.pt`` they ship with: ``ensemble/fold<k>.pt``, the manifest ``ensemble.json`` (each member's
-SHA-256 and the served model's) and their lines in ``SHA256SUMS``. Servers install it (``release/shipped.py``);
+SHA-256 and the served model's), its card ``ensemble.md`` (the cross-validation figures) and their lines in
+``SHA256SUMS``. Servers install it (``release/shipped.py``);
 batch work uses it while the served model is that one (``segmentation/batch.py``).
 """
 
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any, Dict, List
 
 from cmrassist_server.core.checkpoints import atomic_write, atomic_write_json, file_sha256, load
 from cmrassist_server.core.errors import CMRAssistError
-from cmrassist_server.release.cards import update_checksum
+from cmrassist_server.release.cards import LICENCE, update_checksum
+from cmrassist_server.release.cv_report import cv_table, scored_folds
 from cmrassist_server.release.folds import read_json
 from cmrassist_server.release.shipped import verified
 from cmrassist_server.segmentation.batch import MANIFEST, MANIFEST_FORMAT, member_file
@@ -20,6 +23,8 @@ from cmrassist_server.segmentation.ensemble import EnsemblePredictor
 
 #: The ensemble is the 5 fold models of a 5-fold run: each patient was held out of exactly one of them.
 FOLDS = 5
+#: The ensemble's model card, beside its manifest.
+CARD = "ensemble.md"
 #: Every shipped model file stays under this size (the repository keeps them in git).
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -103,6 +108,56 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
         "command": f"cmrassist ship-ensemble --state {state} --variant {variant} --models {models}",
     }
     atomic_write_json(os.path.join(models, MANIFEST), manifest)
+    card = ensemble_card(manifest, scored_folds(state, variant), read_json(os.path.join(state, variant, "plan.json")))
+    atomic_write(os.path.join(models, CARD), lambda tmp: Path(tmp).write_text(card))
     for file in [m["file"] for m in members] + [MANIFEST]:
         update_checksum(models, file)
     return manifest
+
+
+def ensemble_card(manifest: Dict[str, Any], folds: List[Dict], plan: Dict[str, Any]) -> str:
+    """The ensemble's model card: what it is for, how it was made, its members and the cross-validation table.
+
+    Args:
+        manifest: the manifest :func:`ship_ensemble` wrote.
+        folds: every fold's ``scores.json`` (``release/cv_report.scored_folds``).
+        plan: the run's ``plan.json`` (folds, epochs, seed).
+    """
+    members = "\n".join(
+        f"| {m['fold']} | `{m['file']}` | `{m['sha256']}` | {len(m['held_out_patients'])} |"
+        for m in manifest["members"]
+    )
+    patients = sum(len(f["patients"]) for f in folds)
+    train = " ".join(
+        ["cmrassist train-release --acdc ../shared/acdc/training", f"--folds {plan['folds']}"]
+        + [f"--variant {manifest['variant']} --epochs {plan['epochs']} --seed {plan['seed']} --state DIR --resume"]
+    )
+    return f"""# CMRAssist shipped model: the segmentation fold ensemble (`{MANIFEST}`)
+
+Batch work (`cmrassist analyse`, the study report, QC scoring) segments with the mean of these {len(folds)} models'
+class probabilities, over in-plane flips too, while the served `segmentation.pt` is the one it shipped with
+(SHA-256 `{manifest["served_sha256"]}`). Each member was trained on the ACDC patients of the other folds; together
+they saw all 100.
+
+- **Recipe**: variant `{manifest["variant"]}` of `cmrassist train-release --folds` (`server/cmrassist_server/release/folds.py`), {plan["folds"]} folds
+  stratified by disease group, {plan["epochs"]} epochs per fold, seed {plan["seed"]}.
+- **Commands**: `{train}`, then `{manifest["command"]}`.
+- **Made**: {manifest["made"]}. Loaded with `torch.load(weights_only=True)`; each file checked against `SHA256SUMS`.
+
+| fold | file | SHA-256 | held-out patients |
+|---|---|---|---|
+{members}
+
+## Cross-validation figures
+
+Each fold's held-out patients ({patients} in all) scored by the fold model that never saw them, per volume (ED and
+ES frames alike): Dice and HD95 (mm) by class and phase, clinical MAE and signed bias (prediction minus expert).
+
+```
+{chr(10).join(cv_table(folds))}
+```
+
+## Licence
+
+{LICENCE}
+"""
