@@ -73,6 +73,7 @@ def main(argv=None):
     ap.add_argument("--model", default="", help="checkpoint to serve")
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--skip-make", action="store_true", help="do not time `make serve`")
+    ap.add_argument("--engine", default="auto", choices=("auto", "torch"), help="the server's CPU engine setting")
     ap.add_argument("--during-training", action="store_true",
                     help="also time requests while a training run works in the server's child process (needs --acdc)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -88,7 +89,7 @@ def main(argv=None):
         publish_segmentation(
             ckpt, spec.build(), spec, PreprocessConfig(), ModelRecord(kind="segmentation", metric="mean")
         )
-    srv = RunningServer(studies, model_dir, os.path.join(work, "server.log"))
+    srv = RunningServer(studies, model_dir, os.path.join(work, "server.log"), ["--conf", "engine", args.engine])
     try:
         client = CMRAssistClient(srv.url, timeout=60)
         for _ in range(3):
@@ -137,6 +138,7 @@ def main(argv=None):
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "model": args.model or "freshly initialised default unet",
+        "engine": args.engine,
     }
     print("setting: " + json.dumps(result["setting"]))
     shutil.rmtree(work, ignore_errors=True)

@@ -31,6 +31,8 @@ class AppConf(BaseModel):
             default, or the ``CMRASSIST_SHIPPED_DIR`` environment variable; ``none`` for none).
         qc_threshold: predicted slice Dice under which QC flags a slice (LV, MYO and RV alike; a request may
             set its own per class).
+        engine: ``auto`` segments on the CPU with the network's OpenVINO export (``segmentation/engine.py``),
+            ``torch`` with PyTorch (the same labels, slower; CUDA always uses PyTorch).
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
@@ -55,6 +57,7 @@ class AppConf(BaseModel):
     oidc_role_map: str = ""
     max_open_batches: int = Field(3, ge=1, le=1000)
     shipped_dir: str = ""
+    engine: Literal["auto", "torch"] = "auto"
 
     @classmethod
     def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":

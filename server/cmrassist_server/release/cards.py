@@ -11,7 +11,9 @@ from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.heldout import evaluate_qc_acdc, format_qc_summary
 from cmrassist_server.release.shipped import CHECKSUMS, read_checksums
+from cmrassist_server.segmentation.engine import export_engine
 from cmrassist_server.segmentation.heldout import evaluate_acdc, format_summary
+from cmrassist_server.segmentation.network import load_segmentation
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.slice_position.data import label_positions, labelled_stacks
 from cmrassist_server.slice_position.network import load_position
@@ -86,12 +88,25 @@ def _command(plan, model: str) -> str:
             f"--epochs {model}={plan.epochs.get(model)}{minutes} --seed {plan.seed}{flags}")  # fmt: skip
 
 
+def _engine_line(plan, model: str, checkpoint: str) -> str:
+    """The segmentation model's CPU engine exported beside it with its checksum; the card line naming it."""
+    if model != "segmentation":
+        return ""
+    engine = export_engine(load_segmentation(checkpoint), checkpoint)
+    digest = update_checksum(plan.out, os.path.basename(engine))
+    return (
+        f"\n- **CPU engine**: `{os.path.basename(engine)}`, the ONNX export of these weights compiled by OpenVINO "
+        f"(`server/cmrassist_server/segmentation/engine.py`), SHA-256 `{digest}` (also in `{CHECKSUMS}`)."
+    )
+
+
 def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine: Dict) -> str:
     """Evaluate ``model`` on the held-out patients (when held out) and write its card and checksum."""
     checkpoint = os.path.join(plan.out, f"{model}.pt")
     if not result.published or not os.path.isfile(checkpoint):
         raise RuntimeError(f"{model}: the run published no model")
     digest = update_checksum(plan.out, f"{model}.pt")
+    engine = _engine_line(plan, model, checkpoint)
     held_out = (
         EVALUATIONS[model](plan, checkpoint) if plan.hold_out else "Trained on all 100 patients: no held-out figures."
     )
@@ -104,7 +119,7 @@ def write_card(plan, model: str, result: TrainResult, *, minutes: float, machine
 {PURPOSE[model]}
 
 - **File**: `{model}.pt` ({os.path.getsize(checkpoint) / 1e6:.1f} MB), SHA-256 `{digest}` (also in `{CHECKSUMS}`;
-  the server refuses a file that does not match). Loaded with `torch.load(weights_only=True)`.
+  the server refuses a file that does not match). Loaded with `torch.load(weights_only=True)`.{engine}
 - **Data**: ACDC training set, {_data_line(plan)}, ED and ES frames with expert labels.
 - **Recipe**: `cmrassist train-release` (`server/cmrassist_server/release/recipe.py`), through the server's one
   training loop; seed {plan.seed}; {epochs}.

@@ -47,6 +47,22 @@ def cmd_ship_ensemble(args) -> int:
     return 0
 
 
+def cmd_export_engine(args) -> int:
+    """The shipped segmentation model's CPU engine (``segmentation.onnx``) exported beside it, with its checksum."""
+    import os
+
+    from cmrassist_server.release.cards import update_checksum
+    from cmrassist_server.release.shipped import verified
+    from cmrassist_server.segmentation.engine import export_engine
+    from cmrassist_server.segmentation.network import load_segmentation
+
+    checkpoint = verified(args.models, "segmentation")  # only the weights SHA256SUMS names are exported
+    engine = export_engine(load_segmentation(checkpoint), checkpoint)
+    digest = update_checksum(args.models, os.path.basename(engine))
+    print(f"exported {checkpoint} to {engine} (SHA-256 {digest[:12]}, in SHA256SUMS)")
+    return 0
+
+
 def cmd_train_qc_release(args) -> int:
     """The QC trained on out-of-fold predictions of a finished segmentation CV (``release/qc_folds.py``): each
     ``--fold`` trained and scored on its held-out patients, or with ``--all`` the QC that ships."""
@@ -94,7 +110,7 @@ def _release_log(args):
 
 
 def add_commands(sub) -> None:
-    """``train-release``, ``ship-ensemble`` and ``train-qc-release`` (see the module docstring)."""
+    """``train-release``, ``ship-ensemble``, ``export-engine`` and ``train-qc-release`` (see the module docstring)."""
     p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
     p.add_argument("--out", default="models")
@@ -119,6 +135,10 @@ def add_commands(sub) -> None:
     p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")
     p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
     p.set_defaults(func=cmd_ship_ensemble)
+
+    p = sub.add_parser("export-engine", help="export the shipped segmentation model for the CPU engine (ONNX)")
+    p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
+    p.set_defaults(func=cmd_export_engine)
 
     p = sub.add_parser("train-qc-release", help="train the QC on a finished CV's out-of-fold predictions")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")

@@ -13,6 +13,7 @@ from cmrassist_server.core.checkpoints import atomic_write, atomic_write_json, f
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.model_versions import SHIPPED, install_version
 from cmrassist_server.segmentation.batch import MANIFEST, member_paths, read_manifest
+from cmrassist_server.segmentation.engine import engine_path
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,21 @@ def verified(folder: str, name: str) -> str:
     return verified_file(folder, f"{name}.pt")
 
 
+def install_engine(model_dir: str, folder: str) -> None:
+    """Install the shipped CPU engine (``segmentation.onnx``, the ONNX export of the shipped weights) beside the
+    segmentation model just installed, checked against ``SHA256SUMS``; without it (none shipped, or refused) the
+    server exports the weights itself on first use (``segmentation/engine.py``)."""
+    name = engine_path("segmentation.pt")
+    if not os.path.isfile(os.path.join(folder, name)):
+        return
+    try:
+        source = verified_file(folder, name)
+    except CMRAssistError as e:
+        logger.warning(f"shipped CPU engine refused: {e}; the server exports the served weights itself")
+        return
+    atomic_write(os.path.join(model_dir, name), lambda tmp: shutil.copyfile(source, tmp))
+
+
 def install_ensemble(model_dir: str, folder: str) -> Optional[str]:
     """Install the shipped fold ensemble (``ensemble.json`` and its members) into a model folder that has none,
     every file checked against ``SHA256SUMS`` and the manifest first; returns what happened (``installed``,
@@ -117,6 +133,8 @@ def install_shipped(model_dir: str, folder: str) -> Dict[str, str]:
         try:
             install_version(target, verified(folder, name), SHIPPED)
             outcome[name] = "installed"
+            if name == "segmentation":
+                install_engine(model_dir, folder)
             logger.info(f"shipped {name} model installed into {model_dir}")
         except CMRAssistError as e:
             outcome[name] = f"refused: {e}"

@@ -1,5 +1,6 @@
 """Slice-wise segmentation of a 3D frame or, frame by frame, a 4D cine, back on the input grid."""
 
+import logging
 from typing import Callable, Optional
 
 import numpy as np
@@ -11,7 +12,10 @@ from cmrassist_server.core.device import default_device
 from cmrassist_server.imaging.imageio import Orientation, frames_of
 from cmrassist_server.imaging.postprocess import clean_label
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor
+from cmrassist_server.segmentation.engine import OpenVinoEngine, cpu_engine
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
+
+log = logging.getLogger(__name__)
 
 
 class SegmentationPredictor:
@@ -22,6 +26,8 @@ class SegmentationPredictor:
         device: ``cuda`` or ``cpu``; ``None`` picks CUDA when present.
         batch_slices: slices per forward pass.
         model: a model already in memory (e.g. a training snapshot) instead of a checkpoint.
+        engine: ``auto`` runs a checkpoint's network on the CPU through OpenVINO (``segmentation/engine.py``),
+            PyTorch otherwise; ``torch`` always runs PyTorch.
     """
 
     def __init__(
@@ -31,6 +37,7 @@ class SegmentationPredictor:
         device: Optional[str] = None,
         batch_slices: int = 16,
         model: Optional[SegmentationModel] = None,
+        engine: str = "auto",
     ):
         self.device = default_device(device)
         loaded = model if model is not None else load_segmentation(checkpoint, self.device)
@@ -38,6 +45,8 @@ class SegmentationPredictor:
         self.prior = loaded.prior  # the CAM prior the network was trained with, if any
         self.preprocessor = CardiacPreprocessor(loaded.preprocess)
         self.batch_slices = batch_slices
+        use_engine = engine == "auto" and self.device == "cpu" and model is None
+        self.engine = _cpu_engine(loaded, checkpoint) if use_engine else None
 
     def as_model(self) -> SegmentationModel:
         """The loaded model itself (network, spec, preprocessing, record, prior)."""
@@ -49,7 +58,8 @@ class SegmentationPredictor:
         outs = []
         for start in range(0, stack.shape[0], self.batch_slices):
             batch = stack[start : start + self.batch_slices].to(self.device)
-            outs.append(torch.softmax(self.model(batch), dim=1).float().cpu())
+            logits = self.engine(batch) if self.engine is not None else self.model(batch)
+            outs.append(torch.softmax(logits, dim=1).float().cpu())
         return torch.cat(outs)
 
     def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
@@ -71,6 +81,18 @@ class SegmentationPredictor:
         return labels[0] if image.GetDimension() == 3 else labels
 
 
-def served_segmentation(checkpoint: str, device: Optional[str] = None) -> ServedModel[SegmentationPredictor]:
-    """The served segmentation model of ``checkpoint``, reloaded whenever training or a version change replaces it."""
-    return ServedModel(checkpoint, lambda path: SegmentationPredictor(path, device=device))
+def _cpu_engine(model: SegmentationModel, checkpoint: str) -> Optional[OpenVinoEngine]:
+    """The OpenVINO engine of ``checkpoint``, or ``None`` (PyTorch serves) when it cannot be had."""
+    try:
+        return cpu_engine(model, checkpoint)
+    except Exception as e:  # no export possible (read-only folder, exporter error): PyTorch gives the same labels
+        log.warning("segmentation served by PyTorch: no OpenVINO engine for %s (%s)", checkpoint, e)
+        return None
+
+
+def served_segmentation(
+    checkpoint: str, device: Optional[str] = None, engine: str = "auto"
+) -> ServedModel[SegmentationPredictor]:
+    """The served segmentation model of ``checkpoint``, reloaded whenever training or a version change replaces it
+    (``engine``: see :class:`SegmentationPredictor`)."""
+    return ServedModel(checkpoint, lambda path: SegmentationPredictor(path, device=device, engine=engine))
