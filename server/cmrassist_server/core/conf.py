@@ -33,6 +33,9 @@ class AppConf(BaseModel):
             set its own per class).
         engine: ``auto`` segments on the CPU with the network's OpenVINO export (``segmentation/engine.py``),
             ``torch`` with PyTorch (the same labels, slower; CUDA always uses PyTorch).
+        heart_window: one-click segments in a 144-pixel window around the heart found on the middle slice
+            (``segmentation/heart_window.py``), the full window where that is unsure; ``false`` always uses the
+            full window.
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
@@ -58,6 +61,7 @@ class AppConf(BaseModel):
     max_open_batches: int = Field(3, ge=1, le=1000)
     shipped_dir: str = ""
     engine: Literal["auto", "torch"] = "auto"
+    heart_window: bool = True
 
     @classmethod
     def parse(cls, conf: Dict[str, str], app_dir: str) -> "AppConf":

@@ -114,6 +114,19 @@ def undo_crop_or_pad(window: torch.Tensor, box: CropBox, fill: float = 0.0) -> t
     return F.pad(window, pad, value=fill)
 
 
+@dataclass(frozen=True)
+class HeartWindow:
+    """A square network window around the heart, on the resampled stack's grid.
+
+    Args:
+        centre: ``(row, column)`` of its centre in pixels.
+        size: its edge in pixels (a multiple of the U-Net's total stride).
+    """
+
+    centre: Tuple[float, float]
+    size: int
+
+
 class CardiacPreprocessor:
     """The one preprocessing path for inference and training.
 
@@ -157,16 +170,41 @@ class CardiacPreprocessor:
         return np.stack(channels, axis=1).astype(np.float32)
 
     def inference_input(
-        self, frame_zyx: np.ndarray, orientation: Orientation, *, prior: Optional[Any] = None
+        self,
+        frame_zyx: np.ndarray,
+        orientation: Orientation,
+        *,
+        prior: Optional[Any] = None,
+        heart: Optional[HeartWindow] = None,
     ) -> Tuple[torch.Tensor, StackContext]:
-        """``(slices, C, H, W)`` network input for one frame and the context to invert it."""
+        """``(slices, C, H, W)`` network input for one frame and the context to invert it.
+
+        Args:
+            frame_zyx: the frame's voxels.
+            orientation: its geometry.
+            prior: the CAM prior whose channel the network takes, if any.
+            heart: a window around the heart (``segmentation/heart_window.py``); the stack's centre, up to
+                ``infer_window`` pixels, without one.
+        """
         stack, canonical_shape = self.resampled_stack(frame_zyx, orientation)
-        channels = self.input_channels(stack, prior)
-        m = self.config.size_multiple
-        h, w = stack.shape[1:]
-        cap = self.config.infer_window
-        size = (min(int(math.ceil(h / m) * m), cap), min(int(math.ceil(w / m) * m), cap))
-        window, box = crop_or_pad(channels, ((h - 1) / 2 + 0.5, (w - 1) / 2 + 0.5), size)
+        return self.window_input(self.input_channels(stack, prior), canonical_shape, orientation, heart)
+
+    def window_input(
+        self,
+        channels: np.ndarray,
+        canonical_shape: Tuple[int, int, int],
+        orientation: Orientation,
+        heart: Optional[HeartWindow] = None,
+    ) -> Tuple[torch.Tensor, StackContext]:
+        """The network's window of ``(slices, C, H, W)`` channels (see :meth:`inference_input`)."""
+        h, w = channels.shape[-2:]
+        if heart is not None:
+            centre, size = heart.centre, (heart.size, heart.size)
+        else:
+            m, cap = self.config.size_multiple, self.config.infer_window
+            centre = ((h - 1) / 2 + 0.5, (w - 1) / 2 + 0.5)
+            size = (min(int(math.ceil(h / m) * m), cap), min(int(math.ceil(w / m) * m), cap))
+        window, box = crop_or_pad(channels, centre, size)
         ctx = StackContext(orientation=orientation, canonical_shape=canonical_shape, resampled_hw=(h, w), box=box)
         return torch.from_numpy(window), ctx
 

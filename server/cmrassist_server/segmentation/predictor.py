@@ -1,7 +1,7 @@
 """Slice-wise segmentation of a 3D frame or, frame by frame, a 4D cine, back on the input grid."""
 
 import logging
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -11,8 +11,9 @@ from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.device import default_device
 from cmrassist_server.imaging.imageio import Orientation, frames_of
 from cmrassist_server.imaging.postprocess import clean_label
-from cmrassist_server.imaging.preprocess import CardiacPreprocessor
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, HeartWindow
 from cmrassist_server.segmentation.engine import OpenVinoEngine, cpu_engine
+from cmrassist_server.segmentation.heart_window import locate_heart, probe_slice
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class SegmentationPredictor:
         device: ``cuda`` or ``cpu``; ``None`` picks CUDA when present.
         batch_slices: slices per forward pass.
         model: a model already in memory (e.g. a training snapshot) instead of a checkpoint.
+        heart_window: segment in a window around the heart found by a pass on the middle slice
+            (``segmentation/heart_window.py``), the full window where that pass is unsure.
         engine: ``auto`` runs a checkpoint's network on the CPU through OpenVINO (``segmentation/engine.py``),
             PyTorch otherwise; ``torch`` always runs PyTorch.
     """
@@ -38,6 +41,7 @@ class SegmentationPredictor:
         batch_slices: int = 16,
         model: Optional[SegmentationModel] = None,
         engine: str = "auto",
+        heart_window: bool = True,
     ):
         self.device = default_device(device)
         loaded = model if model is not None else load_segmentation(checkpoint, self.device)
@@ -45,6 +49,7 @@ class SegmentationPredictor:
         self.prior = loaded.prior  # the CAM prior the network was trained with, if any
         self.preprocessor = CardiacPreprocessor(loaded.preprocess)
         self.batch_slices = batch_slices
+        self.heart_window = heart_window
         use_engine = engine == "auto" and self.device == "cpu" and model is None
         self.engine = _cpu_engine(loaded, checkpoint) if use_engine else None
 
@@ -64,10 +69,21 @@ class SegmentationPredictor:
 
     def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
         """Label map ``(z, y, x)`` of one frame."""
-        stack, ctx = self.preprocessor.inference_input(frame_zyx, orientation, prior=self.prior)
-        labels = self.preprocessor.invert_probabilities(self.probabilities(stack), ctx)
+        stack, shape = self.preprocessor.resampled_stack(frame_zyx, orientation)
+        channels = self.preprocessor.input_channels(stack, self.prior)
+        heart = self.locate_heart(channels, shape, orientation) if self.heart_window else None
+        window, ctx = self.preprocessor.window_input(channels, shape, orientation, heart)
+        labels = self.preprocessor.invert_probabilities(self.probabilities(window), ctx)
         canonical = orientation.to_canonical(labels)
         return orientation.from_canonical(clean_label(canonical))
+
+    def locate_heart(
+        self, channels: np.ndarray, shape: Tuple[int, int, int], orientation: Orientation
+    ) -> Optional[HeartWindow]:
+        """The heart window of a frame's ``(slices, C, H, W)`` channels, from one pass on its middle slice."""
+        middle = probe_slice(channels.shape[0])
+        probe, ctx = self.preprocessor.window_input(channels[middle : middle + 1], shape, orientation)
+        return locate_heart(self.probabilities(probe), ctx.box)
 
     def segment(self, image: sitk.Image, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         """Label array with the image's own array shape: ``(z, y, x)``, or ``(t, z, y, x)`` for a cine."""
@@ -91,8 +107,10 @@ def _cpu_engine(model: SegmentationModel, checkpoint: str) -> Optional[OpenVinoE
 
 
 def served_segmentation(
-    checkpoint: str, device: Optional[str] = None, engine: str = "auto"
+    checkpoint: str, device: Optional[str] = None, engine: str = "auto", heart_window: bool = True
 ) -> ServedModel[SegmentationPredictor]:
     """The served segmentation model of ``checkpoint``, reloaded whenever training or a version change replaces it
-    (``engine``: see :class:`SegmentationPredictor`)."""
-    return ServedModel(checkpoint, lambda path: SegmentationPredictor(path, device=device, engine=engine))
+    (``engine``, ``heart_window``: see :class:`SegmentationPredictor`)."""
+    return ServedModel(
+        checkpoint, lambda path: SegmentationPredictor(path, device=device, engine=engine, heart_window=heart_window)
+    )

@@ -18,7 +18,7 @@ class SegmentationConfig:
     def __init__(self, conf: AppConf):
         self.conf = conf
         self.checkpoint = conf.segmentation_checkpoint
-        self.served = served_segmentation(conf.segmentation_checkpoint, conf.device, conf.engine)
+        self.served = served_segmentation(conf.segmentation_checkpoint, conf.device, conf.engine, conf.heart_window)
         #: The slice-position classifier, for ``outside_lv=empty`` requests (set by the app when it serves one).
         self.positions: Optional[PositionClassifier] = None
 
