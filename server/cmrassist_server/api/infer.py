@@ -15,6 +15,7 @@ from cmrassist_server.api.infer_params import checked_params
 from cmrassist_server.api.routing import api_prefix, mount_first, role
 from cmrassist_server.api.schema import json_object
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.core.foreground import Foreground
 from cmrassist_server.core.ids import check_id
 from cmrassist_server.core.options import parse_bool
 from cmrassist_server.imaging.files import read_untrusted
@@ -66,8 +67,9 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
             req["image"] = check_id(image)
         else:
             raise CMRAssistError("give the study to run on: image=ID, or upload a file", 400)
-        async with turns:
-            result = await run_in_threadpool(app_.infer, req)
+        with Foreground(app_.app_conf.model_dir).request():  # QC scoring waits between images meanwhile
+            async with turns:
+                result = await run_in_threadpool(app_.infer, req)
         return send_response(app_.datastore(), result, output, background_tasks)
 
     mount_first(app, router, "infer")

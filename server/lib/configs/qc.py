@@ -4,6 +4,7 @@ batch segmentation (the fold ensemble while it serves, ``segmentation/batch.py``
 
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.conf import AppConf
+from cmrassist_server.core.foreground import Foreground
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.store import QCStore
 from cmrassist_server.segmentation.batch import served_batch
@@ -47,7 +48,13 @@ class QCConfig:
         )
 
     def scoring(self) -> QCScoring:
-        return QCScoring(self.batch_checker, self.batch, self.store, threshold=self.conf.qc_threshold)
+        return QCScoring(
+            self.batch_checker,
+            self.batch,
+            self.store,
+            threshold=self.conf.qc_threshold,
+            foreground=Foreground(self.conf.model_dir),
+        )
 
     def strategy(self) -> ReviewFirst:
         return ReviewFirst(self.store)

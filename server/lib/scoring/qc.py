@@ -11,6 +11,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from cmrassist_server.core.checkpoints import ServedModel, atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.core.foreground import Foreground
 from cmrassist_server.imaging.imageio import check_label, read_image
 from cmrassist_server.qc.check import QualityChecker, parse_thresholds
 from cmrassist_server.qc.store import QCStore
@@ -39,6 +40,7 @@ class QCScoring(ScoringMethod):
             serves, else the served model, with flips); images without labels are checked through its prediction.
         store: the per-image QC results.
         threshold: flag threshold.
+        foreground: the server's interactive requests: the pass waits between images while one runs.
     """
 
     def __init__(
@@ -48,12 +50,14 @@ class QCScoring(ScoringMethod):
         store: QCStore,
         *,
         threshold: float,
+        foreground: Optional[Foreground] = None,
     ):
         super().__init__("QC of every 3D frame's label or prediction; the 'qc' strategy serves the worst first")
         self.checker = checker
         self.segmentation = segmentation
         self.store = store
         self.threshold = threshold
+        self.foreground = foreground
 
     def __call__(self, request, datastore: Datastore) -> Dict:
         thresholds = parse_thresholds(request.get("threshold", self.threshold))
@@ -61,6 +65,8 @@ class QCScoring(ScoringMethod):
         skipped: List[str] = []
         failed: Dict[str, str] = {}
         for image_id in datastore.list_images():
+            if self.foreground is not None:
+                self.foreground.wait()
             tag = label_to_check(datastore, image_id)
             if tag == PREDICTION and not self.segmentation.exists():
                 skipped.append(image_id)
