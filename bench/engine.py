@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """The segmentation network's forward pass per 10-slice frame by engine (OpenVINO as served; PyTorch eager and
-channels-last, ONNX Runtime where installed, torch.compile with ``--compile``) and window (192 x 192 as served today, 128 x 128 heart-sized), with the network's GFLOP
-(``torch.utils.flop_counter``), the GFLOP/s reached and its ratio to this machine's FP32 matmul measured in the same
-process (issue 23). Run it on a quiet machine.
+channels-last, ONNX Runtime where installed, torch.compile with ``--compile``) and window (192 x 192, the full
+window; 144 x 144, the heart window), with the network's GFLOP (``torch.utils.flop_counter``), the GFLOP/s
+reached and its ratio to this machine's FP32 matmul measured in the same process (issue 23). Run it on a quiet
+machine.
 
     .venv/bin/python bench/engine.py --model models/segmentation.pt --threads 2
 """
@@ -21,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmrassist_server.segmentation.engine import OpenVinoEngine, export_engine
+from cmrassist_server.segmentation.heart_window import HEART_WINDOW
 from cmrassist_server.segmentation.network import load_segmentation
 
 
@@ -87,7 +89,7 @@ def main() -> None:
     runs = engines(args.model, args.threads, args.compile)
     channels = load_segmentation(args.model).spec.in_channels
     print(f"{'window':>8s} {'GFLOP':>7s} {'engine':>22s} {'ms':>8s} {'GFLOP/s':>8s} {'of matmul':>9s}")
-    for window in (192, 128):
+    for window in (192, HEART_WINDOW):
         x = torch.randn(args.slices, channels, window, window)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             runs["pytorch eager"](x)
