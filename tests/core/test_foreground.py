@@ -1,6 +1,7 @@
 """Interactive requests first, across processes as the server and its scoring child run: background work waits
 while a request runs and goes on once it ends; a new request never waits behind waiting background work."""
 
+import asyncio
 import fcntl
 import multiprocessing
 import os
@@ -16,11 +17,14 @@ def _background_step(folder: str, started, done_at) -> None:
 
 
 def test_background_work_waits_for_the_request_and_a_new_request_does_not_wait(tmp_path):
-    folder = str(tmp_path)
+    asyncio.run(_request_during_background_work(str(tmp_path)))
+
+
+async def _request_during_background_work(folder: str) -> None:
     foreground = Foreground(folder)
     context = multiprocessing.get_context("spawn")  # a separate process, as MONAI Label's scoring child is
     started, done_at = context.Event(), context.Value("d", 0.0)
-    with foreground.request():
+    async with foreground.request():
         child = context.Process(target=_background_step, args=(folder, started, done_at))
         child.start()
         assert started.wait(60)

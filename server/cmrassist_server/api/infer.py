@@ -67,9 +67,9 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
             req["image"] = check_id(image)
         else:
             raise CMRAssistError("give the study to run on: image=ID, or upload a file", 400)
-        with Foreground(app_.app_conf.model_dir).request():  # QC scoring waits between images meanwhile
-            async with turns:
-                result = await run_in_threadpool(app_.infer, req)
+        # QC scoring waits between images while this request runs (core/foreground.py).
+        async with Foreground(app_.app_conf.model_dir).request(), turns:
+            result = await run_in_threadpool(app_.infer, req)
         return send_response(app_.datastore(), result, output, background_tasks)
 
     mount_first(app, router, "infer")

@@ -113,9 +113,7 @@ class SubjectAnalyser:
         pending: List[Tuple[int, torch.Tensor, object]] = []
         for i, frame in enumerate(frames):
             with timer.stage("preprocess"):
-                stack, ctx = self.predictor.preprocessor.inference_input(
-                    frame.array, Orientation.of(frame.reference), prior=self.predictor.prior
-                )
+                stack, ctx = self.predictor.network_input(frame.array, Orientation.of(frame.reference))
             if pending and tuple(pending[0][1].shape[1:]) != tuple(stack.shape[1:]):
                 yield [p[0] for p in pending], torch.cat([p[1] for p in pending]), [p[2] for p in pending]
                 pending = []

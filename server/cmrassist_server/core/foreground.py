@@ -7,11 +7,12 @@ before each step, which waits exactly while a request holds it. Linux ``flock`` 
 an exclusive one waits, so requests never queue behind background work.
 """
 
+import asyncio
 import fcntl
 import os
 import time
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 #: The lock file, in the model folder.
 LOCK = ".foreground.lock"
@@ -28,11 +29,17 @@ class Foreground:
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, LOCK)
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Held while an interactive request runs: background work waits at its next step."""
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Held while an interactive request runs: background work waits at its next step. Taken without ever
+        blocking the event loop: background work holds the lock only for an instant, so a retry soon gets it."""
         with open(self.path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_SH)
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
             try:
                 yield
             finally:

@@ -76,10 +76,9 @@ def install_engine(model_dir: str, folder: str) -> None:
         return
     try:
         source = verified_file(folder, name)
-    except CMRAssistError as e:
-        logger.warning(f"shipped CPU engine refused: {e}; the server exports the served weights itself")
-        return
-    atomic_write(os.path.join(model_dir, name), lambda tmp: shutil.copyfile(source, tmp))
+        atomic_write(os.path.join(model_dir, name), lambda tmp: shutil.copyfile(source, tmp))
+    except (CMRAssistError, OSError) as e:
+        logger.warning(f"shipped CPU engine not installed: {e}; the server exports the served weights itself")
 
 
 def install_ensemble(model_dir: str, folder: str) -> Optional[str]:

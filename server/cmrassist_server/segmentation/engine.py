@@ -33,12 +33,14 @@ def engine_path(checkpoint: str) -> str:
     return os.path.splitext(checkpoint)[0] + ".onnx"
 
 
-def export_engine(model: SegmentationModel, checkpoint: str) -> str:
+def export_engine(model: SegmentationModel, checkpoint: str, digest: Optional[str] = None) -> str:
     """Export ``model`` (loaded from ``checkpoint``) to ONNX beside it, atomically; returns the export's path.
 
     Args:
         model: the loaded network (on the CPU).
-        checkpoint: its file, whose SHA-256 the export records.
+        checkpoint: its file.
+        digest: the SHA-256 of the bytes ``model`` was loaded from (the file's now, when not given), recorded in
+            the export.
     """
     import onnx
 
@@ -50,7 +52,7 @@ def export_engine(model: SegmentationModel, checkpoint: str) -> str:
         warnings.simplefilter("ignore")
         _export(network, example, buffer, axes)
     proto = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(proto, {SOURCE_KEY: file_sha256(checkpoint)})
+    onnx.helper.set_model_props(proto, {SOURCE_KEY: digest or file_sha256(checkpoint)})
     path = engine_path(checkpoint)
     atomic_write_bytes(path, proto.SerializeToString())
     return path
@@ -83,10 +85,13 @@ class OpenVinoEngine:
         import openvino
 
         try:
-            props = onnx.load(path, load_external_data=False).metadata_props
+            with open(path, "rb") as f:
+                data = f.read()  # once: the metadata and the network compiled are of the same file
+            props = onnx.load_from_string(data).metadata_props
             settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # FP32, as trained
             settings["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
-            compiled = openvino.Core().compile_model(path, "CPU", settings)
+            core = openvino.Core()
+            compiled = core.compile_model(core.read_model(data), "CPU", settings)
         except Exception as e:  # onnx and OpenVINO raise their own types for damaged files
             raise CMRAssistError(f"inference engine {os.path.basename(path)!r} cannot be loaded: {e}", 409) from None
         self.source_sha256 = {p.key: p.value for p in props}.get(SOURCE_KEY)
@@ -100,13 +105,14 @@ class OpenVinoEngine:
         return torch.from_numpy(np.array(logits))
 
 
-def cpu_engine(model: SegmentationModel, checkpoint: str) -> OpenVinoEngine:
-    """The engine of ``checkpoint``: its export when made from these very weights, else a fresh export.
+def cpu_engine(model: SegmentationModel, checkpoint: str, digest: str) -> OpenVinoEngine:
+    """The engine of ``model``, loaded from ``checkpoint`` whose bytes had SHA-256 ``digest``: the export beside it
+    when made from those very weights, else a fresh export.
 
     Raises:
         CMRAssistError (409): the export cannot be made or loaded.
     """
-    path, digest = engine_path(checkpoint), file_sha256(checkpoint)
+    path = engine_path(checkpoint)
     if os.path.isfile(path):
         try:
             engine = OpenVinoEngine(path)
@@ -114,4 +120,4 @@ def cpu_engine(model: SegmentationModel, checkpoint: str) -> OpenVinoEngine:
                 return engine
         except CMRAssistError:
             pass  # a damaged export is replaced below, like a stale one
-    return OpenVinoEngine(export_engine(model, checkpoint))
+    return OpenVinoEngine(export_engine(model, checkpoint, digest))

@@ -7,13 +7,13 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from cmrassist_server.core.checkpoints import ServedModel
+from cmrassist_server.core.checkpoints import ServedModel, file_sha256
 from cmrassist_server.core.device import default_device
 from cmrassist_server.imaging.imageio import Orientation, frames_of
 from cmrassist_server.imaging.postprocess import clean_label
-from cmrassist_server.imaging.preprocess import CardiacPreprocessor, HeartWindow
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, HeartWindow, StackContext
 from cmrassist_server.segmentation.engine import OpenVinoEngine, cpu_engine
-from cmrassist_server.segmentation.heart_window import locate_heart, probe_slice
+from cmrassist_server.segmentation.heart_window import HEART_WINDOW, locate_heart, probe_slice
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class SegmentationPredictor:
         heart_window: bool = True,
     ):
         self.device = default_device(device)
+        digest = file_sha256(checkpoint) if model is None else None  # before loading: the engine must match these
         loaded = model if model is not None else load_segmentation(checkpoint, self.device)
         self.model, self.spec, self.record = loaded.network.eval(), loaded.spec, loaded.record
         self.prior = loaded.prior  # the CAM prior the network was trained with, if any
@@ -51,7 +52,7 @@ class SegmentationPredictor:
         self.batch_slices = batch_slices
         self.heart_window = heart_window
         use_engine = engine == "auto" and self.device == "cpu" and model is None
-        self.engine = _cpu_engine(loaded, checkpoint) if use_engine else None
+        self.engine = _cpu_engine(loaded, checkpoint, digest) if use_engine else None
 
     def as_model(self) -> SegmentationModel:
         """The loaded model itself (network, spec, preprocessing, record, prior)."""
@@ -67,12 +68,17 @@ class SegmentationPredictor:
             outs.append(torch.softmax(logits, dim=1).float().cpu())
         return torch.cat(outs)
 
-    def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
-        """Label map ``(z, y, x)`` of one frame."""
+    def network_input(self, frame_zyx: np.ndarray, orientation: Orientation) -> Tuple[torch.Tensor, StackContext]:
+        """The network's ``(slices, C, H, W)`` window of one frame and the context to invert it: around the heart
+        with ``heart_window`` (the full window where its pass is unsure), else the full window."""
         stack, shape = self.preprocessor.resampled_stack(frame_zyx, orientation)
         channels = self.preprocessor.input_channels(stack, self.prior)
         heart = self.locate_heart(channels, shape, orientation) if self.heart_window else None
-        window, ctx = self.preprocessor.window_input(channels, shape, orientation, heart)
+        return self.preprocessor.window_input(channels, shape, orientation, heart)
+
+    def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
+        """Label map ``(z, y, x)`` of one frame."""
+        window, ctx = self.network_input(frame_zyx, orientation)
         labels = self.preprocessor.invert_probabilities(self.probabilities(window), ctx)
         canonical = orientation.to_canonical(labels)
         return orientation.from_canonical(clean_label(canonical))
@@ -83,7 +89,9 @@ class SegmentationPredictor:
         """The heart window of a frame's ``(slices, C, H, W)`` channels, from one pass on its middle slice."""
         middle = probe_slice(channels.shape[0])
         probe, ctx = self.preprocessor.window_input(channels[middle : middle + 1], shape, orientation)
-        return locate_heart(self.probabilities(probe), ctx.box)
+        multiple = self.preprocessor.config.size_multiple  # the U-Net's total stride: a window must be a multiple
+        size = -(-HEART_WINDOW // multiple) * multiple
+        return locate_heart(self.probabilities(probe), ctx.box, size=size)
 
     def segment(self, image: sitk.Image, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         """Label array with the image's own array shape: ``(z, y, x)``, or ``(t, z, y, x)`` for a cine."""
@@ -97,10 +105,13 @@ class SegmentationPredictor:
         return labels[0] if image.GetDimension() == 3 else labels
 
 
-def _cpu_engine(model: SegmentationModel, checkpoint: str) -> Optional[OpenVinoEngine]:
-    """The OpenVINO engine of ``checkpoint``, or ``None`` (PyTorch serves) when it cannot be had."""
+def _cpu_engine(model: SegmentationModel, checkpoint: str, digest: str) -> Optional[OpenVinoEngine]:
+    """The OpenVINO engine of ``model`` (loaded from ``checkpoint`` whose SHA-256 was ``digest``), or ``None``
+    (PyTorch serves) when it cannot be had or the file changed while it was loaded."""
+    if file_sha256(checkpoint) != digest:
+        return None  # replaced during loading: which weights were read is unknown; the next reload exports
     try:
-        return cpu_engine(model, checkpoint)
+        return cpu_engine(model, checkpoint, digest)
     except Exception as e:  # no export possible (read-only folder, exporter error): PyTorch gives the same labels
         log.warning("segmentation served by PyTorch: no OpenVINO engine for %s (%s)", checkpoint, e)
         return None

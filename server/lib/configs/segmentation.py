@@ -23,7 +23,8 @@ class SegmentationConfig:
         self.positions: Optional[PositionClassifier] = None
 
     def infer(self) -> SegmentationInferTask:
-        return SegmentationInferTask(self.served, positions=self.positions, device=self.conf.device)
+        settings = {"engine": self.conf.engine, "heart_window": self.conf.heart_window}
+        return SegmentationInferTask(self.served, positions=self.positions, device=self.conf.device, settings=settings)
 
     def trainer(self) -> SegmentationTrainTask:
         defaults: Dict = {

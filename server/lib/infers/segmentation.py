@@ -28,6 +28,7 @@ class SegmentationInferTask(InferTask):
     Args:
         served: the served segmentation model (reloaded whenever training publishes a better one).
         positions: the slice-position classifier (for ``outside_lv=empty``).
+        settings: the app's ``engine`` and ``heart_window``, for models served on a request's other device.
     """
 
     #: The params this task reads, checked before it runs (``api/infer_params.py``).
@@ -39,6 +40,7 @@ class SegmentationInferTask(InferTask):
         *,
         positions: Optional[PositionClassifier] = None,
         device: Optional[str] = None,
+        settings: Optional[Dict] = None,
     ):
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -49,6 +51,7 @@ class SegmentationInferTask(InferTask):
         )
         self.served = {default_device(device): served}
         self.positions = positions
+        self.settings = settings or {}  # ``engine`` and ``heart_window`` for a request's other device
 
     def info(self) -> Dict:
         return {**super().info(), **next(iter(self.served.values())).describe()}
@@ -60,7 +63,8 @@ class SegmentationInferTask(InferTask):
         """The served model on ``device`` (the server's default when ``None``)."""
         device = default_device(device) if device else next(iter(self.served))
         if device not in self.served:
-            self.served[device] = served_segmentation(next(iter(self.served.values())).checkpoint, device)
+            checkpoint = next(iter(self.served.values())).checkpoint
+            self.served[device] = served_segmentation(checkpoint, device, **self.settings)
         predictor = self.served[device].get()
         if predictor is None:
             raise CMRAssistError(
