@@ -78,23 +78,29 @@ class OpenVinoEngine:
         path: the export (``segmentation.onnx``).
         threads: inference threads (``None``: torch's setting in this process, so a background run set to one thread
             keeps to it).
+        source: the SHA-256 of the weights the export must have been made from (refused otherwise).
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None):
+    def __init__(self, path: str, threads: Optional[int] = None, *, source: Optional[str] = None):
         import onnx
         import openvino
 
         try:
             with open(path, "rb") as f:
                 data = f.read()  # once: the metadata and the network compiled are of the same file
-            props = onnx.load_from_string(data).metadata_props
-            settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # FP32, as trained
-            settings["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
+            props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+        except Exception as e:  # onnx raises its own types for damaged files
+            raise CMRAssistError(f"inference engine {os.path.basename(path)!r} cannot be loaded: {e}", 409) from None
+        self.source_sha256 = props.get(SOURCE_KEY)
+        if source is not None and self.source_sha256 != source:  # checked before the costly compile
+            raise CMRAssistError(f"inference engine {os.path.basename(path)!r} was exported from other weights", 409)
+        settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # FP32, as trained
+        settings["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
+        try:
             core = openvino.Core()
             compiled = core.compile_model(core.read_model(data), "CPU", settings)
-        except Exception as e:  # onnx and OpenVINO raise their own types for damaged files
+        except Exception as e:  # OpenVINO raises its own types for networks it cannot compile
             raise CMRAssistError(f"inference engine {os.path.basename(path)!r} cannot be loaded: {e}", 409) from None
-        self.source_sha256 = {p.key: p.value for p in props}.get(SOURCE_KEY)
         self.request = compiled.create_infer_request()
         self.lock = threading.Lock()  # one infer request: the server's threads take turns, as the CPU's cores do
 
@@ -115,9 +121,7 @@ def cpu_engine(model: SegmentationModel, checkpoint: str, digest: str) -> OpenVi
     path = engine_path(checkpoint)
     if os.path.isfile(path):
         try:
-            engine = OpenVinoEngine(path)
-            if engine.source_sha256 == digest:
-                return engine
+            return OpenVinoEngine(path, source=digest)
         except CMRAssistError:
-            pass  # a damaged export is replaced below, like a stale one
+            pass  # a stale or damaged export is replaced below
     return OpenVinoEngine(export_engine(model, checkpoint, digest))
