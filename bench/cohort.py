@@ -64,7 +64,8 @@ def bench_models(model_dir: str, folder: str) -> ModelFiles:
     qc = os.path.join(model_dir, "qc.pt") if model_dir else ""
     if not os.path.isfile(qc):
         qc = os.path.join(folder, "qc.pt")
-        publish_qc(qc, QCSpec().build().eval(), PreprocessConfig(), ModelRecord(kind="qc", metric="mae"))
+        spec = QCSpec(model_inputs=True)  # today's QC: it takes the segmentation pass's view
+        publish_qc(qc, spec.build().eval(), PreprocessConfig(), ModelRecord(kind="qc", metric="mae"))
     # Copies: a model a training run replaces meanwhile would give the 1- and 2-worker runs different models.
     for path in (segmentation, qc):
         if not path.startswith(folder):

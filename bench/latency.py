@@ -23,6 +23,7 @@ from cmrassist_server.core.checkpoints import ModelRecord
 from cmrassist_server.imaging.preprocess import PreprocessConfig
 from cmrassist_server.io.studies import StudiesWriter
 from cmrassist_server.launcher import RunningServer, free_port, wait_for_info
+from cmrassist_server.qc.network import QCSpec, publish_qc
 from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
 from CMRAssistLib.client import CMRAssistClient
 
@@ -39,10 +40,12 @@ def study_with_one_ed_frame(folder: str, acdc: str) -> str:
             for phase, frame in (("ed", q.ed_frame), ("es", q.es_frame)):
                 writer.add_image(f"{q.name}_{phase}", q.frame_path(frame), {"phase": phase.upper()})
                 writer.add_label(f"{q.name}_{phase}", q.frame_path(frame, gt=True), {"annotator": "ACDC"})
+        writer.add_image("bench_es", p.frame_path(p.es_frame), {"phase": "ES"})
         return writer.add_image("bench_ed", p.frame_path(p.ed_frame), {"phase": "ED"})
     from cmrassist_server.io.phantoms import make_phantom
 
     seed = next(s for s in range(100) if make_phantom(s, with_cine=False).anatomy.n_slices == 10)
+    writer.add_image("bench_es", make_phantom(seed, with_cine=False).es_image, {"phase": "ES"})
     return writer.add_image("bench_ed", make_phantom(seed, with_cine=False).ed_image, {"phase": "ED"})
 
 
@@ -64,6 +67,35 @@ def wait_for_scoring(client: CMRAssistClient, timeout: float = 600) -> float:
     return time.time() - start
 
 
+def qc_of_subject(client: CMRAssistClient, image_ids: list, n: int) -> dict:
+    """``POST /infer/qc`` of the model's own prediction of each frame of a subject (ED and ES), ``n`` times: the
+    whole request, and the server's own split of it into the segmentation pass and the QC beyond it."""
+    total, segmentation, qc = [], [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        reports = [client.quality(image_id) for image_id in image_ids]
+        total.append(time.perf_counter() - t)
+        segmentation.append(sum(r["seconds"]["segmentation"] for r in reports))
+        qc.append(sum(r["seconds"]["qc"] for r in reports))
+    return {
+        "request_s": float(np.median(total)),
+        "segmentation_s": float(np.median(segmentation)),
+        "qc_beyond_segmentation_s": float(np.median(qc)),
+        "qc_p95_s": float(np.percentile(qc, 95)),
+    }
+
+
+def install_qc(model_dir: str, qc_model: str) -> None:
+    """The QC the server checks with: ``qc_model``, else a freshly initialised QC of the default architecture that
+    takes the segmentation pass's view (its cost does not depend on its weights)."""
+    path = os.path.join(model_dir, "qc.pt")
+    if qc_model:
+        shutil.copy(qc_model, path)
+        return
+    spec = QCSpec(model_inputs=True)
+    publish_qc(path, spec.build().eval(), PreprocessConfig(), ModelRecord(kind="qc", metric="mae"))
+
+
 def during_training(client: CMRAssistClient, image_id: str, work: str, n: int) -> list:
     """Requests timed while ``POST /train/segmentation`` works (its child process at lower CPU priority)."""
     client.train_start("segmentation", max_epochs=1000, max_minutes=10)
@@ -83,6 +115,10 @@ def main(argv=None):
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--skip-make", action="store_true", help="do not time `make serve`")
     ap.add_argument("--engine", default="auto", choices=("auto", "torch"), help="the server's CPU engine setting")
+    ap.add_argument("--qc", action="store_true", help="also time the QC of the subject's prediction (ED and ES)")
+    ap.add_argument(
+        "--qc-model", default="", help="with --qc: the QC checkpoint (default: a fresh one of today's view)"
+    )
     ap.add_argument("--during-training", action="store_true",
                     help="also time requests while a training run works in the server's child process (needs --acdc)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -98,6 +134,8 @@ def main(argv=None):
         publish_segmentation(
             ckpt, spec.build(), spec, PreprocessConfig(), ModelRecord(kind="segmentation", metric="mean")
         )
+    if args.qc:
+        install_qc(model_dir, args.qc_model)
     srv = RunningServer(studies, model_dir, os.path.join(work, "server.log"), ["--conf", "engine", args.engine])
     try:
         client = CMRAssistClient(srv.url, timeout=60)
@@ -106,6 +144,7 @@ def main(argv=None):
         waited = wait_for_scoring(client)
         times = timed_requests(client, image_id, work, args.requests)
         busy = during_training(client, image_id, work, args.requests) if args.during_training else None
+        subject = qc_of_subject(client, [image_id, "bench_es"], args.requests) if args.qc else None
     finally:
         srv.stop()
     import SimpleITK as sitk
@@ -124,6 +163,13 @@ def main(argv=None):
         print(f"  while training runs: median {np.median(busy) * 1000:.0f} ms   p95 "
               f"{np.percentile(busy, 95) * 1000:.0f} ms   ({np.median(busy) / np.median(times):.2f}x the quiet median)")  # fmt: skip
         result["during_training_median_s"] = float(np.median(busy))
+    if subject:
+        print(
+            f"  POST /infer/qc of the prediction, ED+ES: request {subject['request_s'] * 1000:.0f} ms = segmentation "
+            f"{subject['segmentation_s'] * 1000:.0f} ms + QC beyond it {subject['qc_beyond_segmentation_s'] * 1000:.0f}"
+            f" ms (p95 {subject['qc_p95_s'] * 1000:.0f}) + transfer and bookkeeping"
+        )
+        result["qc_subject"] = subject
     if not args.skip_make:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONAI")}
@@ -149,6 +195,7 @@ def main(argv=None):
         "torch_threads": torch.get_num_threads(),
         "model": args.model or "freshly initialised default unet",
         "engine": args.engine,
+        "qc_model": (args.qc_model or "freshly initialised, segmentation-pass view") if args.qc else None,
     }
     print("setting: " + json.dumps(result["setting"]))
     shutil.rmtree(work, ignore_errors=True)

@@ -14,11 +14,11 @@ from test_recipe import _acdc_of_phantoms
 from cmrassist_server.core.checkpoints import ModelRecord, atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.preprocess import PreprocessConfig
-from cmrassist_server.qc.model_view import model_view
 from cmrassist_server.release.cv_report import cv_table
 from cmrassist_server.release.folds import acdc_folds
 from cmrassist_server.release.qc_folds import QCFoldsPlan, oof_sets, run_qc_fold
-from cmrassist_server.segmentation.network import NetworkSpec, load_segmentation, publish_segmentation
+from cmrassist_server.segmentation.ensemble import EnsemblePredictor
+from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
 
 QUIET = lambda *a, **k: None  # noqa: E731
 
@@ -58,12 +58,15 @@ def test_every_patient_is_seen_by_the_fold_model_that_never_saw_it(acdc, tmp_pat
         assert part.cases and all(fold_of[c.subject] != 2 for c in part.cases)  # never its own patients
         assert part.disagreement is not None and "out-of-fold" in part.sources()
     case = sets.train.cases[0]
-    own = load_segmentation(os.path.join(state, "2.5d", f"fold{fold_of[case.subject]}", "segmentation.pt"))
-    expected = model_view([own], case.image, 1.5, "cpu")
+    own = EnsemblePredictor([os.path.join(state, "2.5d", f"fold{fold_of[case.subject]}", "segmentation.pt")])
+    expected = own.stack_view(case.image)  # the fold model as batch work runs it (with flips), loaded afresh
     assert np.array_equal(sets.train.probs[0], expected.probs)
     np.testing.assert_allclose(sets.train.disagreement[0], expected.disagreement, atol=1e-6)
-    other = load_segmentation(os.path.join(state, "2.5d", f"fold{(fold_of[case.subject] + 1) % 5}", "segmentation.pt"))
-    assert not np.array_equal(sets.train.probs[0], model_view([other], case.image, 1.5, "cpu").probs)
+    assert expected.disagreement.max() > 0  # the flips of an untrained model disagree
+    other = EnsemblePredictor(
+        [os.path.join(state, "2.5d", f"fold{(fold_of[case.subject] + 1) % 5}", "segmentation.pt")]
+    )
+    assert not np.array_equal(sets.train.probs[0], other.stack_view(case.image).probs)
 
 
 @pytest.mark.slow

@@ -4,10 +4,11 @@ see different inputs are refused."""
 import pytest
 import torch
 
-from cmrassist_server.core.checkpoints import ModelRecord
+from cmrassist_server.core.checkpoints import ModelRecord, file_sha256
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.preprocess import PreprocessConfig
 from cmrassist_server.io.phantoms import make_phantom
+from cmrassist_server.segmentation.engine import OpenVinoEngine, engine_path
 from cmrassist_server.segmentation.ensemble import EnsemblePredictor
 from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
@@ -56,3 +57,13 @@ def test_members_with_other_inputs_or_none_are_refused(tmp_path):
         EnsemblePredictor(paths + other, device="cpu")
     with pytest.raises(CMRAssistError, match="at least one model"):
         EnsemblePredictor([], device="cpu")
+
+
+def test_on_the_cpu_each_member_runs_through_its_own_engine_with_pytorchs_probabilities(tmp_path):
+    paths = _members(tmp_path, 2)
+    engines = EnsemblePredictor(paths, device="cpu")
+    reference = EnsemblePredictor(paths, device="cpu", engine="torch")
+    assert all(e is not None for e in engines.engines) and reference.engines == [None, None]
+    assert all(OpenVinoEngine(engine_path(p)).source_sha256 == file_sha256(p) for p in paths)  # each its own export
+    stack = torch.rand(4, 3, 64, 80)
+    assert float((engines.probabilities(stack) - reference.probabilities(stack)).abs().max()) < 5e-4

@@ -127,14 +127,17 @@ class SubjectAnalyser:
     def segment(self, frames: List[Frame], timer: StageTimer) -> List[np.ndarray]:
         """Label maps ``(z, y, x)`` of the frames, exactly as the predictor's ``segment`` makes them."""
         labels: List[Optional[np.ndarray]] = [None] * len(frames)
+        self.predictor.views.size = max(self.predictor.views.size, len(frames))  # every frame's view, for its QC
         for indices, stack, contexts in self._batches(frames, timer):
             with timer.stage("network"), self._autocast():
-                probs = self.predictor.probabilities(stack)
+                passes = self.predictor.window_passes(stack)
             with timer.stage("postprocess"):
                 start = 0
                 for i, ctx in zip(indices, contexts):
                     n = ctx.canonical_shape[0]
-                    label = self.predictor.preprocessor.invert_probabilities(probs[start : start + n], ctx)
+                    # The frame's view is kept for its QC, which then runs no segmentation pass of its own.
+                    mean = self.predictor.remember(ctx, passes[:, start : start + n], stack[start : start + n])
+                    label = self.predictor.preprocessor.invert_probabilities(mean, ctx)
                     orientation = ctx.orientation
                     labels[i] = orientation.from_canonical(clean_label(orientation.to_canonical(label)))
                     start += n

@@ -59,12 +59,14 @@ class CropBox:
 
 @dataclass(frozen=True)
 class StackContext:
-    """Everything needed to put network outputs back on the input grid of one frame."""
+    """Everything needed to put network outputs back on the input grid of one frame (and, as ``key``, the
+    resampled stack's key under which the segmentation pass keeps its view, ``segmentation/views.py``)."""
 
-    orientation: Orientation
+    orientation: Optional[Orientation]
     canonical_shape: Tuple[int, int, int]
     resampled_hw: Tuple[int, int]
     box: CropBox
+    key: str = ""
 
 
 def normalize_intensity(stack: np.ndarray, percentiles: Tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
@@ -193,7 +195,7 @@ class CardiacPreprocessor:
         self,
         channels: np.ndarray,
         canonical_shape: Tuple[int, int, int],
-        orientation: Orientation,
+        orientation: Optional[Orientation],
         heart: Optional[HeartWindow] = None,
     ) -> Tuple[torch.Tensor, StackContext]:
         """The network's window of ``(slices, C, H, W)`` channels (see :meth:`inference_input`)."""

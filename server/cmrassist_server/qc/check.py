@@ -5,7 +5,6 @@ The report is plain JSON (schema in ``docs/qc.md``). Slice numbers are indices a
 """
 
 import time
-from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -25,10 +24,11 @@ from cmrassist_server.qc.metrics import (
     rebuild_dice_3d,
     slice_counts,
 )
-from cmrassist_server.qc.model_view import model_view
+from cmrassist_server.qc.model_view import FULL_SLICE, full_slice_view
 from cmrassist_server.qc.network import QCModel, load_qc, predict_slices, qc_input, window_center
 from cmrassist_server.qc.rules import Finding, RuleSettings, check_rules
 from cmrassist_server.segmentation.network import SegmentationModel
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML
 
 SCHEMA_VERSION = 1
@@ -103,9 +103,10 @@ class QualityChecker:
         self.device = default_device(device)
         self.rules = rules
         self.served = ServedModel(checkpoint, lambda path: load_qc(path, self.device)) if checkpoint else None
-        #: The segmentation model (served, or a ``SegmentationPredictor``) whose view a QC model trained with
-        #: ``model_inputs`` takes.
+        #: The segmentation model (served, a ``SegmentationPredictor`` or ensemble, or a bare model) whose view a QC
+        #: model trained with ``model_inputs`` takes (``segmentation/views.py``).
         self.segmentation = segmentation
+        self._wrapped: Optional[Tuple[SegmentationModel, SegmentationPredictor]] = None
 
     def model(self) -> Optional[QCModel]:
         """The loaded QC model; ``None`` before one is trained."""
@@ -118,29 +119,37 @@ class QualityChecker:
         if loaded is None:
             return None
         model, pre = loaded.network, CardiacPreprocessor(loaded.preprocess)
-        view = self.view() if model.spec.model_inputs else None
-        if model.spec.model_inputs and view is None:
+        predictor = self.predictor() if model.spec.model_inputs else None
+        if model.spec.model_inputs and predictor is None:
             return None  # the QC model needs the segmentation network's view and none is served: rules only
         stack, _ = pre.resampled_stack(image_zyx, orientation)
         label = pre.resampled_label(label_zyx, orientation)
         probs = spread = None
-        if view is not None:
-            seen = model_view(view, stack, pre.config.spacing_mm, self.device)
+        if predictor is not None:
+            if abs(predictor.preprocessor.config.spacing_mm - pre.config.spacing_mm) > 1e-6:
+                raise ValueError(
+                    f"the segmentation model works at {predictor.preprocessor.config.spacing_mm} mm, "
+                    f"the QC at {pre.config.spacing_mm} mm"
+                )
+            if model.spec.view == FULL_SLICE:  # a QC model trained before the view was the segmentation pass's
+                seen = full_slice_view(predictor, stack)
+            else:
+                seen = predictor.stack_view(stack)  # the segmentation pass's own when it segmented this frame
             probs, spread = seen.probs, (seen.disagreement if model.spec.disagreement else None)
         x, features = qc_input(stack, label, window_center(label), model.spec.window, probs, disagreement=spread)
         dice, mvsf = predict_slices(model, x, self.device, features)
         return dice, mvsf, slice_counts(label)
 
-    def view(self) -> Optional[List[SegmentationModel]]:
-        """The served segmentation model, or an ensemble's members, as segmentation models (``None`` when
-        none is served)."""
+    def predictor(self) -> Optional[SegmentationPredictor]:
+        """The predictor whose view the QC takes: the served one, or an ensemble (``None`` when none is served).
+        A bare model in hand is wrapped once, as a predictor of its own."""
         seg = self.segmentation
-        held = seg.get() if isinstance(seg, ServedModel) else seg  # served, or a predictor or model in hand
-        if held is None or isinstance(held, SegmentationModel):
-            return [held] if held is not None else None
-        first = held.as_model()
-        # An ensemble's members share the first one's preprocessing and prior (``EnsemblePredictor`` checks it).
-        return [replace(first, network=network) for network in getattr(held, "members", [first.network])]
+        held = seg.get() if isinstance(seg, ServedModel) else seg
+        if isinstance(held, SegmentationModel):
+            if self._wrapped is None or self._wrapped[0] is not held:
+                self._wrapped = (held, SegmentationPredictor(model=held, device=self.device))
+            return self._wrapped[1]
+        return held
 
     def check(self, image: sitk.Image, label_zyx: np.ndarray, *, thresholds: Optional[Dict[int, float]] = None) -> Dict:
         """The QC report of a 3D frame and its label map (``(z, y, x)`` array on the image grid)."""

@@ -19,10 +19,10 @@ import torch
 from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig, crop_or_pad
 from cmrassist_server.qc.corruptions import corrupt
 from cmrassist_server.qc.metrics import CHECKED_CLASSES, slice_dice_mvsf
-from cmrassist_server.qc.model_view import model_view
 from cmrassist_server.qc.network import qc_input, window_center
 from cmrassist_server.segmentation.data import PreparedCase
 from cmrassist_server.segmentation.network import NetworkSpec, SegmentationModel, load_segmentation
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from cmrassist_server.segmentation.training import SegmentationTrainOptions, predict_stack, train_segmentation
 
 DICE_BINS = 10
@@ -200,8 +200,8 @@ def build_training_set(
     include_reference: bool = True,
     preprocessor: Optional[CardiacPreprocessor] = None,
     progress: Optional[Callable[[int, int], None]] = None,
-    view: Optional[SegmentationModel] = None,
-    views: Optional[Callable[[PreparedCase], Sequence[SegmentationModel]]] = None,
+    view: Optional[SegmentationPredictor] = None,
+    views: Optional[Callable[[PreparedCase], SegmentationPredictor]] = None,
     disagreement: bool = False,
 ) -> QCTrainingSet:
     """Variants of every case: its reference, ``corruptions_per_case`` corruptions and each model's prediction.
@@ -216,18 +216,16 @@ def build_training_set(
         include_reference: add the unchanged reference as one variant.
         preprocessor: the cases' preprocessing (adds a model's prior channel).
         progress: ``progress(done, total)`` per case.
-        view: the segmentation network whose probabilities the QC network also takes (``qc/model_view.py``).
-        views: per case, the segmentation models whose view the QC takes (instead of ``view``): out-of-fold
-            training gives each patient the fold models that never saw it.
+        view: the segmentation predictor whose view (``segmentation/views.py``) the QC network also takes.
+        views: per case, the predictor whose view the QC takes (instead of ``view``): out-of-fold training gives
+            each patient the fold models that never saw it.
         disagreement: keep the views' disagreement too (``QCSpec.disagreement``).
     """
     rng = np.random.default_rng(seed)
     pre = preprocessor or CardiacPreprocessor()
     dataset = QCTrainingSet(cases=cases, window=window)
     if view is not None or views is not None:
-        seen = [
-            model_view(views(case) if views else [view], case.image, pre.config.spacing_mm, device) for case in cases
-        ]
+        seen = [(views(case) if views else view).stack_view(case.image) for case in cases]
         dataset.probs = [v.probs for v in seen]
         dataset.disagreement = [v.disagreement for v in seen] if disagreement else None
     for i, case in enumerate(cases):

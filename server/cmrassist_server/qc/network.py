@@ -9,6 +9,7 @@ from torch import nn
 
 from cmrassist_server.core import checkpoints
 from cmrassist_server.core.checkpoints import ModelRecord
+from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.preprocess import PreprocessConfig, crop_or_pad
 
 KIND = "qc"
@@ -26,7 +27,9 @@ class QCSpec:
         model_inputs: also take the segmentation network's probabilities (channels) and its agreement with the
             checked label (per-slice features), see ``qc/model_view.py``.
         disagreement: with ``model_inputs``, also the segmentation passes' disagreement per slice and class (an
-            ensemble's members and flips; ``qc/model_view.ModelView``).
+            ensemble's members and flips; ``segmentation/views.ModelView``).
+        view: with ``model_inputs``, which view it takes (``qc/model_view.py``): ``segmentation-pass`` (the
+            segmentation pass's own, kept from it) or, for models published before that, ``full-slice``.
     """
 
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -34,6 +37,7 @@ class QCSpec:
     num_classes: int = NUM_CLASSES
     model_inputs: bool = False
     disagreement: bool = False
+    view: str = "segmentation-pass"
 
     @property
     def in_channels(self) -> int:
@@ -152,7 +156,10 @@ def load_qc(path: str, device: str = "cpu") -> QCModel:
         num_classes=int(ckpt.spec["num_classes"]),
         model_inputs=bool(ckpt.spec.get("model_inputs", False)),
         disagreement=bool(ckpt.spec.get("disagreement", False)),  # QC models published before it had none
+        view=str(ckpt.spec.get("view", "full-slice")),  # and took the view of whole slices
     )
+    if spec.view not in ("segmentation-pass", "full-slice"):
+        raise CMRAssistError(f"QC model {path} takes an unknown view {spec.view!r}: retrain it or restore it", 409)
     model = spec.build().to(device)
     model.load_state_dict(ckpt.state_dict)
     model.eval()

@@ -29,6 +29,7 @@ from cmrassist_server.qc.metrics import CHECKED_CLASSES
 from cmrassist_server.qc.network import QCNet, QCSpec, load_qc, predict_slices, publish_qc
 from cmrassist_server.segmentation.data import prepare_cases
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 
 class QCTrainOptions(TrainOptions):
@@ -125,7 +126,8 @@ def prepare_qc_sets(
     models = []
     if segmentation_checkpoint and os.path.isfile(segmentation_checkpoint):
         models.append(("served", load_segmentation(segmentation_checkpoint, device)))
-    view = models[0][1] if models and options.model_inputs else None
+    # The QC's view is the served model's own segmentation pass, exactly as one-click runs it.
+    view = SegmentationPredictor(segmentation_checkpoint, device=device) if models and options.model_inputs else None
     if options.snapshots:
         train_items = [it for it, s in zip(items, subjects) if s in train_subjects]
         plans = snapshot_plans(options.snapshots, np.random.default_rng(options.seed))

@@ -84,7 +84,9 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
     """
     served = verified(models, "segmentation")  # the ensemble names the served model as shipped, checked
     sources = fold_models(state, variant)
-    EnsemblePredictor(sources, device="cpu", flips=False)  # members that would see other inputs: refused now
+    EnsemblePredictor(
+        sources, device="cpu", flips=False, engine="torch"
+    )  # members that would see other inputs: refused now
     members = []
     for k, source in enumerate(sources):
         file = member_file(k)

@@ -3,8 +3,8 @@
 A model's predictions on its own training patients are better than it will ever be on a new patient, so a QC
 trained on them learns to expect too little error. Here each ACDC patient is seen only through the fold models
 that never saw it (the segmentation CV's ``<state>/<variant>/fold<k>/segmentation.pt``, one per variant listed):
-their mean probabilities and disagreement are the QC's view (``qc/model_view.py``), their labels join the QC set
-beside corruptions and weak snapshots. QC fold ``k`` trains on the other folds' patients and is scored on fold
+their mean probabilities and disagreement (with flips, as batch work runs them) are the QC's view
+(``segmentation/views.py``), their labels join the QC set beside corruptions and weak snapshots. QC fold ``k`` trains on the other folds' patients and is scored on fold
 ``k``'s: (a) the fold models' own labels, (b) the published protocol (varied labels, Dice bins weighted evenly).
 ``fold=None`` trains the QC that ships, on every patient. Everything lives under ``<state>/qc-<variants>/``.
 """
@@ -30,7 +30,6 @@ from cmrassist_server.qc.training import QCSets, QCTrainOptions, train_qc
 from cmrassist_server.release.folds import acdc_folds, json_safe, read_json
 from cmrassist_server.segmentation.data import prepare_cases
 from cmrassist_server.segmentation.ensemble import EnsemblePredictor
-from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,8 @@ def oof_sets(plan: QCFoldsPlan, fold: Optional[int], log: Log) -> Tuple[QCSets, 
     cases of the fold itself and every patient's fold."""
     device = default_device(plan.device)
     folds = acdc_folds(plan.acdc, plan.folds, plan.seed)
-    members: Dict[int, List[SegmentationModel]] = {
-        k: [load_segmentation(p, device) for p in plan.member_paths(k)] for k in range(plan.folds)
-    }
+    # Each patient's view: its out-of-fold models as batch work runs them (with flips), the QC checks as it will.
+    members = {k: EnsemblePredictor(plan.member_paths(k), device=device) for k in range(plan.folds)}
     cases, fold_of, pre = _cases_by_fold(plan, folds)
     views = lambda case: members[fold_of[case.subject]]  # noqa: E731 - the patient's out-of-fold models
     training = [c for c in cases if fold_of[c.subject] != fold]
@@ -195,7 +193,6 @@ def score_qc_fold(plan: QCFoldsPlan, fold: int, checkpoint: str, snapshots: Sequ
     checker = QualityChecker(checkpoint, device=device, segmentation=ensemble)
     patients = acdc_folds(plan.acdc, plan.folds, plan.seed)[fold][:: 5 if plan.quick else 1]
     result = evaluate_qc_acdc(checker, ensemble, plan.acdc, patients, corruptions=2, seed=plan.seed)
-    members = checker.view()
-    varied = _varied_set(held, lambda case: members, list(snapshots), plan, device, plan.seed + 7919)
+    varied = _varied_set(held, lambda case: ensemble, list(snapshots), plan, device, plan.seed + 7919)
     result["protocol"] = protocol_mae(load_qc(checkpoint, device).network, varied, device)
     return {"patients": patients, **result}

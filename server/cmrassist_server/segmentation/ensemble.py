@@ -7,10 +7,11 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from cmrassist_server.core.checkpoints import file_sha256
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.segmentation.network import load_segmentation
-from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.predictor import SegmentationPredictor, optional_cpu_engine
 
 #: In-plane flips (tensor dims of ``(slices, C, H, W)``) averaged with ``flips``: none, left-right, up-down.
 FLIPS = ((), (3,), (2,))
@@ -24,17 +25,29 @@ class EnsemblePredictor(SegmentationPredictor):
         device: ``cuda`` or ``cpu``; ``None`` picks CUDA when present.
         flips: also average each member over :data:`FLIPS`.
         batch_slices: slices per forward pass.
+        engine: ``auto`` runs each member on the CPU through OpenVINO (its export beside it, made when missing or
+            stale; ``segmentation/engine.py``), PyTorch otherwise; ``torch`` always runs PyTorch.
 
     Raises:
         CMRAssistError: no member, or members whose preprocessing or CAM prior differ (their inputs would differ).
     """
 
+    #: The QC's view adds no pass: the members (and their flips) already say where the ensemble is unsure.
+    VIEW_FLIPS = ()
+
     def __init__(
-        self, checkpoints: Sequence[str], *, device: Optional[str] = None, flips: bool = True, batch_slices: int = 16
+        self,
+        checkpoints: Sequence[str],
+        *,
+        device: Optional[str] = None,
+        flips: bool = True,
+        batch_slices: int = 16,
+        engine: str = "auto",
     ):
         if not checkpoints:
             raise CMRAssistError("an ensemble needs at least one model")
         device = default_device(device)
+        digests = [file_sha256(path) for path in checkpoints]  # before loading: each engine must match its bytes
         models = [load_segmentation(path, device) for path in checkpoints]
         for path, other in zip(checkpoints[1:], models[1:]):
             if other.preprocess != models[0].preprocess or (other.prior is None) != (models[0].prior is None):
@@ -43,21 +56,21 @@ class EnsemblePredictor(SegmentationPredictor):
                 )
         super().__init__(device=device, batch_slices=batch_slices, model=models[0])
         self.members: List[torch.nn.Module] = [m.network.eval() for m in models]
+        use_engine = engine == "auto" and device == "cpu"
+        #: Each member's OpenVINO engine on the CPU (``None`` where PyTorch runs it), as the served model's.
+        self.engines = [
+            optional_cpu_engine(m, path, digest) if use_engine else None
+            for m, path, digest in zip(models, checkpoints, digests)
+        ]
         self.flips = FLIPS if flips else ((),)
         self.record = {**self.record, "ensemble": [str(p) for p in checkpoints], "flips": flips}
 
-    @torch.no_grad()
-    def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
-        """Mean softmax probabilities ``(slices, classes, H, W)`` over members (and flips)."""
-        outs = []
-        for start in range(0, stack.shape[0], self.batch_slices):
-            batch = stack[start : start + self.batch_slices].to(self.device)
-            total = None
-            for network in self.members:
-                for dims in self.flips:
-                    x = batch.flip(dims) if dims else batch
-                    p = torch.softmax(network(x), dim=1)
-                    p = p.flip(dims) if dims else p
-                    total = p if total is None else total + p
-            outs.append((total / (len(self.members) * len(self.flips))).float().cpu())
-        return torch.cat(outs)
+    def batch_passes(self, batch: torch.Tensor) -> List[torch.Tensor]:
+        """The softmax of every member, as is and under each flip (flipped back), over one batch of inputs."""
+        passes = []
+        for network, engine in zip(self.members, self.engines):
+            run = engine if engine is not None else network
+            for dims in self.flips:
+                p = torch.softmax(run(batch.flip(dims) if dims else batch), dim=1)
+                passes.append(p.flip(dims) if dims else p)
+        return passes

@@ -1,7 +1,8 @@
 """Slice-wise segmentation of a 3D frame or, frame by frame, a 4D cine, back on the input grid."""
 
 import logging
-from typing import Callable, Optional, Tuple
+from dataclasses import replace
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -15,6 +16,7 @@ from cmrassist_server.imaging.preprocess import CardiacPreprocessor, HeartWindow
 from cmrassist_server.segmentation.engine import OpenVinoEngine, cpu_engine
 from cmrassist_server.segmentation.heart_window import HEART_WINDOW, locate_heart, probe_slice
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
+from cmrassist_server.segmentation.views import ModelView, PendingView, ViewCache, stack_key, window_view
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ class SegmentationPredictor:
         engine: ``auto`` runs a checkpoint's network on the CPU through OpenVINO (``segmentation/engine.py``),
             PyTorch otherwise; ``torch`` always runs PyTorch.
     """
+
+    #: The flips (of ``(slices, C, H, W)`` inputs) the QC's view adds to the segmentation's single pass: the
+    #: left-right flip, which the QC network was trained with (``segmentation/views.py``).
+    VIEW_FLIPS: Tuple[Tuple[int, ...], ...] = ((3,),)
 
     def __init__(
         self,
@@ -52,39 +58,89 @@ class SegmentationPredictor:
         self.batch_slices = batch_slices
         self.heart_window = heart_window
         use_engine = engine == "auto" and self.device == "cpu" and model is None
-        self.engine = _cpu_engine(loaded, checkpoint, digest) if use_engine else None
+        self.engine = optional_cpu_engine(loaded, checkpoint, digest) if use_engine else None
+        #: The views of the frames segmented last, for their QC (``segmentation/views.py``).
+        self.views = ViewCache()
 
     def as_model(self) -> SegmentationModel:
         """The loaded model itself (network, spec, preprocessing, record, prior)."""
         return SegmentationModel(self.model, self.spec, self.preprocessor.config, self.record, self.prior)
 
     @torch.no_grad()
-    def probabilities(self, stack: torch.Tensor) -> torch.Tensor:
-        """Softmax class probabilities ``(slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)`` inputs."""
+    def window_passes(self, window: torch.Tensor) -> torch.Tensor:
+        """Softmax class probabilities ``(passes, slices, classes, H, W)`` of every pass this predictor makes
+        (one here; an ensemble's members and flips) on preprocessed ``(slices, C, H, W)`` inputs."""
         outs = []
-        for start in range(0, stack.shape[0], self.batch_slices):
-            batch = stack[start : start + self.batch_slices].to(self.device)
-            logits = self.engine(batch) if self.engine is not None else self.model(batch)
-            outs.append(torch.softmax(logits, dim=1).float().cpu())
-        return torch.cat(outs)
+        for start in range(0, window.shape[0], self.batch_slices):
+            batch = window[start : start + self.batch_slices].to(self.device)
+            outs.append(torch.stack([p.float().cpu() for p in self.batch_passes(batch)]))
+        return torch.cat(outs, dim=1)
+
+    def batch_passes(self, batch: torch.Tensor) -> List[torch.Tensor]:
+        """The softmax of each pass over one batch of network inputs on the predictor's device."""
+        logits = self.engine(batch) if self.engine is not None else self.model(batch)
+        return [torch.softmax(logits, dim=1)]
+
+    def probabilities(self, window: torch.Tensor) -> torch.Tensor:
+        """Mean softmax probabilities ``(slices, classes, H, W)`` over the passes (:meth:`window_passes`)."""
+        return self.window_passes(window).mean(0)
 
     def network_input(self, frame_zyx: np.ndarray, orientation: Orientation) -> Tuple[torch.Tensor, StackContext]:
         """The network's ``(slices, C, H, W)`` window of one frame and the context to invert it: around the heart
         with ``heart_window`` (the full window where its pass is unsure), else the full window."""
         stack, shape = self.preprocessor.resampled_stack(frame_zyx, orientation)
+        return self.stack_input(stack, shape, orientation)
+
+    def stack_input(
+        self, stack: np.ndarray, shape: Tuple[int, int, int], orientation: Optional[Orientation]
+    ) -> Tuple[torch.Tensor, StackContext]:
+        """:meth:`network_input` of a resampled ``(slices, H, W)`` stack, its context keyed by the stack."""
         channels = self.preprocessor.input_channels(stack, self.prior)
         heart = self.locate_heart(channels, shape, orientation) if self.heart_window else None
-        return self.preprocessor.window_input(channels, shape, orientation, heart)
+        window, ctx = self.preprocessor.window_input(channels, shape, orientation, heart)
+        return window, replace(ctx, key=stack_key(stack))
+
+    def remember(self, ctx: StackContext, passes: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """Keep a frame's ``passes`` (:meth:`window_passes` of its input ``window``) for its QC; returns their mean.
+        The view is made at once when the passes are all it needs, else when a QC asks for it."""
+        mean = passes.mean(0)
+        if self.VIEW_FLIPS:
+            self.views.put(ctx.key, PendingView(window, passes, ctx.box))
+        else:
+            self.views.put(ctx.key, window_view(passes, mean, ctx.box))
+        return mean
+
+    def stack_view(self, stack: np.ndarray) -> ModelView:
+        """The QC's view of a resampled ``(slices, H, W)`` stack: from the passes its segmentation ran (and those
+        the view adds, :data:`VIEW_FLIPS`), else from the same passes run now.
+
+        Args:
+            stack: the frame resampled and normalised by this predictor's preprocessing (or one equal to it).
+        """
+        key = stack_key(stack)
+        view = self.views.get(key)
+        if view is None:
+            window, ctx = self.stack_input(stack, stack.shape, None)
+            self.remember(ctx, self.window_passes(window), window)
+            view = self.views.get(key)
+        if isinstance(view, PendingView):
+            passes = [view.passes]
+            for dims in self.VIEW_FLIPS:  # (slices, C, H, W) dims; the passes have one more in front
+                passes.append(self.window_passes(view.window.flip(dims)).flip(tuple(d + 1 for d in dims)))
+            passes = torch.cat(passes)
+            view = window_view(passes, passes.mean(0), view.box)
+            self.views.put(key, view)
+        return view.on_stack()
 
     def segment_frame(self, frame_zyx: np.ndarray, orientation: Orientation) -> np.ndarray:
-        """Label map ``(z, y, x)`` of one frame."""
+        """Label map ``(z, y, x)`` of one frame (its view kept for the QC)."""
         window, ctx = self.network_input(frame_zyx, orientation)
-        labels = self.preprocessor.invert_probabilities(self.probabilities(window), ctx)
+        labels = self.preprocessor.invert_probabilities(self.remember(ctx, self.window_passes(window), window), ctx)
         canonical = orientation.to_canonical(labels)
         return orientation.from_canonical(clean_label(canonical))
 
     def locate_heart(
-        self, channels: np.ndarray, shape: Tuple[int, int, int], orientation: Orientation
+        self, channels: np.ndarray, shape: Tuple[int, int, int], orientation: Optional[Orientation]
     ) -> Optional[HeartWindow]:
         """The heart window of a frame's ``(slices, C, H, W)`` channels, from one pass on its middle slice."""
         middle = probe_slice(channels.shape[0])
@@ -105,7 +161,7 @@ class SegmentationPredictor:
         return labels[0] if image.GetDimension() == 3 else labels
 
 
-def _cpu_engine(model: SegmentationModel, checkpoint: str, digest: str) -> Optional[OpenVinoEngine]:
+def optional_cpu_engine(model: SegmentationModel, checkpoint: str, digest: str) -> Optional[OpenVinoEngine]:
     """The OpenVINO engine of ``model`` (loaded from ``checkpoint`` whose SHA-256 was ``digest``), or ``None``
     (PyTorch serves) when it cannot be had or the file changed while it was loaded."""
     if file_sha256(checkpoint) != digest:
