@@ -95,6 +95,9 @@ class OpenVinoEngine:
         if source is not None and self.source_sha256 != source:  # checked before the costly compile
             raise CMRAssistError(f"inference engine {os.path.basename(path)!r} was exported from other weights", 409)
         settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # FP32, as trained
+        # No pinning: OpenVINO pins its threads to cores by default, so two processes of one thread each (cohort
+        # workers, a server beside a background run) landed on the same core and each got half of it.
+        settings["ENABLE_CPU_PINNING"] = False
         settings["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
         try:
             core = openvino.Core()
