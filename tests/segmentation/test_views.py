@@ -105,3 +105,19 @@ def test_a_predictor_keeps_the_last_frames_views_and_recomputes_older_ones_alike
     np.testing.assert_array_equal(newest.probs, fresh.stack_view(stacks[2]).probs)
     assert oldest.probs.shape == (stacks[0].shape[0], 4) + stacks[0].shape[1:]
     np.testing.assert_allclose(oldest.probs.astype(np.float32).sum(1), 1.0, atol=5e-3)  # a distribution everywhere
+
+
+def test_the_view_is_each_model_as_is_and_flipped_left_right_whatever_flips_the_segmentation_ran(tmp_path):
+    """Batch work's ensemble also averages an up-down flip; the QC's view leaves it out, so a QC trained on one
+    model's pass and its flip sees the same kind of view everywhere."""
+    plain = _predictor("ensemble", tmp_path)
+    paths = [str(tmp_path / f"fold{seed}.pt") for seed in (0, 1)]
+    unflipped = EnsemblePredictor(paths, device="cpu", engine="torch", flips=False)
+    for predictor in (plain, unflipped):
+        predictor.heart_window = False  # the probe pass would differ with the flips: the same window for both
+    phantom = make_phantom(6, with_cine=False)
+    frame = sitk.GetArrayFromImage(phantom.ed_image).astype(np.float32)
+    stack, _ = CardiacPreprocessor(PreprocessConfig()).resampled_stack(frame, Orientation.of(phantom.ed_image))
+    with_all, on_demand = plain.stack_view(stack), unflipped.stack_view(stack)
+    np.testing.assert_allclose(with_all.probs.astype(np.float32), on_demand.probs.astype(np.float32), atol=1e-3)
+    np.testing.assert_allclose(with_all.disagreement, on_demand.disagreement, atol=1e-5)

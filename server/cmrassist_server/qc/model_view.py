@@ -1,5 +1,5 @@
 """What the segmentation network thinks of a frame, as extra QC inputs: its class probabilities (the mean of the
-segmentation pass's passes: one model, or an ensemble's members and flips, ``segmentation/views.py``) beside the
+segmentation pass's passes: each model as is and left-right flipped, ``segmentation/views.py``) beside the
 checked label, per slice how well the label agrees with them, and how much the passes disagree among themselves.
 
 A QC network trained from scratch on a CPU learns slowly what a good segmentation looks like; the segmentation

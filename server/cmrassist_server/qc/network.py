@@ -27,7 +27,7 @@ class QCSpec:
         model_inputs: also take the segmentation network's probabilities (channels) and its agreement with the
             checked label (per-slice features), see ``qc/model_view.py``.
         disagreement: with ``model_inputs``, also the segmentation passes' disagreement per slice and class (an
-            ensemble's members and flips; ``segmentation/views.ModelView``).
+            ensemble's members and their flips; ``segmentation/views.ModelView``).
         view: with ``model_inputs``, which view it takes (``qc/model_view.py``): ``segmentation-pass`` (the
             segmentation pass's own, kept from it) or, for models published before that, ``full-slice``.
     """

@@ -206,7 +206,13 @@ class QCRecipe(TrainingRecipe):
         return self.warm_started(self.spec.build().to(self.device), self.served, same)
 
     def served_val(self) -> Optional[Dict[str, float]]:
-        return evaluate_qc(self.served, self.sets.val, self.device) if self.served is not None else None
+        if self.served is None:
+            return None
+        if self.served.spec.model_inputs and self.served.spec.view != self.spec.view:
+            # Trained on another view (the whole-slice one, before issue 23): these inputs would misjudge it, so it
+            # sets no bar, and the first model trained on today's view replaces it.
+            return None
+        return evaluate_qc(self.served, self.sets.val, self.device)
 
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.sampler) / self.options.batch_size))

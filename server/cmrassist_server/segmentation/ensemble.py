@@ -3,7 +3,7 @@ segment as one, by the mean of their class probabilities, optionally over in-pla
 augmentation). Batch work (cohort analysis, reports, QC scoring) uses it; one-click uses one model for speed.
 """
 
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -32,9 +32,6 @@ class EnsemblePredictor(SegmentationPredictor):
         CMRAssistError: no member, or members whose preprocessing or CAM prior differ (their inputs would differ).
     """
 
-    #: The QC's view adds no pass: the members (and their flips) already say where the ensemble is unsure.
-    VIEW_FLIPS = ()
-
     def __init__(
         self,
         checkpoints: Sequence[str],
@@ -62,15 +59,9 @@ class EnsemblePredictor(SegmentationPredictor):
             optional_cpu_engine(m, path, digest) if use_engine else None
             for m, path, digest in zip(models, checkpoints, digests)
         ]
-        self.flips = FLIPS if flips else ((),)
+        self.pass_flips = FLIPS if flips else ((),)
         self.record = {**self.record, "ensemble": [str(p) for p in checkpoints], "flips": flips}
 
-    def batch_passes(self, batch: torch.Tensor) -> List[torch.Tensor]:
-        """The softmax of every member, as is and under each flip (flipped back), over one batch of inputs."""
-        passes = []
-        for network, engine in zip(self.members, self.engines):
-            run = engine if engine is not None else network
-            for dims in self.flips:
-                p = torch.softmax(run(batch.flip(dims) if dims else batch), dim=1)
-                passes.append(p.flip(dims) if dims else p)
-        return passes
+    def runners(self) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+        """Each member's engine on the CPU, else its network."""
+        return [engine if engine is not None else network for network, engine in zip(self.members, self.engines)]

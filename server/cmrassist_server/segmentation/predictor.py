@@ -2,7 +2,7 @@
 
 import logging
 from dataclasses import replace
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,7 +16,15 @@ from cmrassist_server.imaging.preprocess import CardiacPreprocessor, HeartWindow
 from cmrassist_server.segmentation.engine import OpenVinoEngine, cpu_engine
 from cmrassist_server.segmentation.heart_window import HEART_WINDOW, locate_heart, probe_slice
 from cmrassist_server.segmentation.network import SegmentationModel, load_segmentation
-from cmrassist_server.segmentation.views import ModelView, PendingView, ViewCache, stack_key, window_view
+from cmrassist_server.segmentation.views import (
+    VIEW_FLIPS,
+    ModelView,
+    PendingView,
+    ViewCache,
+    WindowView,
+    stack_key,
+    window_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +42,6 @@ class SegmentationPredictor:
         engine: ``auto`` runs a checkpoint's network on the CPU through OpenVINO (``segmentation/engine.py``),
             PyTorch otherwise; ``torch`` always runs PyTorch.
     """
-
-    #: The flips (of ``(slices, C, H, W)`` inputs) the QC's view adds to the segmentation's single pass: the
-    #: left-right flip, which the QC network was trained with (``segmentation/views.py``).
-    VIEW_FLIPS: Tuple[Tuple[int, ...], ...] = ((3,),)
 
     def __init__(
         self,
@@ -59,6 +63,8 @@ class SegmentationPredictor:
         self.heart_window = heart_window
         use_engine = engine == "auto" and self.device == "cpu" and model is None
         self.engine = optional_cpu_engine(loaded, checkpoint, digest) if use_engine else None
+        #: The flips each model runs under when this predictor segments (none: the model as it is).
+        self.pass_flips: Tuple[Tuple[int, ...], ...] = ((),)
         #: The views of the frames segmented last, for their QC (``segmentation/views.py``).
         self.views = ViewCache()
 
@@ -67,19 +73,25 @@ class SegmentationPredictor:
         return SegmentationModel(self.model, self.spec, self.preprocessor.config, self.record, self.prior)
 
     @torch.no_grad()
-    def window_passes(self, window: torch.Tensor) -> torch.Tensor:
-        """Softmax class probabilities ``(passes, slices, classes, H, W)`` of every pass this predictor makes
-        (one here; an ensemble's members and flips) on preprocessed ``(slices, C, H, W)`` inputs."""
+    def window_passes(self, window: torch.Tensor, flips: Optional[Sequence[Tuple[int, ...]]] = None) -> torch.Tensor:
+        """Softmax class probabilities ``(passes, slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)``
+        inputs: every model (one here; an ensemble's members), as is or under each of ``flips`` (``pass_flips``
+        when not given) and flipped back; passes ordered model by model, each model's flips in order."""
+        flips = self.pass_flips if flips is None else tuple(flips)
         outs = []
         for start in range(0, window.shape[0], self.batch_slices):
             batch = window[start : start + self.batch_slices].to(self.device)
-            outs.append(torch.stack([p.float().cpu() for p in self.batch_passes(batch)]))
+            passes = []
+            for run in self.runners():
+                for dims in flips:
+                    p = torch.softmax(run(batch.flip(dims) if dims else batch), dim=1)
+                    passes.append((p.flip(dims) if dims else p).float().cpu())
+            outs.append(torch.stack(passes))
         return torch.cat(outs, dim=1)
 
-    def batch_passes(self, batch: torch.Tensor) -> List[torch.Tensor]:
-        """The softmax of each pass over one batch of network inputs on the predictor's device."""
-        logits = self.engine(batch) if self.engine is not None else self.model(batch)
-        return [torch.softmax(logits, dim=1)]
+    def runners(self) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+        """What runs each model on a batch: its OpenVINO engine on the CPU, else the network."""
+        return [self.engine if self.engine is not None else self.model]
 
     def probabilities(self, window: torch.Tensor) -> torch.Tensor:
         """Mean softmax probabilities ``(slices, classes, H, W)`` over the passes (:meth:`window_passes`)."""
@@ -102,17 +114,29 @@ class SegmentationPredictor:
 
     def remember(self, ctx: StackContext, passes: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
         """Keep a frame's ``passes`` (:meth:`window_passes` of its input ``window``) for its QC; returns their mean.
-        The view is made at once when the passes are all it needs, else when a QC asks for it."""
-        mean = passes.mean(0)
-        if self.VIEW_FLIPS:
-            self.views.put(ctx.key, PendingView(window, passes, ctx.box))
-        else:
-            self.views.put(ctx.key, window_view(passes, mean, ctx.box))
-        return mean
+
+        The view is every model as is and left-right flipped (:data:`VIEW_FLIPS`): made at once from the passes
+        when they hold it all (an ensemble with flips), else kept pending with the passes it takes from them.
+        """
+        self._keep(ctx, passes, window)
+        return passes.mean(0)
+
+    def _keep(self, ctx: StackContext, passes: torch.Tensor, window: torch.Tensor) -> Union[WindowView, PendingView]:
+        """Put the frame's view (or what it takes of ``passes``, pending) in the cache; returns it."""
+        in_view = [i for i, dims in enumerate(self.pass_flips * len(self.runners())) if dims in VIEW_FLIPS]
+        taken = passes[in_view]
+        view = (
+            PendingView(window, taken, ctx.box) if self._missing_flips() else window_view(taken, taken.mean(0), ctx.box)
+        )
+        self.views.put(ctx.key, view)
+        return view
+
+    def _missing_flips(self) -> Tuple[Tuple[int, ...], ...]:
+        return tuple(dims for dims in VIEW_FLIPS if dims not in self.pass_flips)
 
     def stack_view(self, stack: np.ndarray) -> ModelView:
-        """The QC's view of a resampled ``(slices, H, W)`` stack: from the passes its segmentation ran (and those
-        the view adds, :data:`VIEW_FLIPS`), else from the same passes run now.
+        """The QC's view of a resampled ``(slices, H, W)`` stack: from the passes its segmentation ran (and the
+        flips the view adds), else from the same passes run now.
 
         Args:
             stack: the frame resampled and normalised by this predictor's preprocessing (or one equal to it).
@@ -121,13 +145,9 @@ class SegmentationPredictor:
         view = self.views.get(key)
         if view is None:
             window, ctx = self.stack_input(stack, stack.shape, None)
-            self.remember(ctx, self.window_passes(window), window)
-            view = self.views.get(key)
+            view = self._keep(ctx, self.window_passes(window), window)
         if isinstance(view, PendingView):
-            passes = [view.passes]
-            for dims in self.VIEW_FLIPS:  # (slices, C, H, W) dims; the passes have one more in front
-                passes.append(self.window_passes(view.window.flip(dims)).flip(tuple(d + 1 for d in dims)))
-            passes = torch.cat(passes)
+            passes = torch.cat([view.passes, self.window_passes(view.window, self._missing_flips())])
             view = window_view(passes, passes.mean(0), view.box)
             self.views.put(key, view)
         return view.on_stack()

@@ -2,11 +2,12 @@
 
 A predictor runs one or more passes over a frame's network window (one model; or an ensemble's members, each
 as is and flipped). Their mean is what it segments with; how far the passes stray from that mean shows where it
-is unsure. Both, on the resampled stack's whole grid, are the QC's view (``qc/model_view.py``). One model's
-single pass says nothing of its own uncertainty, so its view adds the left-right flipped pass (the view the QC
-has always taken); an ensemble's passes already hold it. The predictor keeps the views of the frames it segmented
-last, keyed by their resampled stack, so the QC of a frame just segmented (one-click, then QC; a cohort run) runs
-no pass it already ran; a frame not seen is run through the same passes.
+is unsure. The QC's view (``qc/model_view.py``) is every model as is and left-right flipped (:data:`VIEW_FLIPS`):
+their mean and their spread, on the resampled stack's whole grid. Batch work's ensemble runs those passes anyway
+(with an up-down flip too, which the view leaves out); one-click's single pass lacks the flip, which the QC adds.
+The predictor keeps the views of the frames it segmented last, keyed by their resampled stack, so the QC of a
+frame just segmented (one-click, then QC; a cohort run) runs no pass it already ran; a frame not seen is run
+through the same passes.
 """
 
 import hashlib
@@ -20,6 +21,10 @@ import torch
 
 from cmrassist_server.imaging.preprocess import CropBox, undo_crop_or_pad
 
+#: The QC's view: every model (an ensemble's every member) as is and left-right flipped, flips of ``(slices, C,
+#: H, W)`` inputs. One model's single pass says nothing of its own uncertainty; its flip does, and the QC was
+#: always trained with it.
+VIEW_FLIPS = ((), (3,))
 #: Frames whose views a predictor keeps by default (a subject's ED and ES several times over; 1-3 MB each).
 KEPT_VIEWS = 16
 
@@ -58,8 +63,8 @@ class WindowView:
 
 @dataclass(frozen=True)
 class PendingView:
-    """A view whose passes are not all run yet: the segmentation's own ``passes`` over its input ``window``, kept
-    until a QC asks and the predictor adds the passes it lacks (one model's flip)."""
+    """A view whose passes are not all run yet: those of the segmentation's ``passes`` (over its input
+    ``window``) the view takes, kept until a QC asks and the predictor adds the flips it lacks."""
 
     window: torch.Tensor
     passes: torch.Tensor
