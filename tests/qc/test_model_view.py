@@ -17,6 +17,7 @@ from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.dataset import build_training_set
 from cmrassist_server.qc.model_view import FULL_SLICE, agreement, full_slice_view
 from cmrassist_server.qc.network import QCModel, QCSpec, load_qc, predict_slices, publish_qc, qc_input, window_center
+from cmrassist_server.qc.training import QCRecipe, QCTrainOptions
 from cmrassist_server.release.shipped import shipped_folder
 from cmrassist_server.segmentation.data import prepare_cases
 from cmrassist_server.segmentation.ensemble import EnsemblePredictor
@@ -153,3 +154,9 @@ def test_a_qc_model_naming_an_unknown_view_is_refused(tmp_path):
     publish_qc(path, spec.build(), PreprocessConfig(), ModelRecord("qc", "mae"))
     with pytest.raises(CMRAssistError, match="unknown view"):
         load_qc(path)
+
+
+def test_a_qc_of_the_whole_slice_view_sets_no_bar_for_the_first_retrain_on_the_segmentation_pass_view(tmp_path):
+    recipe = QCRecipe([], str(tmp_path / "qc.pt"), QCTrainOptions())
+    recipe.served = load_qc(os.path.join(shipped_folder(), "qc.pt")).network  # full-slice: scored on other inputs
+    assert recipe.spec.view == "segmentation-pass" and recipe.served_val() is None
