@@ -113,8 +113,11 @@ class Site:
     """
 
     def __init__(self, studies: str, model_dir: str, log_path: str):
-        # Nothing shipped is installed: the site's models are the seed's and what its own trainings made.
-        self.server = RunningServer(studies, model_dir, log_path, ["--conf", "shipped_dir", "none"])
+        # Nothing shipped is installed: the site's models are the seed's and what its own trainings made. The
+        # campaign asks the QC of each frame itself; MONAI Label's scoring of every study after start-up and after
+        # each training would only compete with it for the CPU (the same for every strategy, and no figure).
+        no_scoring = {"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
+        self.server = RunningServer(studies, model_dir, log_path, ["--conf", "shipped_dir", "none"], env=no_scoring)
         self.client = CMRAssistClient(self.server.url, timeout=120)
         self.work = tempfile.mkdtemp(prefix="campaign-site-")
 

@@ -70,10 +70,19 @@ class RunningServer:
         model_dir: where checkpoints live.
         log_path: file receiving the server's output.
         extra_conf: more ``--conf`` pairs.
+        env: more environment variables for the server (e.g. MONAI Label's own settings).
     """
 
-    def __init__(self, studies: str, model_dir: str, log_path: str, extra_conf: Optional[List[str]] = None):
+    def __init__(
+        self,
+        studies: str,
+        model_dir: str,
+        log_path: str,
+        extra_conf: Optional[List[str]] = None,
+        env: Optional[Dict[str, str]] = None,
+    ):
         self.studies, self.model_dir, self.log_path, self.extra_conf = studies, model_dir, log_path, extra_conf or []
+        self.env = dict(env or {})
         self._start("w")
 
     def restart(self) -> None:
@@ -87,7 +96,7 @@ class RunningServer:
         cmd = server_command(self.studies, self.model_dir, port=self.port, conf=self.extra_conf)
         self.log = open(self.log_path, log_mode)  # noqa: SIM115 - the server writes to it until stop() closes it
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=server_env(), start_new_session=True
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**server_env(), **self.env}, start_new_session=True
         )
         try:
             self.startup_s = wait_for_info(self.url, 120, self.proc, self.log_path)
