@@ -63,7 +63,8 @@ def phantom_cohort(seed_subjects: int, cohort: int, held_out: int, seed: int = 0
 
 def acdc_cohort(acdc: str, fold: int, seed_subjects: int, cohort: int, seed: int = 0) -> Cohort:
     """ACDC fold ``fold`` of the 5-fold CV (``release/folds.acdc_folds``): its patients judge; of the other 80,
-    ``seed_subjects`` (spread over the disease groups) start labelled and up to ``cohort`` are the campaign's."""
+    ``seed_subjects`` (drawn with ``seed``) start labelled and up to ``cohort`` are the campaign's.
+    A patient without its whole cine (all but one) gets a two-frame one, ED then ES, for propagation."""
     from cmrassist_server.io.acdc import find_patients
     from cmrassist_server.release.folds import acdc_folds
 
@@ -78,7 +79,11 @@ def acdc_cohort(acdc: str, fold: int, seed_subjects: int, cohort: int, seed: int
         for p in find_patients(acdc, set(numbers)):
             ed, es = p.ed_frame, p.es_frame
             images = (p.frame_path(ed), p.frame_path(es), p.frame_path(ed, gt=True), p.frame_path(es, gt=True))
-            parts[part].append(_subject(p.name, *images, p.cine_path(), ed, es))
+            if not os.path.isfile(p.cine_path):  # ED and ES alone: a two-frame cine to propagate through
+                cine, ed, es = sitk.JoinSeries([sitk.ReadImage(images[0]), sitk.ReadImage(images[1])]), 1, 2
+            else:
+                cine = p.cine_path
+            parts[part].append(_subject(p.name, *images, cine, ed, es))
     return Cohort(parts["seed"], parts["cohort"], parts["held_out"])
 
 

@@ -6,6 +6,7 @@ slice-position reports count slices. The unit of cost is one class on one slice 
 """
 
 import os
+import shutil
 import tempfile
 import time
 import zlib
@@ -123,6 +124,7 @@ class Site:
 
     def stop(self) -> None:
         self.server.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def _read(self, path: str, frame: Frame) -> np.ndarray:
         label = sitk.GetArrayFromImage(sitk.ReadImage(path)).astype(np.uint8)

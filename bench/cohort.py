@@ -45,8 +45,14 @@ def acdc_studies(acdc: str, count: int, folder: str) -> None:
         for phase, frame in (("ED", p.ed_frame), ("ES", p.es_frame)):
             image_id = f"{p.name}_{phase.lower()}"
             os.symlink(os.path.abspath(p.frame_path(frame)), os.path.join(folder, image_id + ".nii.gz"))
-            info = {"patient": p.name, "group": p.info.get("Group", ""), "phase": phase, "frame": frame,
-                    "ed_frame": p.ed_frame, "es_frame": p.es_frame}  # fmt: skip
+            info = {
+                "patient": p.name,
+                "group": p.info.get("Group", ""),
+                "phase": phase,
+                "frame": frame,
+                "ed_frame": p.ed_frame,
+                "es_frame": p.es_frame,
+            }
             objects[image_id] = {"image": {"ext": ".nii.gz", "info": info}, "labels": {}}
     with open(os.path.join(folder, "datastore_v2.json"), "w") as f:
         json.dump({"name": "acdc-bench", "images_dir": ".", "labels_dir": "labels", "objects": objects}, f)
@@ -59,8 +65,9 @@ def bench_models(model_dir: str, folder: str) -> ModelFiles:
     segmentation = os.path.join(model_dir, "segmentation.pt") if model_dir else ""
     if not os.path.isfile(segmentation):
         spec, segmentation = NetworkSpec(), os.path.join(folder, "segmentation.pt")
-        publish_segmentation(segmentation, spec.build(), spec, PreprocessConfig(),
-                             ModelRecord(kind="segmentation", metric="mean"))  # fmt: skip
+        publish_segmentation(
+            segmentation, spec.build(), spec, PreprocessConfig(), ModelRecord(kind="segmentation", metric="mean")
+        )
     qc = os.path.join(model_dir, "qc.pt") if model_dir else ""
     if not os.path.isfile(qc):
         qc = os.path.join(folder, "qc.pt")
@@ -76,8 +83,9 @@ def bench_models(model_dir: str, folder: str) -> ModelFiles:
 def measure(studies: str, models: ModelFiles, workers: int, args, work: str) -> dict:
     """One run from scratch with ``workers`` workers; its run record's timings and counts."""
     out = tempfile.mkdtemp(prefix=f"out{workers}-", dir=work)
-    cluster = ClusterSettings(workers=workers, cpus_per_worker=args.cpus_per_worker,
-                              gpus_per_worker=args.gpus_per_worker)  # fmt: skip
+    cluster = ClusterSettings(
+        workers=workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker
+    )
     settings = AnalysisSettings(frames="all", batch_slices=args.batch_slices, device=args.device, amp=not args.no_amp)
     load = os.getloadavg()[0]
     record = CohortRun(studies, out, models=models, settings=settings, cluster=cluster, review_store=False).execute(
@@ -85,36 +93,57 @@ def measure(studies: str, models: ModelFiles, workers: int, args, work: str) -> 
     )
     t = record["timings"]
     cpu = [w.get("cpu_s_analysis") or 0.0 for w in record["cluster"]["workers"]]
-    return {"cpu_s": round(sum(cpu), 1), "cpu_share_per_worker": round(sum(cpu) / len(cpu) / t["analysis_s"], 2),
-            "frames_per_cpu_s": round(record["counts"]["frames"] / sum(cpu), 3) if sum(cpu) else None,"workers": workers, "subjects": record["counts"]["done"], "frames": record["counts"]["frames"],
-            "failed": record["counts"]["failed"], "frames_per_s": t["analysis_frames_per_s"],
-            "studies_per_min": t["analysis_studies_per_min"], "startup_s": t["startup_s"],
-            "analysis_s": t["analysis_s"], "shares": t["stage_share"], "stage_s": t["stage_s"], "load_1min": load,
-            "device": record["cluster"]["workers"][0]["device_name"]}  # fmt: skip
+    return {
+        "cpu_s": round(sum(cpu), 1),
+        "cpu_share_per_worker": round(sum(cpu) / len(cpu) / t["analysis_s"], 2),
+        "frames_per_cpu_s": round(record["counts"]["frames"] / sum(cpu), 3) if sum(cpu) else None,
+        "workers": workers,
+        "subjects": record["counts"]["done"],
+        "frames": record["counts"]["frames"],
+        "failed": record["counts"]["failed"],
+        "frames_per_s": t["analysis_frames_per_s"],
+        "studies_per_min": t["analysis_studies_per_min"],
+        "startup_s": t["startup_s"],
+        "analysis_s": t["analysis_s"],
+        "shares": t["stage_share"],
+        "stage_s": t["stage_s"],
+        "load_1min": load,
+        "device": record["cluster"]["workers"][0]["device_name"],
+    }
 
 
 def cost_model(per_worker_fps: float, label: str) -> dict:
     """Workers needed for 100,000 subjects x 50 frames in 24 h at ``per_worker_fps`` (frames/s of one worker)."""
     frames = COHORT_SUBJECTS * COHORT_FRAMES
     needed_fps = frames / (HOURS * 3600)
-    return {"what": label, "frames": frames, "frames_per_s_needed": round(needed_fps, 1),
-            "per_worker_frames_per_s": round(per_worker_fps, 3),
-            "workers_for_24h": math.ceil(needed_fps / per_worker_fps) if per_worker_fps else None,
-            "hours_on_one_worker": round(frames / per_worker_fps / 3600, 1) if per_worker_fps else None}  # fmt: skip
+    return {
+        "what": label,
+        "frames": frames,
+        "frames_per_s_needed": round(needed_fps, 1),
+        "per_worker_frames_per_s": round(per_worker_fps, 3),
+        "workers_for_24h": math.ceil(needed_fps / per_worker_fps) if per_worker_fps else None,
+        "hours_on_one_worker": round(frames / per_worker_fps / 3600, 1) if per_worker_fps else None,
+    }
 
 
 def report(name: str, results: list) -> None:
     print(f"\n{name}")
-    print(f"{'workers':>7} {'subjects':>8} {'frames':>6} {'frames/s':>9} {'studies/min':>11} {'start-up s':>10} "
-          f"{'load':>5} {'core/worker':>11} {'frames/cpu-s':>12}  shares (read/preprocess/network/postprocess/qc/write)")  # fmt: skip
+    print(
+        f"{'workers':>7} {'subjects':>8} {'frames':>6} {'frames/s':>9} {'studies/min':>11} {'start-up s':>10} "
+        f"{'load':>5} {'core/worker':>11} {'frames/cpu-s':>12}  shares (read/preprocess/network/postprocess/qc/write)"
+    )
     for r in results:
         shares = "/".join(f"{100 * (r['shares'][k] or 0):.0f}%" for k in r["shares"])
-        print(f"{r['workers']:>7} {r['subjects']:>8} {r['frames']:>6} {r['frames_per_s']:>9.2f} "
-              f"{r['studies_per_min']:>11.2f} {r['startup_s']:>10.1f} {r['load_1min']:>5.1f} "
-              f"{r['cpu_share_per_worker']:>11.2f} {r['frames_per_cpu_s'] or 0:>12.2f}  {shares}")  # fmt: skip
+        print(
+            f"{r['workers']:>7} {r['subjects']:>8} {r['frames']:>6} {r['frames_per_s']:>9.2f} "
+            f"{r['studies_per_min']:>11.2f} {r['startup_s']:>10.1f} {r['load_1min']:>5.1f} "
+            f"{r['cpu_share_per_worker']:>11.2f} {r['frames_per_cpu_s'] or 0:>12.2f}  {shares}"
+        )
     if len(results) >= 2 and results[0]["frames_per_s"]:
-        print(f"speed-up {results[0]['workers']} -> {results[-1]['workers']} workers: "
-              f"{results[-1]['frames_per_s'] / results[0]['frames_per_s']:.2f}x")  # fmt: skip
+        print(
+            f"speed-up {results[0]['workers']} -> {results[-1]['workers']} workers: "
+            f"{results[-1]['frames_per_s'] / results[0]['frames_per_s']:.2f}x"
+        )
 
 
 def main(argv=None):
@@ -136,12 +165,19 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="cohort-bench-")
     models = bench_models(args.model_dir, os.path.join(work, "model"))
     counts = [int(w) for w in args.workers.split(",")]
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, CUDA {torch.cuda.is_available()}; load average {os.getloadavg()}")  # fmt: skip
-    print(f"models: {models}; batch {args.batch_slices} slices; {args.cpus_per_worker:g} CPU(s) and "
-          f"{args.gpus_per_worker:g} GPU(s) per worker")  # fmt: skip
-    figures = {"machine": {"cpus": os.cpu_count(), "node": platform.node(), "cuda": torch.cuda.is_available()},
-               "settings": vars(args), "runs": {}}  # fmt: skip
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, CUDA {torch.cuda.is_available()}; load average {os.getloadavg()}"
+    )
+    print(
+        f"models: {models}; batch {args.batch_slices} slices; {args.cpus_per_worker:g} CPU(s) and "
+        f"{args.gpus_per_worker:g} GPU(s) per worker"
+    )
+    figures = {
+        "machine": {"cpus": os.cpu_count(), "node": platform.node(), "cuda": torch.cuda.is_available()},
+        "settings": vars(args),
+        "runs": {},
+    }
     datasets = []
     if args.acdc:
         acdc = os.path.join(work, "acdc")
@@ -159,10 +195,15 @@ def main(argv=None):
         figures["runs"][name] = results
     last = figures["runs"][datasets[-1][0]]
     best = max(last, key=lambda r: r["workers"])
-    model = cost_model(best["frames_per_s"] / best["workers"], f"CPU worker ({args.cpus_per_worker:g} core), "
-                       f"measured on {datasets[-1][0]} with {best['workers']} workers")  # fmt: skip
-    dedicated = cost_model(best["frames_per_cpu_s"] or 0.0, "a CPU worker with a core of its own (frames per CPU-second "
-                           "of the same run: what the machine's load took away is not counted)")  # fmt: skip
+    model = cost_model(
+        best["frames_per_s"] / best["workers"],
+        f"CPU worker ({args.cpus_per_worker:g} core), measured on {datasets[-1][0]} with {best['workers']} workers",
+    )
+    dedicated = cost_model(
+        best["frames_per_cpu_s"] or 0.0,
+        "a CPU worker with a core of its own (frames per CPU-second "
+        "of the same run: what the machine's load took away is not counted)",
+    )
     figures["cost_model"] = [model, dedicated]
     print(f"\ncost model ({COHORT_SUBJECTS:,} subjects x {COHORT_FRAMES} frames in {HOURS:g} h):")
     for entry in figures["cost_model"]:

@@ -41,9 +41,13 @@ class Burst:
             self.inflight[(image_id, name)] = digest
             try:
                 with open(path, "rb") as f:
-                    answer = requests.put(self.srv.url + "/datastore/label", params={"image": image_id, "tag": "final"},
-                                          data={"params": f'{{"annotator": "{name}", "expertise": "expert"}}'},
-                                          files={"label": ("l.nii.gz", f)}, timeout=30)  # fmt: skip
+                    answer = requests.put(
+                        self.srv.url + "/datastore/label",
+                        params={"image": image_id, "tag": "final"},
+                        data={"params": f'{{"annotator": "{name}", "expertise": "expert"}}'},
+                        files={"label": ("l.nii.gz", f)},
+                        timeout=30,
+                    )
             except requests.RequestException:
                 return
             if answer.status_code == 200:
@@ -53,11 +57,15 @@ class Burst:
     def rank(self):
         while not self.stop.is_set():
             try:
-                batch = requests.post(self.srv.url + "/ranking/batch", json={"annotator": "Ranker", "thumbnails": False},
-                                      timeout=30).json()  # fmt: skip
+                batch = requests.post(
+                    self.srv.url + "/ranking/batch", json={"annotator": "Ranker", "thumbnails": False}, timeout=30
+                ).json()
                 order = [it["id"] for it in batch["items"]]
-                answer = requests.post(self.srv.url + "/ranking/submit", json={"batch": batch["batch"], "annotator": "Ranker",
-                                       "order": order}, timeout=30)  # fmt: skip
+                answer = requests.post(
+                    self.srv.url + "/ranking/submit",
+                    json={"batch": batch["batch"], "annotator": "Ranker", "order": order},
+                    timeout=30,
+                )
             except (requests.RequestException, KeyError, ValueError):
                 return
             if answer.status_code == 200:

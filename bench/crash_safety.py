@@ -44,8 +44,10 @@ def main(argv=None):
         srv.stop()
         shutil.rmtree(work, ignore_errors=True)
     total = {k: sum(r[k] for r in rows) for k in ("acknowledged", "found")}
-    print(f"\n{len(rows)} kills: {total['acknowledged']} acknowledged writes (labels + rankings), {total['found']} found "
-          f"after restart; lost {total['acknowledged'] - total['found']}")  # fmt: skip
+    print(
+        f"\n{len(rows)} kills: {total['acknowledged']} acknowledged writes (labels + rankings), {total['found']} found "
+        f"after restart; lost {total['acknowledged'] - total['found']}"
+    )
     print("setting: " + json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "rounds": args.rounds}))
     return rows
 

@@ -29,8 +29,9 @@ def main(argv=None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONAI", "CMRASSIST"))}
     start = time.time()
     cmd = ["make", "-s", "serve", f"DEMO_STUDIES={work}/studies", f"MODEL_DIR={work}/model", f"PORT={port}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     try:
         wait_for_info(f"http://127.0.0.1:{port}", args.timeout, proc)
         up = time.time() - start
@@ -42,11 +43,18 @@ def main(argv=None) -> dict:
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
-    result = {"server_answering_s": round(up, 1), "first_segmentation_s": round(ready, 1),
-              "shipped_models": info.get("shipped_models"), "phantoms": len(os.listdir(f"{work}/studies")),
-              "machine": platform.platform(), "cpus": os.cpu_count()}  # fmt: skip
-    print(f"make serve (demo, prepared venv): server answering after {up:.1f} s, first one-click segmentation "
-          f"back after {ready:.1f} s")  # fmt: skip
+    result = {
+        "server_answering_s": round(up, 1),
+        "first_segmentation_s": round(ready, 1),
+        "shipped_models": info.get("shipped_models"),
+        "phantoms": len(os.listdir(f"{work}/studies")),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    print(
+        f"make serve (demo, prepared venv): server answering after {up:.1f} s, first one-click segmentation "
+        f"back after {ready:.1f} s"
+    )
     print("setting: " + json.dumps(result))
     shutil.rmtree(work, ignore_errors=True)
     return result

@@ -84,9 +84,14 @@ def bench_many(p, labels, work: str, n: int) -> dict:
         report = build_report(data, QualityChecker(None))
         render(data, report, "pdf")
         reports.append(time.perf_counter() - start)
-    return {"studies": len(cines), "import_s": round(seconds, 1), "per_study_s": round(seconds / max(1, len(cines)), 2),
-            "report_pdf_s_mean": round(float(np.mean(reports)), 2), "report_pdf_s_max": round(float(np.max(reports)), 2),
-            "reports_timed": len(reports)}  # fmt: skip
+    return {
+        "studies": len(cines),
+        "import_s": round(seconds, 1),
+        "per_study_s": round(seconds / max(1, len(cines)), 2),
+        "report_pdf_s_mean": round(float(np.mean(reports)), 2),
+        "report_pdf_s_max": round(float(np.max(reports)), 2),
+        "reports_timed": len(reports),
+    }
 
 
 def main() -> int:
@@ -100,8 +105,11 @@ def main() -> int:
     os.makedirs(args.work)
     p, labels = cine_30x14(args.seed, args.phases)
     size = p.cine.GetSize()
-    setting = {"cine": f"{size[3]} phases x {size[2]} slices of {size[0]}x{size[1]}", "python": sys.version.split()[0],
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"}  # fmt: skip
+    setting = {
+        "cine": f"{size[3]} phases x {size[2]} slices of {size[0]}x{size[1]}",
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+    }
     print(json.dumps(setting))
     for layout in ("series_per_slice", "single_series", "enhanced"):
         print(json.dumps(bench_one(p, args.work, layout)), flush=True)

@@ -40,8 +40,10 @@ def main(argv=None):
                     failures.append(f"{operation.method.upper()} {operation.path} as {who}: {str(e)[:300]}")
     finally:
         team.server.stop()
-    print(f"{tally['tried']} requests in {time.time() - start:.0f} s; {tally['refused']} refused with a 4xx; "
-          f"{len(failures)} failing operations")  # fmt: skip
+    print(
+        f"{tally['tried']} requests in {time.time() - start:.0f} s; {tally['refused']} refused with a 4xx; "
+        f"{len(failures)} failing operations"
+    )
     for failure in failures:
         print("  " + failure)
     print("setting: " + json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "examples": args.examples}))

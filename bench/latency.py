@@ -119,8 +119,11 @@ def main(argv=None):
     ap.add_argument(
         "--qc-model", default="", help="with --qc: the QC checkpoint (default: a fresh one of today's view)"
     )
-    ap.add_argument("--during-training", action="store_true",
-                    help="also time requests while a training run works in the server's child process (needs --acdc)")  # fmt: skip
+    ap.add_argument(
+        "--during-training",
+        action="store_true",
+        help="also time requests while a training run works in the server's child process (needs --acdc)",
+    )
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="latency-")
     studies, model_dir = os.path.join(work, "studies"), os.path.join(work, "model")
@@ -160,8 +163,10 @@ def main(argv=None):
     )
     result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
     if busy:
-        print(f"  while training runs: median {np.median(busy) * 1000:.0f} ms   p95 "
-              f"{np.percentile(busy, 95) * 1000:.0f} ms   ({np.median(busy) / np.median(times):.2f}x the quiet median)")  # fmt: skip
+        print(
+            f"  while training runs: median {np.median(busy) * 1000:.0f} ms   p95 "
+            f"{np.percentile(busy, 95) * 1000:.0f} ms   ({np.median(busy) / np.median(times):.2f}x the quiet median)"
+        )
         result["during_training_median_s"] = float(np.median(busy))
     if subject:
         print(

@@ -36,8 +36,13 @@ def held_out_numbers():
 
 def score_model(args) -> None:
     """The held-out figures of a given checkpoint (the shipped model's card uses the same function)."""
-    setting = {"model": args.model, "machine": platform.platform(), "cpus": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "device": args.device or "cpu (default)"}  # fmt: skip
+    setting = {
+        "model": args.model,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": args.device or "cpu (default)",
+    }
     print("setting:", json.dumps(setting), flush=True)
     result = evaluate_acdc(SegmentationPredictor(args.model, device=args.device), args.acdc, HELD_OUT)
     print(format_summary(result))

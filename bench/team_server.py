@@ -9,9 +9,13 @@ import requests
 from cmrassist_server.accounts.store import AccountStore
 from cmrassist_server.launcher import RunningServer
 
-ACCOUNTS = {"annotator": ("Ann", "annotator", "non_expert"), "expert": ("Dr Expert", "annotator", "expert"),
-            "reviewer": ("Rev", "reviewer", "expert"), "admin": ("Adm", "admin", None),
-            "revoked": ("Gone", "annotator", "expert")}  # fmt: skip
+ACCOUNTS = {
+    "annotator": ("Ann", "annotator", "non_expert"),
+    "expert": ("Dr Expert", "annotator", "expert"),
+    "reviewer": ("Rev", "reviewer", "expert"),
+    "admin": ("Adm", "admin", None),
+    "revoked": ("Gone", "annotator", "expert"),
+}
 
 
 class Team:

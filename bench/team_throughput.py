@@ -28,13 +28,22 @@ def annotate(url, token, image_id, path, until, latencies):
     while time.time() < until:
         with open(path, "rb") as f:
             t = time.perf_counter()
-            requests.put(url + "/datastore/label", params={"image": image_id}, headers=headers,
-                         files={"label": ("l.nii.gz", f)}, timeout=60).raise_for_status()  # fmt: skip
+            requests.put(
+                url + "/datastore/label",
+                params={"image": image_id},
+                headers=headers,
+                files={"label": ("l.nii.gz", f)},
+                timeout=60,
+            ).raise_for_status()
         latencies["label"].append(time.perf_counter() - t)
         t = time.perf_counter()
         batch = requests.post(url + "/ranking/batch", json={"thumbnails": False}, headers=headers, timeout=60).json()
-        requests.post(url + "/ranking/submit", json={"batch": batch["batch"], "order": [i["id"] for i in batch["items"]]},
-                      headers=headers, timeout=60).raise_for_status()  # fmt: skip
+        requests.post(
+            url + "/ranking/submit",
+            json={"batch": batch["batch"], "order": [i["id"] for i in batch["items"]]},
+            headers=headers,
+            timeout=60,
+        ).raise_for_status()
         latencies["ranking"].append(time.perf_counter() - t)
 
 
@@ -75,8 +84,10 @@ def main(argv=None):
     unsigned = median_ms(open_srv.url, {})
     open_srv.stop()
     for kind, values in latencies.items():
-        print(f"{kind:8s}: {len(values) / args.seconds:6.1f}/s   median {1000 * np.median(values):6.1f} ms   "
-              f"p95 {1000 * np.percentile(values, 95):6.1f} ms   ({len(values)} in {args.seconds:g} s, 8 annotators)")  # fmt: skip
+        print(
+            f"{kind:8s}: {len(values) / args.seconds:6.1f}/s   median {1000 * np.median(values):6.1f} ms   "
+            f"p95 {1000 * np.percentile(values, 95):6.1f} ms   ({len(values)} in {args.seconds:g} s, 8 annotators)"
+        )
     print(f"GET /auth/me median: {unsigned:.2f} ms open, {signed:.2f} ms with a token (+{signed - unsigned:.2f} ms)")
     print("setting: " + json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "seconds": args.seconds}))
 

@@ -56,8 +56,10 @@ class CohortWidget:
         layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         self.start_button = QPushButton("Analyse all studies")
-        self.start_button.toolTip = ("Segment, check and measure every study on the server (one row per subject, "
-                                     "a review queue for the 'qc' strategy); resumes where a stopped run ended")  # fmt: skip
+        self.start_button.toolTip = (
+            "Segment, check and measure every study on the server (one row per subject, "
+            "a review queue for the 'qc' strategy); resumes where a stopped run ended"
+        )
         self.frames_combo = QComboBox()
         for text, _ in FRAME_CHOICES:
             self.frames_combo.addItem(text)
@@ -92,13 +94,15 @@ class CohortWidget:
         self.running = True
         self._update()
         self.status_label.text = "Starting the cohort run ..."
-        self.runner.submit("cohort-start", self.session, "start_cohort", frames=frames, on_done=self._show,
-                           on_error=self._failed)  # fmt: skip
+        self.runner.submit(
+            "cohort-start", self.session, "start_cohort", frames=frames, on_done=self._show, on_error=self._failed
+        )
 
     def poll(self) -> None:
         if self.connected and not self.runner.busy("cohort-status"):
-            self.runner.submit("cohort-status", self.session, "cohort_status", on_done=self._show,
-                               on_error=self._failed)  # fmt: skip
+            self.runner.submit(
+                "cohort-status", self.session, "cohort_status", on_done=self._show, on_error=self._failed
+            )
 
     def _show(self, status: Dict[str, Any]) -> None:
         self.running = status.get("state") == "running"

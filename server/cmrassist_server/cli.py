@@ -111,8 +111,10 @@ def cmd_prepare_demo(args) -> int:
     if shipped:
         # The shipped model knows real hearts; a short fine-tune teaches it the phantoms' simpler contrast.
         print(f"[demo] shipped models installed: {install_shipped(args.model_dir, shipped)}")
-        print(f"[demo] fine-tuning the shipped segmentation model on {len(items)} labelled phantom frames for "
-              f"{args.finetune_minutes:g} min")  # fmt: skip
+        print(
+            f"[demo] fine-tuning the shipped segmentation model on {len(items)} labelled phantom frames for "
+            f"{args.finetune_minutes:g} min"
+        )
         options = SegmentationTrainOptions(max_minutes=args.finetune_minutes, max_epochs=50, from_scratch=False)
     else:
         print(f"[demo] no model: bootstrap training on {len(items)} labelled phantom frames for {args.minutes:g} min")
@@ -142,9 +144,11 @@ def _check_sign_in(args, conf: dict) -> None:
         return
     path = os.path.join(state_dir(args.studies, args.model_dir), "users.sqlite")
     if not os.path.isfile(path) or AccountStore(path).active_count() == 0:
-        raise ValueError(f"refusing to listen on {args.host} without sign-in: add accounts first (cmrassist users add "
-                         f"NAME --role admin --studies {args.studies}) or configure OIDC (--conf oidc_issuer=... "
-                         "oidc_audience=... oidc_jwks_url=...), or listen on 127.0.0.1")  # fmt: skip
+        raise ValueError(
+            f"refusing to listen on {args.host} without sign-in: add accounts first (cmrassist users add "
+            f"NAME --role admin --studies {args.studies}) or configure OIDC (--conf oidc_issuer=... "
+            "oidc_audience=... oidc_jwks_url=...), or listen on 127.0.0.1"
+        )
 
 
 def cmd_serve(args) -> int:
@@ -196,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--patients", help="patient numbers, e.g. 1-80 or 1-5,90 (default: all)")
-    p.add_argument("--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)")  # fmt: skip
+    p.add_argument(
+        "--label-map", help="source label convention, e.g. LV=1,MYO=2,RV=3 (default: ACDC's RV=1,MYO=2,LV=3)"
+    )
     p.add_argument("--no-cine", action="store_true", help="skip 4D cines")
     p.set_defaults(func=cmd_import_acdc)
 

@@ -56,8 +56,13 @@ def test_eight_annotators_at_once_lose_nothing(team, tmp_path):
     results, threads = [], []
     processes = [subprocess.Popen(args(t), stdout=subprocess.PIPE, text=True) for t in tokens[:4]]
     for token in tokens[4:]:
-        threads.append(threading.Thread(target=lambda t=token: results.append(json.loads(
-            subprocess.run(args(t), capture_output=True, text=True, check=True).stdout))))  # fmt: skip
+        threads.append(
+            threading.Thread(
+                target=lambda t=token: results.append(
+                    json.loads(subprocess.run(args(t), capture_output=True, text=True, check=True).stdout)
+                )
+            )
+        )
     for t in threads:
         t.start()
     results += [json.loads(p.communicate()[0]) for p in processes]
@@ -78,8 +83,9 @@ def test_eight_annotators_at_once_lose_nothing(team, tmp_path):
 
 def test_a_long_inference_does_not_hold_up_other_requests(team, tmp_path):
     cine = sitk.ReadImage(os.path.join(team.server.studies, "phantom040_cine.nii.gz"))
-    frames = sitk.JoinSeries([sitk.Extract(cine, list(cine.GetSize()[:3]) + [0], [0, 0, 0, k % cine.GetSize()[3]])
-                              for k in range(30)])  # fmt: skip
+    frames = sitk.JoinSeries(
+        [sitk.Extract(cine, list(cine.GetSize()[:3]) + [0], [0, 0, 0, k % cine.GetSize()[3]]) for k in range(30)]
+    )
     frames.SetSpacing(cine.GetSpacing())
     sitk.WriteImage(frames, str(tmp_path / "long.nii.gz"))
     model = team.call("admin", "GET", "/info/").json()["models"]["segmentation"]
@@ -88,8 +94,13 @@ def test_a_long_inference_does_not_hold_up_other_requests(team, tmp_path):
         from cmrassist_server.imaging.preprocess import PreprocessConfig
         from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
 
-        publish_segmentation(os.path.join(team.server.model_dir, "segmentation.pt"), NetworkSpec().build(),
-                             NetworkSpec(), PreprocessConfig(), ModelRecord(kind="segmentation", metric="mean"))  # fmt: skip
+        publish_segmentation(
+            os.path.join(team.server.model_dir, "segmentation.pt"),
+            NetworkSpec().build(),
+            NetworkSpec(),
+            PreprocessConfig(),
+            ModelRecord(kind="segmentation", metric="mean"),
+        )
     done = []
 
     def segment():

@@ -49,15 +49,26 @@ def stack(tmp_path, name="img.nii.gz", *, spacing=(1.5, 1.5, 8.0), origin=(0, 0,
 
 def upload(srv, path, image_id, params="{}"):
     with open(path, "rb") as f:
-        return call(srv, "PUT", "/datastore/image", params={"image": image_id}, data={"params": params},
-                    files={"file": (os.path.basename(path), f)})  # fmt: skip
+        return call(
+            srv,
+            "PUT",
+            "/datastore/image",
+            params={"image": image_id},
+            data={"params": params},
+            files={"file": (os.path.basename(path), f)},
+        )
 
 
 def submit(srv, path, image_id, params):
     with open(path, "rb") as f:
-        return call(srv, "PUT", "/datastore/label", params={"image": image_id, "tag": "final"},
-                    data={"params": json.dumps(params) if isinstance(params, dict) else params},
-                    files={"label": ("l.nii.gz", f)})  # fmt: skip
+        return call(
+            srv,
+            "PUT",
+            "/datastore/label",
+            params={"image": image_id, "tag": "final"},
+            data={"params": json.dumps(params) if isinstance(params, dict) else params},
+            files={"label": ("l.nii.gz", f)},
+        )
 
 
 def study_image(srv, image_id=IMAGE):
@@ -71,22 +82,38 @@ def test_monai_label_routes_the_product_does_not_need_are_gone(open_server, tmp_
         member = tarfile.TarInfo("../owned.txt")
         member.size = len(data)
         tar.addfile(member, io.BytesIO(data))
-    answer = call(open_server, "PUT", "/session/", params={"uncompress": "true"},
-                  files={"files": ("x.tar", evil.getvalue())})  # fmt: skip
+    answer = call(
+        open_server, "PUT", "/session/", params={"uncompress": "true"}, files={"files": ("x.tar", evil.getvalue())}
+    )
     assert answer.status_code == 404
-    assert not [p for p in ("/tmp/owned.txt", os.path.join(os.path.dirname(open_server.studies), "owned.txt"))
-                if os.path.exists(p)]  # fmt: skip
-    for method, path in (("GET", "/logs/"), ("GET", "/datastore/dataset"), ("DELETE", "/datastore/label"),
-                         ("DELETE", "/datastore/image"), ("PUT", "/model/segmentation"), ("POST", "/reload"),
-                         ("POST", "/train/"), ("PUT", "/datastore/label/info"), ("GET", "/proxy/dicom/x")):  # fmt: skip
+    assert not [
+        p
+        for p in ("/tmp/owned.txt", os.path.join(os.path.dirname(open_server.studies), "owned.txt"))
+        if os.path.exists(p)
+    ]
+    for method, path in (
+        ("GET", "/logs/"),
+        ("GET", "/datastore/dataset"),
+        ("DELETE", "/datastore/label"),
+        ("DELETE", "/datastore/image"),
+        ("PUT", "/model/segmentation"),
+        ("POST", "/reload"),
+        ("POST", "/train/"),
+        ("PUT", "/datastore/label/info"),
+        ("GET", "/proxy/dicom/x"),
+    ):
         assert call(open_server, method, path, params={"id": IMAGE, "tag": "final"}).status_code == 404, path
 
 
 def test_no_web_page_can_drive_the_api(open_server):
     answer = call(open_server, "GET", "/info/", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in answer.headers
-    preflight = call(open_server, "OPTIONS", "/datastore/label", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"})  # fmt: skip
+    preflight = call(
+        open_server,
+        "OPTIONS",
+        "/datastore/label",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"},
+    )
     assert "access-control-allow-origin" not in preflight.headers and "DELETE" not in preflight.headers.get(
         "access-control-allow-methods", ""
     )
@@ -236,8 +263,13 @@ def test_reviewed_labels_stay_and_every_annotator_keeps_a_version(open_server, t
     assert json.loads(open_server.datastore_json())["objects"]["phantom012_ed"]["labels"]["final"]["info"] == final
     names = {v["annotator"] for v in call(open_server, "GET", "/versions/phantom012_ed").json()["versions"]}
     assert {"Dr Sneaky", "Dr Sneaky2", "王医生"} <= names and later
-    saved = call(open_server, "POST", "/infer/segmentation", params={"image": "phantom012_ed"},
-                 data={"params": json.dumps({"save_label": True, "label_tag": "final"})})  # fmt: skip
+    saved = call(
+        open_server,
+        "POST",
+        "/infer/segmentation",
+        params={"image": "phantom012_ed"},
+        data={"params": json.dumps({"save_label": True, "label_tag": "final"})},
+    )
     assert saved.status_code == 422
     assert json.loads(open_server.datastore_json())["objects"]["phantom012_ed"]["labels"]["final"]["info"] == final
 
@@ -245,8 +277,9 @@ def test_reviewed_labels_stay_and_every_annotator_keeps_a_version(open_server, t
 def test_no_server_paths_and_no_one_takes_every_slice(open_server):
     sample = call(open_server, "POST", "/activelearning/random", json={}).json()
     assert sample["id"] and not any(isinstance(v, str) and v.startswith("/") for v in sample.values())
-    batches = [call(open_server, "POST", "/ranking/batch", json={"annotator": "Greedy", "thumbnails": False})
-               for _ in range(4)]  # fmt: skip
+    batches = [
+        call(open_server, "POST", "/ranking/batch", json={"annotator": "Greedy", "thumbnails": False}) for _ in range(4)
+    ]
     assert [b.status_code for b in batches] == [200, 200, 200, 429]
     other = call(open_server, "POST", "/ranking/batch", json={"annotator": "Fair", "thumbnails": False})
     assert other.status_code == 200

@@ -55,8 +55,14 @@ def test_a_label_is_recorded_as_the_accounts_whatever_the_body_claims(team, tmp_
     sitk.WriteImage(label, path)
     params = {"annotator": "Prof Mallory", "expertise": "expert", "accepted_version": "x", "reviewed_by": "Prof M"}
     with open(path, "rb") as f:
-        answer = team.call("annotator", "PUT", "/datastore/label", params={"image": IMAGE, "tag": "final"},
-                           data={"params": json.dumps(params)}, files={"label": ("l.nii.gz", f)})  # fmt: skip
+        answer = team.call(
+            "annotator",
+            "PUT",
+            "/datastore/label",
+            params={"image": IMAGE, "tag": "final"},
+            data={"params": json.dumps(params)},
+            files={"label": ("l.nii.gz", f)},
+        )
     assert answer.status_code == 200, answer.text
     assert answer.json()["annotator"] == "Ann" and answer.json()["expertise"] == "non_expert"
     versions = team.call("reviewer", "GET", f"/versions/{IMAGE}").json()["versions"]

@@ -19,8 +19,9 @@ def analyse(studies, out, models, *extra):
     """Run the command to the end; its JSON lines (stdout)."""
     log = out + ".stdout"
     with open(log, "w") as f, open(out + ".stderr", "w") as err:
-        code = subprocess.run(analyse_command(studies, out, models, *extra), stdout=f, stderr=err, env=os.environ,
-                              timeout=900).returncode  # fmt: skip
+        code = subprocess.run(
+            analyse_command(studies, out, models, *extra), stdout=f, stderr=err, env=os.environ, timeout=900
+        ).returncode
     assert code == 0, open(out + ".stderr").read()[-4000:]
     return [json.loads(line) for line in open(log) if line.startswith("{")]
 

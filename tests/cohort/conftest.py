@@ -52,11 +52,34 @@ def ray_cluster():
     """
     temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths must stay under 107 characters
     log_path = os.path.join(temp, "start.log")
-    ports = {k: str(free_port()) for k in ("port", "ray-client-server-port", "dashboard-port", "metrics-export-port",
-             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")}  # fmt: skip
-    cmd = [RAY, "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
-           "--include-dashboard=false", "--object-store-memory", str(100 * 1024 * 1024), "--disable-usage-stats",
-           *[a for k, v in ports.items() for a in (f"--{k}", v)]]  # fmt: skip
+    ports = {
+        k: str(free_port())
+        for k in (
+            "port",
+            "ray-client-server-port",
+            "dashboard-port",
+            "metrics-export-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+        )
+    }
+    cmd = [
+        RAY,
+        "start",
+        "--head",
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "0",
+        "--temp-dir",
+        temp,
+        "--include-dashboard=false",
+        "--object-store-memory",
+        str(100 * 1024 * 1024),
+        "--disable-usage-stats",
+        *[a for k, v in ports.items() for a in (f"--{k}", v)],
+    ]
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in token}
     os.environ.update(token)

@@ -26,8 +26,16 @@ def pacs(tmp_path_factory):
     for seed, layout in ((21, "series_per_slice"), (22, "enhanced")):
         rng = np.random.default_rng(seed)
         header = study_header(rng, patient_id=f"COH{seed}", height_cm=170, weight_kg=70)
-        orthanc.upload(write_cine(make_phantom(seed, n_frames=6).cine, str(root / f"dicom{seed}"), layout=layout,
-                                  header=header, rng=rng, rr_ms=900.0))  # fmt: skip
+        orthanc.upload(
+            write_cine(
+                make_phantom(seed, n_frames=6).cine,
+                str(root / f"dicom{seed}"),
+                layout=layout,
+                header=header,
+                rng=rng,
+                rr_ms=900.0,
+            )
+        )
     yield orthanc
     orthanc.stop()
 

@@ -78,8 +78,13 @@ def tiny_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(3)
     spec = NetworkSpec(channels=(8, 16, 32))
-    publish_segmentation(str(folder / "segmentation.pt"), spec.build(), spec, PreprocessConfig(),
-                         ModelRecord(kind="segmentation", metric="mean"))  # fmt: skip
+    publish_segmentation(
+        str(folder / "segmentation.pt"),
+        spec.build(),
+        spec,
+        PreprocessConfig(),
+        ModelRecord(kind="segmentation", metric="mean"),
+    )
     return str(folder / "segmentation.pt")
 
 

@@ -19,8 +19,9 @@ from CMRAssistCore.measures import class_volumes_ml, ventricular_function
 pytestmark = pytest.mark.slow
 
 
-def test_cluster_run_measures_every_frame_and_lists_the_corrupt_study(first_run, cohort_studies, cohort_models,
-                                                                      ray_cluster):  # fmt: skip
+def test_cluster_run_measures_every_frame_and_lists_the_corrupt_study(
+    first_run, cohort_studies, cohort_models, ray_cluster
+):
     out, lines = first_run
     infos = {
         k: v["image"]["info"]
@@ -53,8 +54,12 @@ def test_cluster_run_measures_every_frame_and_lists_the_corrupt_study(first_run,
         # QC-corrected values come from the ED and ES frames' QC reports, beside the raw ones.
         corrected = record["qc"]["ed"]["volumes"]["corrected"]["lv_cavity_ml"]
         assert row["lv_edv_ml_corrected"] == corrected and row["qc_learned"] is True
-        assert {c["check"] for c in record["checks"]} == {"volume_curve", "ed_es_timing", "stroke_volumes",
-                                                          "mass_ed_es"}  # fmt: skip
+        assert {c["check"] for c in record["checks"]} == {
+            "volume_curve",
+            "ed_es_timing",
+            "stroke_volumes",
+            "mass_ed_es",
+        }
     csv_lines = open(os.path.join(out, "subjects.csv")).read().splitlines()
     assert len(csv_lines) == 8 and csv_lines[0].startswith("subject,status,reason")
     run = json.load(open(os.path.join(out, "run.json")))
@@ -93,8 +98,13 @@ def _wait_for_subjects(out, n, proc, timeout=300):
 def test_killed_run_resumes_to_the_same_table(first_run, cohort_studies, cohort_models, ray_cluster, tmp_path):
     out = str(tmp_path / "killed")
     with open(str(tmp_path / "killed.log"), "w") as log:
-        proc = subprocess.Popen(analyse_command(cohort_studies, out, cohort_models, "--address", ray_cluster),
-                                stdout=log, stderr=subprocess.STDOUT, env=os.environ, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            analyse_command(cohort_studies, out, cohort_models, "--address", ray_cluster),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ,
+            start_new_session=True,
+        )
         try:
             _wait_for_subjects(out, 2, proc)
         finally:

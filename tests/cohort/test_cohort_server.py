@@ -53,8 +53,13 @@ def test_review_queue_is_served_by_the_qc_strategy_and_qc_matches_the_infer_task
         assert np.array_equal(
             ours, batch.segment(read_image(os.path.join(cohort_server.studies, image_id + ".nii.gz")))
         )
-        client.submit_label(image_id, os.path.join(out, frames[frame]["label"]), annotator="cmrassist analyse",
-                            expertise="expert", tag="cohort")  # fmt: skip
+        client.submit_label(
+            image_id,
+            os.path.join(out, frames[frame]["label"]),
+            annotator="cmrassist analyse",
+            expertise="expert",
+            tag="cohort",
+        )
         report = client.quality(image_id, label="cohort")
         expected = record["qc"][phase]
         assert {k: v for k, v in report.items() if k not in VOLATILE} == {

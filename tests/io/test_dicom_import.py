@@ -84,7 +84,10 @@ def test_each_layout_comes_back_as_the_same_cine(phantom, layout, tmp_path):
     assert info["heart_rate_bpm"] > 0 and info["height_cm"] == 180.0 and info["weight_kg"] == 81.0
     assert info["study_instance_uid"] and info["series_instance_uids"]
     assert objects[ed_id]["image"]["info"]["source_image"] == cine_id
-    assert sorted(result["skipped"]) == ["series 1 'localizer': localiser", "series 2 'cine_4ch': single-slice cine (long-axis view)"]  # fmt: skip
+    assert sorted(result["skipped"]) == [
+        "series 1 'localizer': localiser",
+        "series 2 'cine_4ch': single-slice cine (long-axis view)",
+    ]
     assert result["not_dicom"] == ["README.txt"]
 
 
@@ -190,6 +193,8 @@ def test_a_folder_without_a_cine_is_refused(tmp_path):
     write_other_series(
         str(src), header=study_header(rng, patient_id="X"), like=make_phantom(1, n_frames=2).cine, rng=rng
     )
-    proc = subprocess.run([*CLI, "import-dicom", str(src), str(tmp_path / "dst"), "--no-model"], capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, "import-dicom", str(src), str(tmp_path / "dst"), "--no-model"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "holds no short-axis cine" in proc.stderr and "localiser" in proc.stderr
     assert not (tmp_path / "dst").exists()

@@ -26,8 +26,13 @@ def grid_places(paths):
     """SOP instance UID -> (phase, slice) of the single-frame cine files written."""
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
     heights = sorted({round(float(h.ImagePositionPatient[2]), 3) for h in headers})
-    return {str(h.SOPInstanceUID): (int(h.TemporalPositionIdentifier) - 1,
-                                    heights.index(round(float(h.ImagePositionPatient[2]), 3))) for h in headers}  # fmt: skip
+    return {
+        str(h.SOPInstanceUID): (
+            int(h.TemporalPositionIdentifier) - 1,
+            heights.index(round(float(h.ImagePositionPatient[2]), 3)),
+        )
+        for h in headers
+    }
 
 
 def info_of(client, image_id):

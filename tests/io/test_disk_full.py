@@ -28,8 +28,11 @@ def test_a_full_disk_refuses_a_submission_with_507_and_keeps_everything(phantom_
     os.makedirs(studies)
     for name in ("phantom011_ed.nii.gz", "datastore_v2.json"):
         shutil.copy(os.path.join(phantom_studies + "_pristine", name), studies)
-    shutil.copytree(os.path.join(phantom_studies + "_pristine", "labels"), os.path.join(studies, "labels"),
-                    ignore=lambda d, names: [n for n in names if n.endswith(".nii.gz") and "phantom011_ed" not in n])  # fmt: skip
+    shutil.copytree(
+        os.path.join(phantom_studies + "_pristine", "labels"),
+        os.path.join(studies, "labels"),
+        ignore=lambda d, names: [n for n in names if n.endswith(".nii.gz") and "phantom011_ed" not in n],
+    )
     store = CheckedDatastore(studies, versions=LabelVersions(os.path.join(studies, ".cmrassist", "versions")))
     image = sitk.ReadImage(os.path.join(studies, "phantom011_ed.nii.gz"))
     label = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 4, image.GetSize()[::-1]).astype(np.uint8))
@@ -43,12 +46,18 @@ def test_a_full_disk_refuses_a_submission_with_507_and_keeps_everything(phantom_
                 f.write(b"\0" * 65536)
         except OSError:
             pass
-    before = {os.path.relpath(os.path.join(d, n), studies): open(os.path.join(d, n), "rb").read()
-              for d, _, names in os.walk(studies) for n in names}  # fmt: skip
+    before = {
+        os.path.relpath(os.path.join(d, n), studies): open(os.path.join(d, n), "rb").read()
+        for d, _, names in os.walk(studies)
+        for n in names
+    }
     with pytest.raises(CMRAssistError) as full:
         store.submit("phantom011_ed", path, annotator="Dr B", expertise="expert")
     assert full.value.status == 507 and "disk is full" in str(full.value)
-    after = {os.path.relpath(os.path.join(d, n), studies): open(os.path.join(d, n), "rb").read()
-             for d, _, names in os.walk(studies) for n in names}  # fmt: skip
+    after = {
+        os.path.relpath(os.path.join(d, n), studies): open(os.path.join(d, n), "rb").read()
+        for d, _, names in os.walk(studies)
+        for n in names
+    }
     assert after == before
     assert [v["annotator"] for v in store.versions.list("phantom011_ed")["versions"]][-1] == "Dr A"

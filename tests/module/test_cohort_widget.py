@@ -27,12 +27,25 @@ def test_cohort_row_shows_the_servers_answer(app, runner, store, fresh_server, t
 
 
 def test_cohort_status_line():
-    running = {"state": "running", "progress": {"total": 120, "done": 30, "failed": 2, "skipped": 8,
-                                                "remaining": 80, "studies_per_s": 0.5, "eta_s": 160.0}}  # fmt: skip
+    running = {
+        "state": "running",
+        "progress": {
+            "total": 120,
+            "done": 30,
+            "failed": 2,
+            "skipped": 8,
+            "remaining": 80,
+            "studies_per_s": 0.5,
+            "eta_s": 160.0,
+        },
+    }
     assert describe_cohort(running) == "Cohort run: 40/120 subjects (2 failed), 30.0 studies/min, about 3 min left"
     assert describe_cohort({"state": "running", "progress": {}}) == "Cohort run: starting ..."
-    done = {"state": "done", "progress": {"total": 7, "done": 6, "failed": 1, "skipped": 0},
-            "run": {"review_first": "patient042"}}  # fmt: skip
+    done = {
+        "state": "done",
+        "progress": {"total": 7, "done": 6, "failed": 1, "skipped": 0},
+        "run": {"review_first": "patient042"},
+    }
     assert describe_cohort(done) == "Cohort run done: 7/7 subjects (1 failed). Review first: patient042."
     failed = {"state": "failed", "error": "cmrassist analyse: error: cannot join the Ray cluster at h:1"}
     assert describe_cohort(failed).startswith("Cohort run failed: cmrassist analyse: error: cannot join")

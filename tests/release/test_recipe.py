@@ -40,9 +40,21 @@ def _acdc_of_phantoms(root: str, distinct: int = 5, patients: int = 100) -> str:
 def test_the_recipe_makes_every_model_with_its_card_and_checksum(tmp_path):
     acdc = _acdc_of_phantoms(str(tmp_path / "acdc"))
     out = str(tmp_path / "models")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "cmrassist"), "train-release", "--acdc", acdc, "--out", out,
-           "--epochs", "segmentation=1,slice_position=1,qc=1", "--minutes",
-           "segmentation=0.3,slice_position=0.2,qc=0.3,qc_snapshot=0.05", "--seed", "3", "--quick"]  # fmt: skip
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "cmrassist"),
+        "train-release",
+        "--acdc",
+        acdc,
+        "--out",
+        out,
+        "--epochs",
+        "segmentation=1,slice_position=1,qc=1",
+        "--minutes",
+        "segmentation=0.3,slice_position=0.2,qc=0.3,qc_snapshot=0.05",
+        "--seed",
+        "3",
+        "--quick",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in MODELS:
@@ -60,8 +72,14 @@ def test_the_recipe_makes_every_model_with_its_card_and_checksum(tmp_path):
 
 def test_the_recipe_refuses_a_folder_without_all_100_patients(tmp_path):
     acdc = _acdc_of_phantoms(str(tmp_path / "acdc"), distinct=1, patients=3)
-    cmd = [os.path.join(os.path.dirname(sys.executable), "cmrassist"), "train-release", "--acdc", acdc, "--out",
-           str(tmp_path / "models")]  # fmt: skip
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "cmrassist"),
+        "train-release",
+        "--acdc",
+        acdc,
+        "--out",
+        str(tmp_path / "models"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "holds 3 ACDC patients" in done.stderr and "needs all 100" in done.stderr
     assert not os.path.exists(tmp_path / "models")

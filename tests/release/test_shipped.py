@@ -99,8 +99,9 @@ def test_an_empty_model_folder_serves_the_shipped_models_at_once(shipped_server,
     assert info["shipped_models"] == dict.fromkeys(MODELS, "installed")
     assert client.model_versions("segmentation")[0]["version"] == "shipped"
     # One click on a phantom: the shipped model finds the LV cavity and the RV where the phantom has them.
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(shipped_server.studies, "labels", "final",
-                                                                   "phantom011_ed.nii.gz")))  # fmt: skip
+    reference = sitk.GetArrayFromImage(
+        sitk.ReadImage(os.path.join(shipped_server.studies, "labels", "final", "phantom011_ed.nii.gz"))
+    )
     label = sitk.GetArrayFromImage(sitk.ReadImage(client.infer("phantom011_ed", str(tmp_path))))
     assert _dice(label, reference, 3) > 0.8 and _dice(label, reference, 1) > 0.6
     report = client.quality("phantom011_ed", label="final")
@@ -116,8 +117,9 @@ def test_a_scanner_geometry_study_is_segmented_in_its_own_geometry(shipped_serve
     image = sitk.ReadImage(path)
     assert np.allclose(label_image.GetDirection(), image.GetDirection(), atol=1e-5)
     assert np.allclose(label_image.GetOrigin(), image.GetOrigin(), atol=1e-3)
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(shipped_server.studies, "labels", "final",
-                                                                   "phantom011_ed.nii.gz")))  # fmt: skip
+    reference = sitk.GetArrayFromImage(
+        sitk.ReadImage(os.path.join(shipped_server.studies, "labels", "final", "phantom011_ed.nii.gz"))
+    )
     assert _dice(sitk.GetArrayFromImage(label_image), reference, 3) > 0.8
 
 
@@ -145,8 +147,18 @@ def test_a_tampered_shipped_model_is_refused_with_a_clear_error(phantom_studies,
 @pytest.mark.slow
 def test_the_demo_fine_tunes_the_shipped_model_on_its_phantoms(tmp_path):
     studies, model_dir = tmp_path / "demo", tmp_path / "model"
-    cmd = [os.path.join(os.path.dirname(sys.executable), "cmrassist"), "prepare-demo", "--studies", str(studies),
-           "--model-dir", str(model_dir), "--phantoms", "3", "--finetune-minutes", "0.2"]  # fmt: skip
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "cmrassist"),
+        "prepare-demo",
+        "--studies",
+        str(studies),
+        "--model-dir",
+        str(model_dir),
+        "--phantoms",
+        "3",
+        "--finetune-minutes",
+        "0.2",
+    ]
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "CMRASSIST_SHIPPED_DIR": SHIPPED}
     )

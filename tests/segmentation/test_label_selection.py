@@ -63,8 +63,9 @@ def test_label_choices_pick_versions_by_expertise(tmp_path):
 
     folder = str(tmp_path / "studies")
     phantom_studies(folder, 2, seed=77)
-    ds = CheckedDatastore(folder, versions=LabelVersions(os.path.join(folder, ".cmrassist", "versions")),
-                          extensions=("*.nii.gz",))  # fmt: skip
+    ds = CheckedDatastore(
+        folder, versions=LabelVersions(os.path.join(folder, ".cmrassist", "versions")), extensions=("*.nii.gz",)
+    )
     final = str(tmp_path / "submitted.nii.gz")
     sitk.WriteImage(sitk.ReadImage(os.path.join(folder, "labels", "final", "phantom077_ed.nii.gz")), final)
     ds.save_label("phantom077_ed", final, "final", {"annotator": "Ms B", "expertise": "non-expert"})
@@ -95,8 +96,9 @@ def test_label_choices_pick_versions_by_expertise(tmp_path):
         chosen(labels="consensus")
     # A cine's propagated label joins when asked for.
     phantom_studies(folder, 1, seed=79, with_cine=True)
-    ds = CheckedDatastore(folder, versions=LabelVersions(os.path.join(folder, ".cmrassist", "versions")),
-                          extensions=("*.nii.gz",))  # fmt: skip
+    ds = CheckedDatastore(
+        folder, versions=LabelVersions(os.path.join(folder, ".cmrassist", "versions")), extensions=("*.nii.gz",)
+    )
     cine = sitk.ReadImage(os.path.join(folder, "phantom079_cine.nii.gz"))
     path = write_label_like(
         np.zeros(tuple(reversed(cine.GetSize())), np.uint8), cine, str(tmp_path / "propagated.nii.gz")

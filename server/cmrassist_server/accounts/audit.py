@@ -36,10 +36,20 @@ class AuditLog:
     def _db(self) -> sqlite3.Connection:
         return self._file.connection()
 
-    def append(self, actor: str, action: str, *, target: Optional[str] = None, role: Optional[str] = None,
-               details: Optional[Dict[str, Any]] = None, address: Optional[str] = None) -> None:  # fmt: skip
-        self._db().execute("INSERT INTO audit (at, actor, role, action, target, details, address) VALUES (?,?,?,?,?,?,?)",
-                           (time.time(), actor, role, action, target, json.dumps(details or {}, default=str), address))  # fmt: skip
+    def append(
+        self,
+        actor: str,
+        action: str,
+        *,
+        target: Optional[str] = None,
+        role: Optional[str] = None,
+        details: Optional[Dict[str, Any]] = None,
+        address: Optional[str] = None,
+    ) -> None:
+        self._db().execute(
+            "INSERT INTO audit (at, actor, role, action, target, details, address) VALUES (?,?,?,?,?,?,?)",
+            (time.time(), actor, role, action, target, json.dumps(details or {}, default=str), address),
+        )
 
     def read(self, *, since_id: int = 0, limit: int = 1000, action: Optional[str] = None) -> List[Dict[str, Any]]:
         query, args = "SELECT * FROM audit WHERE id > ?", [since_id]

@@ -54,9 +54,15 @@ def oidc_settings(conf) -> Optional[OIDCSettings]:
         return None
     if not all(parts):
         raise CMRAssistError("OIDC needs oidc_issuer, oidc_audience and oidc_jwks_url together")
-    return OIDCSettings(issuer=conf.oidc_issuer, audience=conf.oidc_audience, jwks_url=conf.oidc_jwks_url,
-                        name_claim=conf.oidc_name_claim, roles_claim=conf.oidc_roles_claim,
-                        expertise_claim=conf.oidc_expertise_claim, role_map=conf.oidc_role_map)  # fmt: skip
+    return OIDCSettings(
+        issuer=conf.oidc_issuer,
+        audience=conf.oidc_audience,
+        jwks_url=conf.oidc_jwks_url,
+        name_claim=conf.oidc_name_claim,
+        roles_claim=conf.oidc_roles_claim,
+        expertise_claim=conf.oidc_expertise_claim,
+        role_map=conf.oidc_role_map,
+    )
 
 
 class OIDCVerifier:
@@ -71,16 +77,25 @@ class OIDCVerifier:
         expired); CMRAssistError (403) for a valid token that carries no role of this server."""
         try:
             key = self.jwks.get_signing_key_from_jwt(token).key
-            claims = jwt.decode(token, key, algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
-                                audience=self.settings.audience, issuer=self.settings.issuer,
-                                options={"require": ["exp", "iss", "aud"]}, leeway=30)  # fmt: skip
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                options={"require": ["exp", "iss", "aud"]},
+                leeway=30,
+            )
         except (jwt.PyJWTError, jwt.PyJWKClientError, ValueError):
             return None
         name = claims.get(self.settings.name_claim) or claims.get("sub")
         role = self._role(_claim(claims, self.settings.roles_claim))
         if not name or role is None:
-            raise CMRAssistError("your sign-in is valid but gives no role on this server (annotator, reviewer or "
-                                 "admin): ask your identity administrator", 403)  # fmt: skip
+            raise CMRAssistError(
+                "your sign-in is valid but gives no role on this server (annotator, reviewer or "
+                "admin): ask your identity administrator",
+                403,
+            )
         expertise = _claim(claims, self.settings.expertise_claim)
         try:
             expertise = check_expertise(expertise) if isinstance(expertise, str) else None

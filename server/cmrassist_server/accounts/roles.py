@@ -55,13 +55,22 @@ class Account:
         """MONAI Label's role names this account holds (its own and every lesser one)."""
         from monailabel.config import settings
 
-        names = {"user": settings.MONAI_LABEL_AUTH_ROLE_USER, "annotator": settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR,
-                 "reviewer": settings.MONAI_LABEL_AUTH_ROLE_REVIEWER, "admin": settings.MONAI_LABEL_AUTH_ROLE_ADMIN}  # fmt: skip
+        names = {
+            "user": settings.MONAI_LABEL_AUTH_ROLE_USER,
+            "annotator": settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR,
+            "reviewer": settings.MONAI_LABEL_AUTH_ROLE_REVIEWER,
+            "admin": settings.MONAI_LABEL_AUTH_ROLE_ADMIN,
+        }
         return [names[r] for r in ROLES[: ROLES.index(self.role) + 1]]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "role": self.role, "expertise": self.expertise, "source": self.source,
-                "may": [r for r in ROLES if self.allows(r)]}  # fmt: skip
+        return {
+            "name": self.name,
+            "role": self.role,
+            "expertise": self.expertise,
+            "source": self.source,
+            "may": [r for r in ROLES if self.allows(r)],
+        }
 
 
 #: The account of a server without sign-in (loopback, no accounts): may do everything; names come from requests.

@@ -52,8 +52,10 @@ class AccountStore:
             raise CMRAssistError("an account needs a name of 1 to 128 characters", 422)
         account_id, token = _new_token()
         try:
-            self._db().execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                               (account_id, name, check_role(role), check_expertise(expertise), _hash(token), time.time()))  # fmt: skip
+            self._db().execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (account_id, name, check_role(role), check_expertise(expertise), _hash(token), time.time()),
+            )
         except sqlite3.IntegrityError:
             raise CMRAssistError(f"an account named {name!r} exists already (rotate its token instead)", 409) from None
         return token

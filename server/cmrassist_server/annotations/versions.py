@@ -111,8 +111,12 @@ class LabelVersions:
             if label_file.endswith(".nii.gz"):
                 atomic_write(self.path(image_id, vid), lambda tmp: shutil.copyfile(label_file, tmp))
             else:
-                atomic_write(self.path(image_id, vid),
-                             lambda tmp: sitk.WriteImage(sitk.ReadImage(label_file), tmp, useCompression=True, imageIO="NiftiImageIO"))  # fmt: skip
+                atomic_write(
+                    self.path(image_id, vid),
+                    lambda tmp: sitk.WriteImage(
+                        sitk.ReadImage(label_file), tmp, useCompression=True, imageIO="NiftiImageIO"
+                    ),
+                )
             entry = {
                 "id": vid,
                 "annotator": info.get("annotator") or vid,

@@ -28,8 +28,12 @@ def install_account_routes(app: FastAPI, instance, audit) -> None:
         return {**account.as_dict(), "auth": not account.open}
 
     @router.get("/audit", summary="Every recorded change, oldest first (admins)")
-    def read_audit(since: int = Query(0, ge=0, le=2**62), limit: int = Query(1000, ge=1, le=10000),
-                   action: Optional[str] = None, account=role("admin")):  # fmt: skip
+    def read_audit(
+        since: int = Query(0, ge=0, le=2**62),
+        limit: int = Query(1000, ge=1, le=10000),
+        action: Optional[str] = None,
+        account=role("admin"),
+    ):
         return {"entries": audit.read(since_id=since, limit=limit, action=action)}
 
     @router.post("/activelearning/{strategy}", summary="The next study to work on (by a strategy)")

@@ -22,12 +22,22 @@ from cmrassist_server.api.schema import StrictJSONBodies, install_schema
 
 #: ``(method or "*", path pattern)`` pairs no request reaches.
 DISABLED: List[Tuple[str, str]] = [
-    ("*", r"/session(/.*)?"), ("*", r"/logs(/.*)?"), ("*", r"/model(/.*)?"), ("*", r"/ohif(/.*)?"),
-    ("*", r"/proxy(/.*)?"), ("*", r"/batch/infer(/.*)?"), ("*", r"/infer/wsi.*"), ("POST", r"/reload"),
-    ("GET", r"/datastore/dataset"), ("DELETE", r"/datastore/.*"), ("PUT", r"/datastore/?"),
-    ("PUT", r"/datastore/label/info"), ("PUT", r"/datastore/updatelabelinfo"), ("POST", r"/train/?"),
+    ("*", r"/session(/.*)?"),
+    ("*", r"/logs(/.*)?"),
+    ("*", r"/model(/.*)?"),
+    ("*", r"/ohif(/.*)?"),
+    ("*", r"/proxy(/.*)?"),
+    ("*", r"/batch/infer(/.*)?"),
+    ("*", r"/infer/wsi.*"),
+    ("POST", r"/reload"),
+    ("GET", r"/datastore/dataset"),
+    ("DELETE", r"/datastore/.*"),
+    ("PUT", r"/datastore/?"),
+    ("PUT", r"/datastore/label/info"),
+    ("PUT", r"/datastore/updatelabelinfo"),
+    ("POST", r"/train/?"),
     ("POST", r"/scoring/?"),
-]  # fmt: skip
+]
 _DISABLED = [(method, re.compile(settings.MONAI_LABEL_API_STR + pattern)) for method, pattern in DISABLED]
 #: Set when this module prepared the app; the app refuses to serve without it (``main.py``).
 HARDENED = True
@@ -44,8 +54,13 @@ class DisabledRoutes:
             method in ("*", scope["method"]) and pattern.fullmatch(scope["path"]) for method, pattern in _DISABLED
         ):
             body = json.dumps({"detail": f"{scope['method']} {scope['path']} is not offered by this server"}).encode()
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.inner(scope, receive, send)
@@ -60,8 +75,13 @@ def prepare() -> None:
     app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
     origins = [o.strip() for o in _conf("cors_origins", "").split(",") if o.strip()]
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "PUT"], allow_headers=["authorization", "content-type"])  # fmt: skip
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["authorization", "content-type"],
+        )
     app.add_middleware(StrictJSONBodies)
     app.add_middleware(DisabledRoutes)
     install_schema(app)

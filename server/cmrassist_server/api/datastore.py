@@ -6,7 +6,7 @@ a label, machine tags stay the server's, every stored change is audited."""
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, Literal, Optional, Tuple
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -40,8 +40,13 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
     router = APIRouter(prefix=api_prefix() + "/datastore", tags=["Datastore"])
 
     @router.put("/image", summary="Upload a new study (3D frame or 4D cine)")
-    async def add_image(request: Request, image: str = "", params: str = Form("{}"), file: UploadFile = File(...),
-                        account=role("annotator")):  # fmt: skip
+    async def add_image(
+        request: Request,
+        image: str = "",
+        params: str = Form("{}"),
+        file: UploadFile = File(...),
+        account=role("annotator"),
+    ):
         info = json_object(params)
         path = await run_in_threadpool(saved_upload, file, uploads)
         try:
@@ -52,8 +57,14 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
         return {"image": image_id}
 
     @router.put("/label", summary="Submit a label (final: kept as your version; reviewed finals stay)")
-    async def save_label(request: Request, image: str, tag: str = "final", params: str = Form("{}"),
-                         label: UploadFile = File(...), account=role("annotator")):  # fmt: skip
+    async def save_label(
+        request: Request,
+        image: str,
+        tag: str = "final",
+        params: str = Form("{}"),
+        label: UploadFile = File(...),
+        account=role("annotator"),
+    ):
         check_id(image)
         if check_tag(tag) in MACHINE_TAGS:
             raise CMRAssistError(f"label tag {tag!r} is not one a client may store", 400)
@@ -61,12 +72,7 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
         annotator, expertise = _who(account, info)
         path = await run_in_threadpool(saved_upload, label, uploads)
         try:
-            if tag == "final":
-                result = await run_in_threadpool(lambda: datastore().submit(image, path, annotator=annotator,
-                                                                             expertise=expertise, info=info))  # fmt: skip
-            else:
-                await run_in_threadpool(datastore().store_label, image, path, tag, {**info, "annotator": annotator})
-                result = {"version": None, "final": False}
+            result = await run_in_threadpool(_store_label, datastore(), image, path, tag, (annotator, expertise), info)
         finally:
             os.remove(path)
         record(request, account, "label_stored", image, tag=tag, annotator=annotator, **result)
@@ -81,6 +87,15 @@ def install_datastore_routes(app: FastAPI, datastore, uploads: str) -> None:
 
     _add_reads(router, datastore)
     mount_first(app, router, "datastore")
+
+
+def _store_label(store, image: str, path: str, tag: str, who: Tuple[str, str], info: dict) -> dict:
+    """A final label becomes the annotator's version; any other tag is stored as it is."""
+    annotator, expertise = who
+    if tag == "final":
+        return store.submit(image, path, annotator=annotator, expertise=expertise, info=info)
+    store.store_label(image, path, tag, {**info, "annotator": annotator})
+    return {"version": None, "final": False}
 
 
 def _add_reads(router: APIRouter, datastore) -> None:

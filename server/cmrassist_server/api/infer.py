@@ -42,9 +42,16 @@ def install_infer_routes(app: FastAPI, instance, uploads: str, *, concurrent: in
     router = APIRouter(prefix=api_prefix() + "/infer", tags=["Infer"])
 
     @router.post("/{model}", summary="Run a model on a stored study (image=ID) or an uploaded file")
-    async def infer(request: Request, background_tasks: BackgroundTasks, model: str, image: str = "",
-                    params: str = Form("{}"), file: Optional[UploadFile] = File(None), output: Optional[str] = None,
-                    account=role("user")):  # fmt: skip
+    async def infer(
+        request: Request,
+        background_tasks: BackgroundTasks,
+        model: str,
+        image: str = "",
+        params: str = Form("{}"),
+        file: Optional[UploadFile] = File(None),
+        output: Optional[str] = None,
+        account=role("user"),
+    ):
         app_ = instance()
         if model not in app_._infers:
             raise CMRAssistError(f"unknown model {model!r}; available: {sorted(app_._infers)}", 404)
@@ -121,8 +128,11 @@ def decide_writes(task, values: dict, account) -> None:
         return
     tag = values.get("label_tag") or "original"
     if tag not in MACHINE_TAGS:
-        raise CMRAssistError(f"a prediction is saved under one of {sorted(MACHINE_TAGS)}, never {tag!r} (submit "
-                             "labels as final through PUT /datastore/label)", 422)  # fmt: skip
+        raise CMRAssistError(
+            f"a prediction is saved under one of {sorted(MACHINE_TAGS)}, never {tag!r} (submit "
+            "labels as final through PUT /datastore/label)",
+            422,
+        )
     if not account.allows("annotator"):
         raise CMRAssistError("saving a prediction needs the annotator role", 403)
     values["save_label"], values["label_tag"] = True, tag

@@ -56,8 +56,10 @@ def install_ranking_routes(app: FastAPI, service: RankingService) -> None:
             service.sync()
         name, expertise = annotator_of(account, body.annotator, body.expertise)
         batch = service.store.next_batch(name, expertise)
-        items = [{**item_json(it), **({"thumbnail_png": service.thumbnail(it)} if body.thumbnails else {})}
-                 for it in batch.items]  # fmt: skip
+        items = [
+            {**item_json(it), **({"thumbnail_png": service.thumbnail(it)} if body.thumbnails else {})}
+            for it in batch.items
+        ]
         return {"batch": batch.id, "expires": batch.expires, "annotator": batch.annotator, "items": items}
 
     @router.post("/submit", summary="Submit a batch ordered from most basal to most apical")

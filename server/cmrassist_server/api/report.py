@@ -29,7 +29,10 @@ def install_report_routes(app: FastAPI) -> None:
         data = study_data(instance.datastore(), image)
         content, media = render(data, build_report(data, instance.qc.batch_checker), format)
         disposition = "attachment" if format in ("csv", "pdf") else "inline"
-        return Response(content, media_type=media,
-                        headers={"Content-Disposition": f'{disposition}; filename="{image}_report.{format}"'})  # fmt: skip
+        return Response(
+            content,
+            media_type=media,
+            headers={"Content-Disposition": f'{disposition}; filename="{image}_report.{format}"'},
+        )
 
     mount_first(app, router, "report")

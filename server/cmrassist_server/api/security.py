@@ -45,8 +45,12 @@ class Authenticator:
             return OPEN
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise CMRAssistError("sign in first: send 'Authorization: Bearer <your API token>' (cmrassist users add "
-                                 "makes one) or your institution's token", 401, CHALLENGE)  # fmt: skip
+            raise CMRAssistError(
+                "sign in first: send 'Authorization: Bearer <your API token>' (cmrassist users add "
+                "makes one) or your institution's token",
+                401,
+                CHALLENGE,
+            )
         token = token.strip()
         account = self.store.verify(token) if token.startswith("cmra_") else None
         if account is None and self.oidc is not None and not token.startswith("cmra_"):

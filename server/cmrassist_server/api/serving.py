@@ -45,27 +45,42 @@ def start_serving(instance, app, *, argv: Optional[List[str]] = None) -> Ranking
         RuntimeError: started without the hardened ASGI app, or listening beyond loopback without sign-in.
     """
     if "cmrassist_server.api.asgi" not in sys.modules:
-        raise RuntimeError("start the server with `cmrassist serve` (or monailabel start_server --uvicorn_app "
-                           "cmrassist_server.api.asgi:app): MONAI Label's plain app exposes routes this one must not")  # fmt: skip
+        raise RuntimeError(
+            "start the server with `cmrassist serve` (or monailabel start_server --uvicorn_app "
+            "cmrassist_server.api.asgi:app): MONAI Label's plain app exposes routes this one must not"
+        )
     conf, state = instance.app_conf, instance.state_dir
     os.makedirs(state, exist_ok=True)
     oidc = oidc_settings(conf)
     auth = Authenticator(AccountStore(accounts_path(state)), OIDCVerifier(oidc) if oidc else None)
     host = listen_host(argv if argv is not None else sys.argv)
     if not is_loopback(host) and not auth.enabled():
-        raise RuntimeError(f"refusing to listen on {host} without sign-in: add accounts first (`cmrassist users add "
-                           f"NAME --role admin --studies {instance.studies}`) or configure OIDC, or listen on "
-                           "127.0.0.1")  # fmt: skip
+        raise RuntimeError(
+            f"refusing to listen on {host} without sign-in: add accounts first (`cmrassist users add "
+            f"NAME --role admin --studies {instance.studies}`) or configure OIDC, or listen on "
+            "127.0.0.1"
+        )
     # The ``shipped_dir`` setting, else CMRASSIST_SHIPPED_DIR (the tests' servers: "none"), else ``models/``.
     shipped = conf.shipped_dir or os.environ.get("CMRASSIST_SHIPPED_DIR") or shipped_folder()
     instance.shipped = install_shipped(conf.model_dir, shipped) if shipped != "none" else {}
-    ranking = RankingService(RankingStore(os.path.join(state, "ranking.sqlite"), max_open_batches=conf.max_open_batches),
-                             instance.datastore, os.path.join(state, "thumbnails"))  # fmt: skip
+    ranking = RankingService(
+        RankingStore(os.path.join(state, "ranking.sqlite"), max_open_batches=conf.max_open_batches),
+        instance.datastore,
+        os.path.join(state, "thumbnails"),
+    )
     ranking.sync()
     versions = VersionService(instance.label_versions(), instance.datastore) if instance.local else None
-    install_routes(app, instance=lambda: instance, auth=auth, audit=AuditLog(os.path.join(state, "audit.sqlite")),
-                   uploads=os.path.join(state, "uploads"), trainers=instance._trainers, ranking=ranking,
-                   checkpoints={name: cfg.checkpoint for name, cfg in instance.models.items()}, versions=versions)  # fmt: skip
+    install_routes(
+        app,
+        instance=lambda: instance,
+        auth=auth,
+        audit=AuditLog(os.path.join(state, "audit.sqlite")),
+        uploads=os.path.join(state, "uploads"),
+        trainers=instance._trainers,
+        ranking=ranking,
+        checkpoints={name: cfg.checkpoint for name, cfg in instance.models.items()},
+        versions=versions,
+    )
     logger.info(
         f"CMRAssist serving on {host}; sign-in {'required' if auth.enabled() else 'off (loopback, no accounts)'}"
     )

@@ -35,8 +35,13 @@ def _add_train_route(router: APIRouter, name: str, task, run_model) -> None:
     before the handler runs and the OpenAPI schema publishes it; the handler hands the checked options on."""
     schema = task.options_type.with_defaults(task.defaults)
 
-    async def checked_train(request: Request, params: Optional[schema] = None, run_sync: Optional[bool] = False,
-                            enqueue: Optional[bool] = False, account=role("admin")):  # fmt: skip
+    async def checked_train(
+        request: Request,
+        params: Optional[schema] = None,
+        run_sync: Optional[bool] = False,
+        enqueue: Optional[bool] = False,
+        account=role("admin"),
+    ):
         if run_sync:
             raise CMRAssistError("training runs in its own process; run_sync would stall every request", 422)
         options = params if params is not None else schema()

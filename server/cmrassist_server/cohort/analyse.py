@@ -149,8 +149,13 @@ class SubjectAnalyser:
         for frame, label in zip(frames, labels):
             with timer.stage("qc"):
                 report = self.checker.check(frame.reference, label, thresholds=self.thresholds)
-            report.update(image=frame.image.image_id, frame=frame.number, label="prediction",
-                          image_info=dict(frame.image.info), seconds={"qc": report.pop("seconds")})  # fmt: skip
+            report.update(
+                image=frame.image.image_id,
+                frame=frame.number,
+                label="prediction",
+                image_info=dict(frame.image.info),
+                seconds={"qc": report.pop("seconds")},
+            )
             reports.append(report)
         return reports
 
@@ -165,8 +170,10 @@ class SubjectAnalyser:
             reports = self.check(chosen.frames, labels, timer)
         with timer.stage("write"):
             self.output.start_subject(subject.subject_id)
-            paths = [self.output.write_label(subject.subject_id, f.label_name, label, f.reference)
-                     for f, label in zip(chosen.frames, labels)]  # fmt: skip
+            paths = [
+                self.output.write_label(subject.subject_id, f.label_name, label, f.reference)
+                for f, label in zip(chosen.frames, labels)
+            ]
         record = subject_record(subject, chosen, labels, reports, paths, self.settings)
         record["stamp"] = stamp
         record["timings"] = {**timer.rounded(), "total": round(time.time() - started, 4)}

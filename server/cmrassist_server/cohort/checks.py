@@ -78,17 +78,31 @@ def curve_checks(lv_ml: Sequence[float], ed_index: int, es_index: int, from_info
     span = max(lv_ml) - min(lv_ml)
     depth = max(s.dip_fraction * span, 1e-6)
     minima = count_minima(lv_ml, depth) if span > 0 else 0
-    out = [_check("volume_curve", minima == 1, minima, 1,
-                  f"LV volume curve has {minima} minima deeper than {depth:.1f} ml (one expected)")]  # fmt: skip
+    out = [
+        _check(
+            "volume_curve",
+            minima == 1,
+            minima,
+            1,
+            f"LV volume curve has {minima} minima deeper than {depth:.1f} ml (one expected)",
+        )
+    ]
     if not from_info:
         out.append(_check("ed_es_timing", None, None, s.frame_tolerance, "ED and ES taken from the curve itself"))
         return out
     at_max = int(max(range(n), key=lambda i: lv_ml[i]))
     at_min = int(min(range(n), key=lambda i: lv_ml[i]))
     off = max(_cyclic_distance(at_max, ed_index, n), _cyclic_distance(at_min, es_index, n))
-    out.append(_check("ed_es_timing", off <= s.frame_tolerance, off, s.frame_tolerance,
-                      f"curve maximum at frame {at_max + 1}, minimum at frame {at_min + 1}; "
-                      f"ED {ed_index + 1}, ES {es_index + 1} from the image info"))  # fmt: skip
+    out.append(
+        _check(
+            "ed_es_timing",
+            off <= s.frame_tolerance,
+            off,
+            s.frame_tolerance,
+            f"curve maximum at frame {at_max + 1}, minimum at frame {at_min + 1}; "
+            f"ED {ed_index + 1}, ES {es_index + 1} from the image info",
+        )
+    )
     return out
 
 
@@ -97,18 +111,35 @@ def _agreement(name: str, a: Optional[float], b: Optional[float], absolute: floa
         return _check(name, None, None, None, f"{what}: not measurable")
     tolerance = max(absolute, fraction * abs(a + b) / 2)
     diff = abs(a - b)
-    return _check(name, diff <= tolerance, round(diff, 3), round(tolerance, 3),
-                  f"{what} differ by {diff:.1f} (tolerance {tolerance:.1f})")  # fmt: skip
+    return _check(
+        name,
+        diff <= tolerance,
+        round(diff, 3),
+        round(tolerance, 3),
+        f"{what} differ by {diff:.1f} (tolerance {tolerance:.1f})",
+    )
 
 
 def function_checks(function: Dict[str, Optional[float]], s: CheckSettings) -> List[Dict]:
     """``stroke_volumes`` and ``mass_ed_es`` from the raw measures."""
     return [
-        _agreement("stroke_volumes", function.get("lv_sv_ml"), function.get("rv_sv_ml"), s.sv_ml, s.sv_fraction,
-                   "LV and RV stroke volumes (ml)"),
-        _agreement("mass_ed_es", function.get("lv_mass_g"), function.get("lv_mass_es_g"), s.mass_g,
-                   s.mass_fraction, "LV mass at ED and ES (g)"),
-    ]  # fmt: skip
+        _agreement(
+            "stroke_volumes",
+            function.get("lv_sv_ml"),
+            function.get("rv_sv_ml"),
+            s.sv_ml,
+            s.sv_fraction,
+            "LV and RV stroke volumes (ml)",
+        ),
+        _agreement(
+            "mass_ed_es",
+            function.get("lv_mass_g"),
+            function.get("lv_mass_es_g"),
+            s.mass_g,
+            s.mass_fraction,
+            "LV mass at ED and ES (g)",
+        ),
+    ]
 
 
 def failed_checks(checks: List[Dict]) -> List[str]:

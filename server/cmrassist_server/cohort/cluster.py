@@ -65,13 +65,23 @@ def ray_session(cluster: ClusterSettings) -> Iterator[Dict[str, float]]:
         if cluster.address:
             ray.init(address=cluster.address, **common)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
-                     object_store_memory=cluster.object_store_mb * 1024 * 1024, **common)  # fmt: skip
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                object_store_memory=cluster.object_store_mb * 1024 * 1024,
+                **common,
+            )
     except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError ... for an unusable address
         where = f"join the Ray cluster at {cluster.address}" if cluster.address else "start Ray on this machine"
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        hint = (" (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
-                "or ~/.ray/auth_token)") if cluster.address and "RAY_AUTH_MODE" not in os.environ else ""  # fmt: skip
+        hint = (
+            (
+                " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token)"
+            )
+            if cluster.address and "RAY_AUTH_MODE" not in os.environ
+            else ""
+        )
         raise CMRAssistError(f"cannot {where}: {first}{hint}", 503) from None
     try:
         yield ray.cluster_resources()

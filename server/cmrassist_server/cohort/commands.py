@@ -25,7 +25,7 @@ def cmd_analyse(args) -> int:
             sv_fraction=args.sv_tolerance_fraction,
             mass_g=args.mass_tolerance_g,
             mass_fraction=args.mass_tolerance_fraction,
-        ),  # fmt: skip
+        ),
     )
     cluster = ClusterSettings(
         address=args.address,
@@ -34,13 +34,23 @@ def cmd_analyse(args) -> int:
         gpus_per_worker=args.gpus_per_worker,
         object_store_mb=args.object_store_mb,
     )
-    run = CohortRun(args.studies, args.out, models=models, settings=settings, cluster=cluster,
-                    retry_failed=args.retry_failed, review_store=not args.no_review_store)  # fmt: skip
+    run = CohortRun(
+        args.studies,
+        args.out,
+        models=models,
+        settings=settings,
+        cluster=cluster,
+        retry_failed=args.retry_failed,
+        review_store=not args.no_review_store,
+    )
     try:
         record = run.execute(bar=not args.no_bar, stream=sys.stdout)
     except KeyboardInterrupt:
-        print(f"cmrassist analyse: interrupted; what finished is kept in {args.out}: run the same command again to "
-              "do the rest", file=sys.stderr)  # fmt: skip
+        print(
+            f"cmrassist analyse: interrupted; what finished is kept in {args.out}: run the same command again to "
+            "do the rest",
+            file=sys.stderr,
+        )
         return 130
     counts = record["counts"]
     print(
@@ -73,8 +83,11 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--studies", required=True, help="studies folder (MONAI Label layout or a folder of NIfTI files)")
     p.add_argument("--out", required=True, help="output folder (shared storage when workers run on several hosts)")
-    p.add_argument("--address", default=None, help="Ray cluster to join: HOST:PORT, ray://HOST:PORT or auto "
-                   "(default: start Ray on this machine)")  # fmt: skip
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: HOST:PORT, ray://HOST:PORT or auto (default: start Ray on this machine)",
+    )
     p.add_argument("--frames", choices=FRAME_MODES, default="all", help="every cine frame, or ED and ES only")
     p.add_argument("--workers", type=_positive(int), default=None, help="model workers (default: as many as fit)")
     p.add_argument("--cpus-per-worker", type=_positive(float), default=1.0)

@@ -102,8 +102,10 @@ def _study_frames(studies: List[Tuple[StudyImage, sitk.Image]]) -> SubjectFrames
     images = [s[0] for s in studies]
     info = dict(images[0].info)
     ed_frame, es_frame = _frame_number(info.get("ed_frame")), _frame_number(info.get("es_frame"))
-    frames = [Frame(_frame_number(im.info.get("frame")) or i + 1, im, frames_of(img)[0], img)
-              for i, (im, img) in enumerate(studies)]  # fmt: skip
+    frames = [
+        Frame(_frame_number(im.info.get("frame")) or i + 1, im, frames_of(img)[0], img)
+        for i, (im, img) in enumerate(studies)
+    ]
     ed, es = _phase_index(images, "ED", ed_frame), _phase_index(images, "ES", es_frame)
     return SubjectFrames(frames, False, ed, es if es != ed else None, info, total_frames=len(frames))
 

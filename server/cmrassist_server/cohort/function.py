@@ -10,11 +10,20 @@ from cmrassist_server.qc.store import cardiac_function
 from CMRAssistCore.measures import MYOCARDIAL_DENSITY_G_PER_ML, class_volumes_ml, ventricular_function
 
 #: Table columns of the raw measures (``ventricular_function``'s keys and the ES mass), in table order.
-RAW_KEYS = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_pct", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_pct",
-            "lv_mass_g", "lv_mass_es_g")  # fmt: skip
+RAW_KEYS = (
+    "lv_edv_ml",
+    "lv_esv_ml",
+    "lv_sv_ml",
+    "lv_ef_pct",
+    "rv_edv_ml",
+    "rv_esv_ml",
+    "rv_sv_ml",
+    "rv_ef_pct",
+    "lv_mass_g",
+    "lv_mass_es_g",
+)
 #: The QC-corrected measures (``qc.store.cardiac_function``'s ``corrected`` values, with the stroke volumes).
-CORRECTED_KEYS = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_pct", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml",
-                  "rv_ef_pct", "lv_mass_g")  # fmt: skip
+CORRECTED_KEYS = tuple(k for k in RAW_KEYS if k != "lv_mass_es_g")
 
 
 def finite(value: Optional[float]) -> Optional[float]:

@@ -98,8 +98,13 @@ class CohortOutput:
 
     def write_failure(self, subject_id: str, stamp: Dict[str, Any], reason: str, images) -> None:
         """Why a subject failed; a record of earlier inputs that did succeed no longer stands."""
-        record = {"schema_version": SCHEMA_VERSION, "subject": subject_id, "stamp": stamp, "reason": reason,
-                  "images": list(images)}  # fmt: skip
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "subject": subject_id,
+            "stamp": stamp,
+            "reason": reason,
+            "images": list(images),
+        }
         atomic_write_json(self.failed_path(subject_id), record)
         if os.path.exists(self.subject_path(subject_id)):
             os.remove(self.subject_path(subject_id))

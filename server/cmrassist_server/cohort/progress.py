@@ -25,8 +25,9 @@ class Progress:
         every_s: least seconds between two progress lines.
     """
 
-    def __init__(self, total: int, skipped: int, *, bar: bool = True, stream: Optional[IO] = sys.stdout,
-                 every_s: float = 1.0):  # fmt: skip
+    def __init__(
+        self, total: int, skipped: int, *, bar: bool = True, stream: Optional[IO] = sys.stdout, every_s: float = 1.0
+    ):
         self.total, self.skipped = total, skipped
         self.done = self.failed = self.frames = 0
         self.stream, self.every_s = stream, every_s
@@ -44,16 +45,24 @@ class Progress:
         remaining = self.total - self.skipped - finished
         rate = finished / elapsed if elapsed > 0 else 0.0
         return {
-            "total": self.total, "done": self.done, "failed": self.failed, "skipped": self.skipped,
-            "remaining": remaining, "frames": self.frames, "elapsed_s": round(elapsed, 2),
-            "studies_per_s": round(rate, 4), "frames_per_s": round(self.frames / elapsed, 3) if elapsed > 0 else 0.0,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "remaining": remaining,
+            "frames": self.frames,
+            "elapsed_s": round(elapsed, 2),
+            "studies_per_s": round(rate, 4),
+            "frames_per_s": round(self.frames / elapsed, 3) if elapsed > 0 else 0.0,
             "eta_s": round(remaining / rate, 1) if rate > 0 else None,
-        }  # fmt: skip
+        }
 
     def line(self, event: str, **fields: Any) -> None:
         if self.stream is not None:
-            self.stream.write(json.dumps({"event": event, "time": round(time.time(), 3), **self.counters(), **fields},
-                                         default=str) + "\n")  # fmt: skip
+            self.stream.write(
+                json.dumps({"event": event, "time": round(time.time(), 3), **self.counters(), **fields}, default=str)
+                + "\n"
+            )
             self.stream.flush()
 
     def update(self, summary: Dict[str, Any]) -> None:

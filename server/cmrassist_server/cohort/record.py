@@ -96,12 +96,12 @@ def subject_record(subject: Subject, chosen: SubjectFrames, labels, reports, pat
                 "qc": _compact(report),
             }
             for f, path, vol, report in zip(frames, paths, volumes, reports)
-        ],  # fmt: skip
+        ],
         "qc": {
             "ed": reports[ed] if ed is not None else None,
             "es": reports[es] if es is not None else None,
             "review": reports[worst],
-        },  # fmt: skip
+        },
         "settings": settings.stamp(),
     }
     record["row"] = subject_row(record)

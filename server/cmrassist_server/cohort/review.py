@@ -51,9 +51,14 @@ def store_entry(record: Dict[str, Any], run_id: str, stamp: Dict[str, Any]) -> D
         "image": review["image"],
         "summary": summary,
         "stamp": stamp,
-        "cohort": {"run": run_id, "subject": record["subject"], "frame": review["frame"],
-                   "failed_checks": review["failed_checks"], "checks": record["checks"]},
-    }  # fmt: skip
+        "cohort": {
+            "run": run_id,
+            "subject": record["subject"],
+            "frame": review["frame"],
+            "failed_checks": review["failed_checks"],
+            "checks": record["checks"],
+        },
+    }
 
 
 def save_to_store(folder: str, record: Dict[str, Any], run_id: str, images: Dict[str, str], models) -> bool:
@@ -71,8 +76,11 @@ def save_to_store(folder: str, record: Dict[str, Any], run_id: str, images: Dict
     previous = store.get(image_id)
     if previous is not None and previous.get("label") not in (None, "prediction"):
         return False
-    stamp = {"image": file_stamp(images.get(image_id)), "label": file_stamp(models.segmentation),
-             "qc_model": file_stamp(models.qc)}  # fmt: skip
+    stamp = {
+        "image": file_stamp(images.get(image_id)),
+        "label": file_stamp(models.segmentation),
+        "qc_model": file_stamp(models.qc),
+    }
     store.save(image_id, store_entry(record, run_id, stamp))
     return True
 

@@ -31,10 +31,16 @@ def code_version() -> Dict[str, Any]:
         out["package"] = metadata.version("cmrassist")
     try:
         git = ["git", "-C", here]
-        out["commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, timeout=20,
-                                       check=True).stdout.strip()  # fmt: skip
-        status = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, timeout=60, check=True).stdout  # fmt: skip
+        out["commit"] = subprocess.run(
+            git + ["rev-parse", "HEAD"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            git + ["status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         out["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         pass
@@ -54,8 +60,17 @@ class CohortRun:
         review_store: also put the review queue in the studies folder's QC report store.
     """
 
-    def __init__(self, studies: str, out: str, *, models: ModelFiles, settings: AnalysisSettings,
-                 cluster: ClusterSettings, retry_failed: bool = False, review_store: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        studies: str,
+        out: str,
+        *,
+        models: ModelFiles,
+        settings: AnalysisSettings,
+        cluster: ClusterSettings,
+        retry_failed: bool = False,
+        review_store: bool = True,
+    ):
         self.source, self.models, self.settings, self.cluster = studies, models, settings, cluster
         self.studies = studies if is_dicomweb(studies) else os.path.abspath(studies)
         self.retry_failed = retry_failed
@@ -75,8 +90,12 @@ class CohortRun:
             if state == "done" or (state == "failed" and not self.retry_failed):
                 continue
             if subject.problem:
-                self.output.write_failure(subject.subject_id, stamps[subject.subject_id], subject.problem,
-                                          [i.image_id for i in subject.images])  # fmt: skip
+                self.output.write_failure(
+                    subject.subject_id,
+                    stamps[subject.subject_id],
+                    subject.problem,
+                    [i.image_id for i in subject.images],
+                )
                 self.failures.append({"subject": subject.subject_id, "reason": subject.problem})
                 continue
             todo.append((subject, stamps[subject.subject_id]))
@@ -107,8 +126,9 @@ class CohortRun:
         self.output.clean()
         payloads, described = self.models.snapshot()
         models = model_ids(described)  # a subject done with other models (or without the ensemble) is done again
-        stamps = {s.subject_id: {"images": s.stamp(), "models": models, "settings": self.settings.stamp()}
-                  for s in subjects}  # fmt: skip
+        stamps = {
+            s.subject_id: {"images": s.stamp(), "models": models, "settings": self.settings.stamp()} for s in subjects
+        }
         todo = self.plan(subjects, stamps)
         progress = Progress(len(subjects), len(subjects) - len(todo) - len(self.failures), bar=bar, stream=stream)
         for failure in self.failures:
@@ -119,8 +139,11 @@ class CohortRun:
             with ray_session(self.cluster) as resources:
                 count = min(self.cluster.worker_count(resources), len(todo))
                 workers = start_workers(self.cluster, count, self._worker_args(payloads))
-                record["cluster"] = {"address": self.cluster.address or "local", "resources": resources,
-                                     "workers": workers.infos}  # fmt: skip
+                record["cluster"] = {
+                    "address": self.cluster.address or "local",
+                    "resources": resources,
+                    "workers": workers.infos,
+                }
                 progress.line("workers", workers=len(workers.handles))
                 self.ready = time.time()
                 run_subjects(workers.handles, todo, self._result(progress, stamps), self.cluster.in_flight)
@@ -133,8 +156,14 @@ class CohortRun:
         return record
 
     def _worker_args(self, payloads) -> Dict[str, Any]:
-        return {"models": payloads, "settings": self.settings, "out": self.output.out,
-                "review_store": self.review_store, "run_id": self.run_id, "model_files": self.models}  # fmt: skip
+        return {
+            "models": payloads,
+            "settings": self.settings,
+            "out": self.output.out,
+            "review_store": self.review_store,
+            "run_id": self.run_id,
+            "model_files": self.models,
+        }
 
     def _finish(self, stamps: Dict, progress: Progress, started: float) -> Dict[str, Any]:
         rows = [row_of(r) for r in self.output.records(stamps)]
@@ -148,33 +177,53 @@ class CohortRun:
         subjects = counters["done"] + counters["failed"]
         return {
             "finished": time.time(),
-            "counts": {**{k: counters[k] for k in ("total", "done", "failed", "skipped", "frames")},
-                       "rows_done": sum(r["status"] == "done" for r in rows),
-                       "rows_failed": sum(r["status"] == "failed" for r in rows)},
-            "timings": {"wall_s": round(wall, 2), "frames_per_s": round(counters["frames"] / wall, 3),
-                        "studies_per_min": round(60 * subjects / wall, 3),
-                        # From the workers' start (models loaded) to the last result: the steady throughput.
-                        "startup_s": round(self.ready - started, 2) if self.ready else None,
-                        "analysis_s": round(analysis, 2),
-                        "analysis_frames_per_s": round(counters["frames"] / analysis, 3) if analysis else None,
-                        "analysis_studies_per_min": round(60 * subjects / analysis, 3) if analysis else None,
-                        "stage_s": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-                        "stage_share": {k: round(v / total_stage, 4) if total_stage else None
-                                        for k, v in self.stage_seconds.items()}},
+            "counts": {
+                **{k: counters[k] for k in ("total", "done", "failed", "skipped", "frames")},
+                "rows_done": sum(r["status"] == "done" for r in rows),
+                "rows_failed": sum(r["status"] == "failed" for r in rows),
+            },
+            "timings": {
+                "wall_s": round(wall, 2),
+                "frames_per_s": round(counters["frames"] / wall, 3),
+                "studies_per_min": round(60 * subjects / wall, 3),
+                # From the workers' start (models loaded) to the last result: the steady throughput.
+                "startup_s": round(self.ready - started, 2) if self.ready else None,
+                "analysis_s": round(analysis, 2),
+                "analysis_frames_per_s": round(counters["frames"] / analysis, 3) if analysis else None,
+                "analysis_studies_per_min": round(60 * subjects / analysis, 3) if analysis else None,
+                "stage_s": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                "stage_share": {
+                    k: round(v / total_stage, 4) if total_stage else None for k, v in self.stage_seconds.items()
+                },
+            },
             "failed": self.failures,
             "review_first": queue[0]["subject"] if queue else None,
-        }  # fmt: skip
+        }
 
     def _record(self, described: Dict[str, Any], started: float) -> Dict[str, Any]:
         """The run record as it starts (``state`` running); finished, it gets counts, timings and failures."""
         record = {
-            "run": self.run_id, "state": "running", "started": started, "source": self.source, "studies": self.studies,
-            "out": self.output.out, "models": described, "code": code_version(),
-            "settings": {"analysis": {**self.settings.stamp(), "batch_slices": self.settings.batch_slices,
-                                      "device": self.settings.device, "amp": self.settings.amp},
-                         "cluster": asdict(self.cluster), "retry_failed": self.retry_failed,
-                         "review_store": self.review_store},
-            "host": platform.node(), "cluster": {"address": self.cluster.address or "local", "workers": []},
-        }  # fmt: skip
+            "run": self.run_id,
+            "state": "running",
+            "started": started,
+            "source": self.source,
+            "studies": self.studies,
+            "out": self.output.out,
+            "models": described,
+            "code": code_version(),
+            "settings": {
+                "analysis": {
+                    **self.settings.stamp(),
+                    "batch_slices": self.settings.batch_slices,
+                    "device": self.settings.device,
+                    "amp": self.settings.amp,
+                },
+                "cluster": asdict(self.cluster),
+                "retry_failed": self.retry_failed,
+                "review_store": self.review_store,
+            },
+            "host": platform.node(),
+            "cluster": {"address": self.cluster.address or "local", "workers": []},
+        }
         atomic_write_json(self.output.path("runs", self.run_id + ".json"), record)
         return record

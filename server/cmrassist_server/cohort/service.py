@@ -19,8 +19,13 @@ from cmrassist_server.core.checkpoints import atomic_write_json
 from cmrassist_server.core.errors import CMRAssistError
 
 #: Request options and the ``cmrassist analyse`` flag each becomes.
-FLAGS = {"frames": "--frames", "address": "--address", "workers": "--workers", "cpus_per_worker": "--cpus-per-worker",
-         "gpus_per_worker": "--gpus-per-worker"}  # fmt: skip
+FLAGS = {
+    "frames": "--frames",
+    "address": "--address",
+    "workers": "--workers",
+    "cpus_per_worker": "--cpus-per-worker",
+    "gpus_per_worker": "--gpus-per-worker",
+}
 
 
 _STARTING = threading.Lock()
@@ -87,8 +92,19 @@ class CohortService:
         files = ModelFiles.resolve(
             os.path.dirname(os.path.abspath(segmentation)), qc=qc if qc and os.path.isfile(qc) else None
         )
-        cmd = [sys.executable, "-m", "cmrassist_server.cli", "analyse", "--studies", self.studies, "--out",
-               self.folder, "--model-dir", os.path.dirname(files.segmentation), "--no-bar"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "cmrassist_server.cli",
+            "analyse",
+            "--studies",
+            self.studies,
+            "--out",
+            self.folder,
+            "--model-dir",
+            os.path.dirname(files.segmentation),
+            "--no-bar",
+        ]
         cmd += ["--qc-model", files.qc] if files.qc else []
         for key, flag in FLAGS.items():
             if options.get(key) not in (None, ""):
@@ -110,8 +126,15 @@ class CohortService:
         log, err = os.path.join(self.folder, "server-run.jsonl"), os.path.join(self.folder, "server-run.stderr")
         with open(log, "w") as out, open(err, "w") as errors:
             proc = subprocess.Popen(cmd, stdout=out, stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
-        state = {"pid": proc.pid, "started": time.time(), "options": options, "user": user, "out": self.folder,
-                 "log": log, "stderr": err}  # fmt: skip
+        state = {
+            "pid": proc.pid,
+            "started": time.time(),
+            "options": options,
+            "user": user,
+            "out": self.folder,
+            "log": log,
+            "stderr": err,
+        }
         atomic_write_json(self._state_path, state)
         return self.status()
 

@@ -10,23 +10,40 @@ from cmrassist_server.cohort.function import CORRECTED_KEYS, RAW_KEYS
 from cmrassist_server.core.checkpoints import atomic_write
 
 CHECK_NAMES = ("volume_curve", "ed_es_timing", "stroke_volumes", "mass_ed_es")
-RATE_KEYS = tuple(f"{side}_{rate}" for side in ("lv", "rv")
-                  for rate in ("per_ml_per_frame", "pfr_ml_per_frame", "per_ml_s", "pfr_ml_s"))  # fmt: skip
+RATE_KEYS = tuple(
+    f"{side}_{rate}"
+    for side in ("lv", "rv")
+    for rate in ("per_ml_per_frame", "pfr_ml_per_frame", "per_ml_s", "pfr_ml_s")
+)
 
 #: Column names and Arrow types, in table order.
 COLUMNS: Tuple[Tuple[str, str], ...] = (
-    ("subject", "string"), ("status", "string"), ("reason", "string"), ("images", "string"),
-    ("analysed_image", "string"), ("frames_total", "int64"), ("frames_analysed", "int64"),
-    ("ed_frame", "int64"), ("es_frame", "int64"), ("ed_es_source", "string"),
+    ("subject", "string"),
+    ("status", "string"),
+    ("reason", "string"),
+    ("images", "string"),
+    ("analysed_image", "string"),
+    ("frames_total", "int64"),
+    ("frames_analysed", "int64"),
+    ("ed_frame", "int64"),
+    ("es_frame", "int64"),
+    ("ed_es_source", "string"),
     *((k, "float64") for k in RAW_KEYS),
     *((f"{k}_corrected", "float64") for k in CORRECTED_KEYS),
     *((k, "float64") for k in RATE_KEYS),
-    ("qc_learned", "bool"), ("ed_review_priority", "float64"), ("es_review_priority", "float64"),
-    ("ed_worst_dice_3d", "float64"), ("es_worst_dice_3d", "float64"),
-    ("ed_flagged_slices", "int64"), ("es_flagged_slices", "int64"),
+    ("qc_learned", "bool"),
+    ("ed_review_priority", "float64"),
+    ("es_review_priority", "float64"),
+    ("ed_worst_dice_3d", "float64"),
+    ("es_worst_dice_3d", "float64"),
+    ("ed_flagged_slices", "int64"),
+    ("es_flagged_slices", "int64"),
     *((f"check_{c}", "bool") for c in CHECK_NAMES),
-    ("checks_failed", "string"), ("review_priority", "float64"), ("review_image", "string"), ("review_frame", "int64"),
-)  # fmt: skip
+    ("checks_failed", "string"),
+    ("review_priority", "float64"),
+    ("review_image", "string"),
+    ("review_frame", "int64"),
+)
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 
 
@@ -34,8 +51,11 @@ def _phase(report, key: str):
     if not report:
         return None
     summary = report["summary"]
-    return {"priority": summary["review_priority"], "worst": summary["worst_dice_3d"],
-            "flagged": len(summary["flagged_slices"])}[key]  # fmt: skip
+    return {
+        "priority": summary["review_priority"],
+        "worst": summary["worst_dice_3d"],
+        "flagged": len(summary["flagged_slices"]),
+    }[key]
 
 
 def subject_row(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -44,20 +64,33 @@ def subject_row(record: Dict[str, Any]) -> Dict[str, Any]:
     checks = {c["check"]: c["passed"] for c in record["checks"]}
     row: Dict[str, Any] = dict.fromkeys(COLUMN_NAMES)
     row.update(
-        subject=record["subject"], status="done", reason="", images=";".join(record["images"]),
-        analysed_image=";".join(dict.fromkeys(f["image"] for f in frames)), frames_total=record["frames_total"],
-        frames_analysed=len(frames), ed_frame=record["ed_frame"], es_frame=record["es_frame"],
-        ed_es_source=record["ed_es_source"], qc_learned=bool(frames[0]["qc"]["learned"]),
-        checks_failed=";".join(record["review"]["failed_checks"]), review_priority=record["review"]["priority"],
-        review_image=record["review"]["image"], review_frame=record["review"]["frame"],
-    )  # fmt: skip
+        subject=record["subject"],
+        status="done",
+        reason="",
+        images=";".join(record["images"]),
+        analysed_image=";".join(dict.fromkeys(f["image"] for f in frames)),
+        frames_total=record["frames_total"],
+        frames_analysed=len(frames),
+        ed_frame=record["ed_frame"],
+        es_frame=record["es_frame"],
+        ed_es_source=record["ed_es_source"],
+        qc_learned=bool(frames[0]["qc"]["learned"]),
+        checks_failed=";".join(record["review"]["failed_checks"]),
+        review_priority=record["review"]["priority"],
+        review_image=record["review"]["image"],
+        review_frame=record["review"]["frame"],
+    )
     row.update({k: v for k, v in record["function"].items() if k in row})
     if curve:
         row.update({f"{side}_{k}": v for side in ("lv", "rv") for k, v in curve[side].items()})
     for phase in ("ed", "es"):
-        row.update({f"{phase}_review_priority": _phase(qc[phase], "priority"),
-                    f"{phase}_worst_dice_3d": _phase(qc[phase], "worst"),
-                    f"{phase}_flagged_slices": _phase(qc[phase], "flagged")})  # fmt: skip
+        row.update(
+            {
+                f"{phase}_review_priority": _phase(qc[phase], "priority"),
+                f"{phase}_worst_dice_3d": _phase(qc[phase], "worst"),
+                f"{phase}_flagged_slices": _phase(qc[phase], "flagged"),
+            }
+        )
     row.update({f"check_{name}": checks.get(name) for name in CHECK_NAMES})
     return row
 

@@ -44,8 +44,17 @@ class CohortWorker:
         model_files: where the models came from (their files stamp the queue entries).
     """
 
-    def __init__(self, models: Dict[str, Optional[bytes]], settings: AnalysisSettings, out: str, *, threads: int,
-                 review_store: Optional[str], run_id: str, model_files: ModelFiles):  # fmt: skip
+    def __init__(
+        self,
+        models: Dict[str, Optional[bytes]],
+        settings: AnalysisSettings,
+        out: str,
+        *,
+        threads: int,
+        review_store: Optional[str],
+        run_id: str,
+        model_files: ModelFiles,
+    ):
         torch.set_num_threads(max(1, threads))
         self._models = tempfile.TemporaryDirectory(prefix="cmrassist-cohort-")
         segmentation = _saved(models["segmentation"], self._models.name, "segmentation.pt")
@@ -64,8 +73,14 @@ class CohortWorker:
         """Where this worker runs and on what."""
         device = self.analyser.predictor.device
         name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-        return {"host": socket.gethostname(), "pid": os.getpid(), "device": device, "device_name": name,
-                "threads": torch.get_num_threads(), "cpu_s": round(time.process_time(), 3)}  # fmt: skip
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": device,
+            "device_name": name,
+            "threads": torch.get_num_threads(),
+            "cpu_s": round(time.process_time(), 3),
+        }
 
     def analyse(self, subject: Subject, stamp: Dict[str, Any]) -> Dict[str, Any]:
         """Analyse one subject; returns a short summary (``status`` done or failed, its row, frames, timings)."""
@@ -79,7 +94,14 @@ class CohortWorker:
             self.output.write_failure(subject.subject_id, stamp, reason, [i.image_id for i in subject.images])
             return {"subject": subject.subject_id, "status": "failed", "reason": reason, "detail": detail}
         images = {i.image_id: i.path for i in subject.images}
-        stored = bool(self.review_store) and save_to_store(self.review_store, record, self.run_id, images,
-                                                           self.model_files)  # fmt: skip
-        return {"subject": subject.subject_id, "status": "done", "row": record["row"], "stored": stored,
-                "frames": len(record["frames"]), "timings": record["timings"]}  # fmt: skip
+        stored = bool(self.review_store) and save_to_store(
+            self.review_store, record, self.run_id, images, self.model_files
+        )
+        return {
+            "subject": subject.subject_id,
+            "status": "done",
+            "row": record["row"],
+            "stored": stored,
+            "frames": len(record["frames"]),
+            "timings": record["timings"],
+        }

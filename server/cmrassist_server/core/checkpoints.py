@@ -271,5 +271,8 @@ class ServedModel(Generic[M]):
         from cmrassist_server.core.model_versions import served_version
 
         record = self.record()
-        return {"trained": record is not None, "model_record": record,
-                "version": served_version(self.checkpoint) if record is not None else None}  # fmt: skip
+        return {
+            "trained": record is not None,
+            "model_record": record,
+            "version": served_version(self.checkpoint) if record is not None else None,
+        }

@@ -66,8 +66,9 @@ def list_versions(checkpoint: str) -> List[Dict[str, Any]]:
     for name in names:
         version = name[:-3]
         record = _read(os.path.join(folder, version + ".json"))
-        out.append({"version": version, "record": record, "current": bool(record) and _same(record, current),
-                    "archived": True})  # fmt: skip
+        out.append(
+            {"version": version, "record": record, "current": bool(record) and _same(record, current), "archived": True}
+        )
     if os.path.isfile(checkpoint) and not any(v["current"] for v in out):
         # Published by a run that was stopped before it could archive: archived by the next run or version change.
         out.append({"version": SERVED, "record": current, "current": True, "archived": False})

@@ -174,8 +174,16 @@ def run_training(
     run = _Run(best=result.served_val) if saved is None else _resumed(saved, recipe, model, optimizer, result)
     common = {"model": recipe.kind, "metric": recipe.metric}
     prepare_s = round(time.time() - start, 1)
-    log("start", **common, device=device, prepare_s=prepare_s, served_val=result.served_val, resumed_at=run.epoch,
-        **recipe.sizes(), **recipe.describe())  # fmt: skip
+    log(
+        "start",
+        **common,
+        device=device,
+        prepare_s=prepare_s,
+        served_val=result.served_val,
+        resumed_at=run.epoch,
+        **recipe.sizes(),
+        **recipe.describe(),
+    )
     budget_s, loop_start = options.max_minutes * 60, time.time() - run.elapsed_s
     while not run.finished and run.epoch < options.max_epochs:
         run.epoch += 1
@@ -187,10 +195,7 @@ def run_training(
             recipe.publish(model, _record(recipe, options, val, run.epoch))
             result.published = True
         run.elapsed_s = time.time() - loop_start
-        entry = {**common, "epoch": run.epoch, "max_epochs": options.max_epochs, "loss": _mean(losses), "val": val,
-                 "best_val": run.best, "score": val.get(recipe.metric), "best_score": run.best.get(recipe.metric),
-                 "published": improved, "elapsed_s": round(run.elapsed_s, 1), "max_minutes": options.max_minutes,
-                 "percent": round(100 * min(1.0, max(run.epoch / options.max_epochs, run.elapsed_s / budget_s)), 1)}  # fmt: skip
+        entry = {**common, **_epoch_entry(run, options, recipe.metric, _mean(losses), val, improved, budget_s)}
         result.history.append(entry)
         atomic_write_json(history_path(checkpoint), result.history)
         run.finished = run.elapsed_s >= budget_s or run.epoch >= options.max_epochs
@@ -198,10 +203,38 @@ def run_training(
             save_state(state_path, _state(run, recipe, model, optimizer, result))
         log("epoch", **entry)
     result.best_val, result.epochs, result.seconds = run.best or {}, len(result.history), time.time() - start
-    log("done", **common, published=result.published, best_val=result.best_val,
-        best_score=result.best_val.get(recipe.metric), epochs=result.epochs, seconds=round(result.seconds, 1),
-        served_val=result.served_val)  # fmt: skip
+    _log_done(log, common, result, recipe.metric)
     return result
+
+
+def _log_done(log: Log, common: dict, result: TrainResult, metric: str) -> None:
+    log(
+        "done",
+        **common,
+        published=result.published,
+        best_val=result.best_val,
+        best_score=result.best_val.get(metric),
+        epochs=result.epochs,
+        seconds=round(result.seconds, 1),
+        served_val=result.served_val,
+    )
+
+
+def _epoch_entry(run, options: TrainOptions, metric: str, loss: float, val: dict, improved: bool, budget_s: float):
+    """One epoch's line of the history and the log: its scores, the best so far, and how far the run is."""
+    return {
+        "epoch": run.epoch,
+        "max_epochs": options.max_epochs,
+        "loss": loss,
+        "val": val,
+        "best_val": run.best,
+        "score": val.get(metric),
+        "best_score": run.best.get(metric),
+        "published": improved,
+        "elapsed_s": round(run.elapsed_s, 1),
+        "max_minutes": options.max_minutes,
+        "percent": round(100 * min(1.0, max(run.epoch / options.max_epochs, run.elapsed_s / budget_s)), 1),
+    }
 
 
 @dataclass
@@ -242,8 +275,16 @@ def _resumed(saved: Dict[str, Any], recipe: TrainingRecipe, model, optimizer, re
 
 
 def _record(recipe: TrainingRecipe, options: TrainOptions, val: Dict[str, Any], epoch: int) -> ModelRecord:
-    return ModelRecord(kind=recipe.kind, metric=recipe.metric, val=val, score=val.get(recipe.metric), epochs=epoch,
-                       options=options.as_dict(), details=recipe.details(), **recipe.sizes())  # fmt: skip
+    return ModelRecord(
+        kind=recipe.kind,
+        metric=recipe.metric,
+        val=val,
+        score=val.get(recipe.metric),
+        epochs=epoch,
+        options=options.as_dict(),
+        details=recipe.details(),
+        **recipe.sizes(),
+    )
 
 
 def _mean(values: List[float]) -> Optional[float]:

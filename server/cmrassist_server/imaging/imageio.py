@@ -85,9 +85,12 @@ def check_spacing(spacing) -> None:
         not (INPLANE_MM[0] <= min(inplane) and max(inplane) <= INPLANE_MM[1])
         or not SLICE_MM[0] <= between <= SLICE_MM[1]
     ):
-        raise CMRAssistError(f"voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside what "
-                             f"MR images have (in-plane {INPLANE_MM[0]}-{INPLANE_MM[1]} mm, between slices "
-                             f"{SLICE_MM[0]}-{SLICE_MM[1]} mm)", 422)  # fmt: skip
+        raise CMRAssistError(
+            f"voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside what "
+            f"MR images have (in-plane {INPLANE_MM[0]}-{INPLANE_MM[1]} mm, between slices "
+            f"{SLICE_MM[0]}-{SLICE_MM[1]} mm)",
+            422,
+        )
 
 
 def check_label(label: sitk.Image, image: sitk.Image) -> np.ndarray:
@@ -130,8 +133,9 @@ def _check_same_grid(label: sitk.Image, image: sitk.Image) -> None:
     ld = np.asarray(label.GetDirection()).reshape(label.GetDimension(), -1)[:3, :3]
     idr = np.asarray(image.GetDirection()).reshape(image.GetDimension(), -1)[:3, :3]
     if not np.allclose(ld, idr, atol=1e-4):
-        raise CMRAssistError("label orientation (direction cosines) differs from the image's: the label is flipped or "
-                             "rotated against it")  # fmt: skip
+        raise CMRAssistError(
+            "label orientation (direction cosines) differs from the image's: the label is flipped or rotated against it"
+        )
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,14 @@ class CheckedDatastore(LocalDatastore):
         max_voxels: largest upload accepted.
     """
 
-    def __init__(self, datastore_path: str, *, versions: Optional[LabelVersions] = None, max_voxels: int = MAX_VOXELS,
-                 extensions=("*.nii.gz", "*.nii", "*.nrrd")):  # fmt: skip
+    def __init__(
+        self,
+        datastore_path: str,
+        *,
+        versions: Optional[LabelVersions] = None,
+        max_voxels: int = MAX_VOXELS,
+        extensions=("*.nii.gz", "*.nii", "*.nrrd"),
+    ):
         self._write_lock = threading.RLock()
         self.versions = versions
         self.max_voxels = max_voxels
@@ -194,13 +200,25 @@ class CheckedDatastore(LocalDatastore):
         tags are stored as they are (the server's own predictions and propagated labels)."""
         info = dict(label_info or {})
         if label_tag == DefaultLabelTag.FINAL.value and self.versions is not None:
-            self.submit(image_id, label_filename, annotator=str(info.get("annotator") or "").strip() or "unnamed",
-                        expertise=str(info.get("expertise") or "unknown"), info=info)  # fmt: skip
+            self.submit(
+                image_id,
+                label_filename,
+                annotator=str(info.get("annotator") or "").strip() or "unnamed",
+                expertise=str(info.get("expertise") or "unknown"),
+                info=info,
+            )
             return image_id
         return self.store_label(image_id, label_filename, label_tag, info)
 
-    def submit(self, image_id: str, label_filename: str, *, annotator: str, expertise: str,
-               info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:  # fmt: skip
+    def submit(
+        self,
+        image_id: str,
+        label_filename: str,
+        *,
+        annotator: str,
+        expertise: str,
+        info: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
         """A ``final`` submission: kept as ``annotator``'s version; made ``final`` unless a reviewer accepted one.
 
         Returns:

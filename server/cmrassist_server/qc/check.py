@@ -97,8 +97,14 @@ class QualityChecker:
         rules: rule thresholds.
     """
 
-    def __init__(self, checkpoint: Optional[str], *, device: Optional[str] = None, rules: RuleSettings = RuleSettings(),
-                 segmentation: Optional[ServedModel] = None):  # fmt: skip
+    def __init__(
+        self,
+        checkpoint: Optional[str],
+        *,
+        device: Optional[str] = None,
+        rules: RuleSettings = RuleSettings(),
+        segmentation: Optional[ServedModel] = None,
+    ):
         self.checkpoint = checkpoint
         self.device = default_device(device)
         self.rules = rules
@@ -175,8 +181,9 @@ class QualityChecker:
             rebuilt = rebuild_dice_3d(predicted[2], predicted[0], predicted[1])
             dice_3d = {QC_CLASSES[c]: round(float(rebuilt[c]), 4) for c in CHECKED_CLASSES}
         slice_k, centres = _slice_centres_lps(image, orientation, n)
-        slices = [_slice_entry(i, centres[i], areas, flags, learned_flags, predicted, thresholds, findings)
-                  for i in range(n)]  # fmt: skip
+        slices = [
+            _slice_entry(i, centres[i], areas, flags, learned_flags, predicted, thresholds, findings) for i in range(n)
+        ]
         corrected = {c: corrected_areas(areas[c], flags[:, c]) for c in CHECKED_CLASSES}
         return {
             "schema_version": SCHEMA_VERSION,
@@ -191,7 +198,7 @@ class QualityChecker:
             "volumes": {
                 "raw": _rounded(frame_volumes(areas, slice_mm)),
                 "corrected": _rounded(frame_volumes(corrected, slice_mm)),
-            },  # fmt: skip
+            },
             "summary": _summary(slices, flags, findings, dice_3d),
             "seconds": round(time.time() - start, 4),
         }
@@ -221,8 +228,14 @@ def _slice_entry(
                 reasons.append(f"{name}: predicted Dice {predicted[0][i, c]:.2f} < {thresholds[c]:.2f}")
         classes[name] = entry
     slice_rules = [f.as_dict() for f in findings if f.slice == i]
-    return {"slice": i, "center_lps": centre, "classes": classes, "flagged": bool(flags[i].any()),
-            "reasons": reasons + [f["message"] for f in slice_rules], "rules": slice_rules}  # fmt: skip
+    return {
+        "slice": i,
+        "center_lps": centre,
+        "classes": classes,
+        "flagged": bool(flags[i].any()),
+        "reasons": reasons + [f["message"] for f in slice_rules],
+        "rules": slice_rules,
+    }
 
 
 def _summary(slices: List[Dict], flags: np.ndarray, findings: List[Finding], dice_3d: Optional[Dict]) -> Dict:
@@ -232,10 +245,19 @@ def _summary(slices: List[Dict], flags: np.ndarray, findings: List[Finding], dic
     rule_slices = len({f.slice for f in findings if f.slice is not None})
     # Higher = more in need of review: 1 - worst rebuilt Dice, the share of flagged slice-classes and the share of
     # slices breaking a rule (a rule finding is a certain error, a low prediction a likely one).
-    priority = ((1 - worst if worst is not None else 0.0) + flagged_cells / max(1, n * len(CHECKED_CLASSES))
-                + rule_slices / max(1, n) + (1.0 if any(f.slice is None for f in findings) else 0.0))  # fmt: skip
-    return {"slices": n, "flagged_slices": [s["slice"] for s in slices if s["flagged"]], "worst_dice_3d": worst,
-            "rule_findings": len(findings), "review_priority": round(priority, 4)}  # fmt: skip
+    priority = (
+        (1 - worst if worst is not None else 0.0)
+        + flagged_cells / max(1, n * len(CHECKED_CLASSES))
+        + rule_slices / max(1, n)
+        + (1.0 if any(f.slice is None for f in findings) else 0.0)
+    )
+    return {
+        "slices": n,
+        "flagged_slices": [s["slice"] for s in slices if s["flagged"]],
+        "worst_dice_3d": worst,
+        "rule_findings": len(findings),
+        "review_priority": round(priority, 4),
+    }
 
 
 def _rounded(d: Dict[str, float]) -> Dict[str, float]:

@@ -33,8 +33,11 @@ def score_report(report: Dict, reference: np.ndarray, label: np.ndarray, orienta
         pred = [1.0] + [s["classes"][QC_CLASSES[c]]["dice"] for c in CHECKED_CLASSES]
         present = [True] + [bool((canon_ref[i] == c).any() or (canon_seg[i] == c).any()) for c in CHECKED_CLASSES]
         rows.append({"true": true_dice[i].tolist(), "pred": pred, "present": present, "source": source})
-    subject = {"true": dice_3d(reference, label).tolist(), "source": source,
-               "pred": [1.0] + [report["dice_3d"][QC_CLASSES[c]] for c in CHECKED_CLASSES]}  # fmt: skip
+    subject = {
+        "true": dice_3d(reference, label).tolist(),
+        "source": source,
+        "pred": [1.0] + [report["dice_3d"][QC_CLASSES[c]] for c in CHECKED_CLASSES],
+    }
     return rows, subject
 
 
@@ -104,9 +107,11 @@ def evaluate_qc_acdc(
         seconds.append(spent)
         if progress:
             progress(n, len(found))
-    return {"model": summarise(rows["model"], subjects["model"]),
-            "varied": summarise(rows["varied"], subjects["varied"]),
-            "qc_seconds_per_subject": {"median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))}}  # fmt: skip
+    return {
+        "model": summarise(rows["model"], subjects["model"]),
+        "varied": summarise(rows["varied"], subjects["varied"]),
+        "qc_seconds_per_subject": {"median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))},
+    }
 
 
 def format_qc_summary(result: Dict) -> str:
@@ -115,8 +120,10 @@ def format_qc_summary(result: Dict) -> str:
     for group in ("model", "varied"):
         for c in CHECKED_CLASSES:
             m = result[group][QC_CLASSES[c]]
-            lines.append(f"{group:<8}{QC_CLASSES[c]:<15}{m['slice_mae']:>9.3f}{m['subject_mae']:>9.3f}"
-                         f"{m['accuracy_at_0.7']:>9.3f}{m['pearson_r']:>7.3f}{m['slices']:>8d}")  # fmt: skip
+            lines.append(
+                f"{group:<8}{QC_CLASSES[c]:<15}{m['slice_mae']:>9.3f}{m['subject_mae']:>9.3f}"
+                f"{m['accuracy_at_0.7']:>9.3f}{m['pearson_r']:>7.3f}{m['slices']:>8d}"
+            )
     q = result["qc_seconds_per_subject"]
     lines.append(f"QC time per subject (ED+ES): median {q['median'] * 1000:.0f} ms, p95 {q['p95'] * 1000:.0f} ms")
     return "\n".join(lines)

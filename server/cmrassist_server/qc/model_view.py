@@ -39,16 +39,8 @@ def full_slice_view(predictor: SegmentationPredictor, stack: np.ndarray) -> Mode
     m = pre.config.size_multiple
     window, box = crop_or_pad(inputs, (h / 2, w / 2), (math.ceil(h / m) * m, math.ceil(w / m) * m))
     x = torch.from_numpy(np.ascontiguousarray(window))
-    passes = []
-    for network in getattr(predictor, "members", [predictor.model]):
-        for dims in ((), (3,)):
-            outs = []
-            for start in range(0, len(x), 16):
-                batch = x[start : start + 16].to(predictor.device)
-                p = torch.softmax(network(batch.flip(dims) if dims else batch), 1)
-                outs.append((p.flip(dims) if dims else p).float().cpu())
-            passes.append(torch.cat(outs))
-    passes = torch.stack(passes)
+    networks = getattr(predictor, "members", [predictor.model])  # PyTorch, never the engines: as it was trained
+    passes = predictor.window_passes(x, flips=((), (3,)), runners=networks)
     return window_view(passes, passes.mean(0), box).on_stack()
 
 

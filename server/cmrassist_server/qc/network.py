@@ -167,8 +167,9 @@ def load_qc(path: str, device: str = "cpu") -> QCModel:
 
 
 @torch.no_grad()
-def predict_slices(model: QCNet, inputs: torch.Tensor, device: str, features: Optional[torch.Tensor] = None,
-                   batch: int = 32) -> Tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def predict_slices(
+    model: QCNet, inputs: torch.Tensor, device: str, features: Optional[torch.Tensor] = None, batch: int = 32
+) -> Tuple[np.ndarray, np.ndarray]:
     """Predicted ``(slice_dice, slice_mvsf)``, each ``(slices, classes)``, for :func:`qc_input` tensors."""
     outs = []
     for start in range(0, len(inputs), batch):

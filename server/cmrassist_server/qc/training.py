@@ -237,8 +237,12 @@ class QCRecipe(TrainingRecipe):
 
     def details(self) -> Dict:
         view = self.segmentation_checkpoint if self.spec.model_inputs else None
-        return {"unit": "slices", "qc_spec": asdict(self.spec), "sources": self.sets.train.sources(),
-                "segmentation_view_sha256": file_sha256(view) if view else None}  # fmt: skip
+        return {
+            "unit": "slices",
+            "qc_spec": asdict(self.spec),
+            "sources": self.sets.train.sources(),
+            "segmentation_view_sha256": file_sha256(view) if view else None,
+        }
 
     def rng_state(self) -> Dict:
         return {"sampler": numpy_rng_state(self.sampler.rng), "augment": self.generator.get_state()}

@@ -47,8 +47,11 @@ def update_checksum(folder: str, name: str) -> str:
 
 def _segmentation_figures(plan, checkpoint: str) -> str:
     result = evaluate_acdc(SegmentationPredictor(checkpoint, device=plan.device), plan.acdc, plan.held_out())
-    return "Per volume (each ED or ES frame scored alone, then averaged), Dice and HD95 (mm):\n\n```\n" + \
-        format_summary(result) + "\n```\n"  # fmt: skip
+    return (
+        "Per volume (each ED or ES frame scored alone, then averaged), Dice and HD95 (mm):\n\n```\n"
+        + format_summary(result)
+        + "\n```\n"
+    )
 
 
 def _slice_position_figures(plan, checkpoint: str) -> str:
@@ -62,14 +65,19 @@ def _qc_figures(plan, checkpoint: str) -> str:
     segmentation = SegmentationPredictor(os.path.join(plan.out, "segmentation.pt"), device=plan.device)
     checker = QualityChecker(checkpoint, device=plan.device, segmentation=segmentation)
     result = evaluate_qc_acdc(checker, segmentation, plan.acdc, plan.held_out(), corruptions=1 if plan.quick else 2)
-    return (f"Predicted against true Dice on the {2 * len(plan.held_out())} held-out frames: the shipped segmentation model's own labels "
-            "('model') and two corruptions of each expert label ('varied'); `bench/qc_acdc.py` adds weak-model "
-            "labels and the mid-slice experiment:\n\n```\n" + format_qc_summary(result) + "\n```\n")  # fmt: skip
+    return (
+        f"Predicted against true Dice on the {2 * len(plan.held_out())} held-out frames: the shipped segmentation model's own labels "
+        "('model') and two corruptions of each expert label ('varied'); `bench/qc_acdc.py` adds weak-model "
+        "labels and the mid-slice experiment:\n\n```\n" + format_qc_summary(result) + "\n```\n"
+    )
 
 
 #: Held-out evaluation of each model for its card.
-EVALUATIONS: Dict[str, Callable] = {"segmentation": _segmentation_figures, "slice_position": _slice_position_figures,
-                                    "qc": _qc_figures}  # fmt: skip
+EVALUATIONS: Dict[str, Callable] = {
+    "segmentation": _segmentation_figures,
+    "slice_position": _slice_position_figures,
+    "qc": _qc_figures,
+}
 
 
 def _data_line(plan) -> str:
@@ -84,8 +92,10 @@ def _command(plan, model: str) -> str:
     caps = [f"{key}={plan.minutes[key]:g}" for key in (model, f"{model}_snapshot") if plan.minutes.get(key)]
     minutes = f" --minutes {','.join(caps)}" if caps else ""
     flags = (" --all-patients" if not plan.hold_out else "") + (" --quick" if plan.quick else "")
-    return (f".venv/bin/cmrassist train-release --acdc ../shared/acdc/training --out models --models {model} "
-            f"--epochs {model}={plan.epochs.get(model)}{minutes} --seed {plan.seed}{flags}")  # fmt: skip
+    return (
+        f".venv/bin/cmrassist train-release --acdc ../shared/acdc/training --out models --models {model} "
+        f"--epochs {model}={plan.epochs.get(model)}{minutes} --seed {plan.seed}{flags}"
+    )
 
 
 def _engine_line(plan, model: str, checkpoint: str) -> str:

@@ -24,13 +24,32 @@ def cmd_train_release(args) -> int:
         if not args.state:
             raise ValueError("--folds needs --state DIR: the folder (outside the repository) that keeps the run")
         epochs = int(args.epochs) if args.epochs else FoldsPlan.epochs
-        plan = FoldsPlan(args.acdc, args.state, variant=args.variant, folds=args.folds, epochs=epochs, seed=args.seed,
-                         device=args.device, only=args.fold, quick=args.quick)  # fmt: skip
+        plan = FoldsPlan(
+            args.acdc,
+            args.state,
+            variant=args.variant,
+            folds=args.folds,
+            epochs=epochs,
+            seed=args.seed,
+            device=args.device,
+            only=args.fold,
+            quick=args.quick,
+        )
         run_folds(plan, resume=args.resume, log=log)
         return 0
-    plan = release_plan(args.acdc, args.out, models=args.models.split(","), epochs=args.epochs, minutes=args.minutes,
-                        device=args.device, seed=args.seed, all_patients=args.all_patients, quick=args.quick,
-                        state=args.state or None, resume=args.resume)  # fmt: skip
+    plan = release_plan(
+        args.acdc,
+        args.out,
+        models=args.models.split(","),
+        epochs=args.epochs,
+        minutes=args.minutes,
+        device=args.device,
+        seed=args.seed,
+        all_patients=args.all_patients,
+        quick=args.quick,
+        state=args.state or None,
+        resume=args.resume,
+    )
     train_release(plan, log=log)
     return 0
 

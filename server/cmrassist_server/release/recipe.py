@@ -81,8 +81,10 @@ def check_plan(plan: ReleasePlan) -> None:
         raise CMRAssistError(f"unknown model(s) {unknown}; choose among {list(MODELS)}")
     found = find_patients(plan.acdc) if os.path.isdir(plan.acdc) else []
     if len(found) < 100:
-        raise CMRAssistError(f"{plan.acdc} holds {len(found)} ACDC patients; the release recipe needs all 100 "
-                             "(patient001 ... patient100 with Info.cfg, frames and _gt labels)")  # fmt: skip
+        raise CMRAssistError(
+            f"{plan.acdc} holds {len(found)} ACDC patients; the release recipe needs all 100 "
+            "(patient001 ... patient100 with Info.cfg, frames and _gt labels)"
+        )
     needs_segmentation = "qc" in plan.models and "segmentation" not in plan.models
     if needs_segmentation and not os.path.isfile(os.path.join(plan.out, "segmentation.pt")):
         raise CMRAssistError("the QC model learns from the segmentation model: make segmentation first")
@@ -103,46 +105,86 @@ def train_release(plan: ReleasePlan, *, log: Log, progress: Callable[[str], None
         start = time.time()
         result = STAGES[model](plan, items, log)
         minutes = (time.time() - start) / 60
-        machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                   "device": default_device(plan.device)}  # fmt: skip
+        machine = {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": default_device(plan.device),
+        }
         write_card(plan, model, result, minutes=minutes, machine=machine)
         done[model] = {**result.summary(), "minutes": round(minutes, 1)}
         progress(f"[release] {model}: {done[model]}")
     return done
 
 
+def _options(cls, plan: ReleasePlan, model: str, val_split: float):
+    """A release training's options: from scratch, the plan's epochs, budget, device and seed for ``model``."""
+    return cls(
+        max_epochs=plan.epochs[model],
+        max_minutes=plan.budget(model),
+        val_split=val_split,
+        device=plan.device,
+        seed=plan.seed,
+        from_scratch=True,
+    )
+
+
 def _segmentation(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
-    options = SegmentationTrainOptions(max_epochs=plan.epochs["segmentation"], max_minutes=plan.budget("segmentation"),
-                                       val_split=0.1, device=plan.device, seed=plan.seed, from_scratch=True)  # fmt: skip
+    options = _options(SegmentationTrainOptions, plan, "segmentation", val_split=0.1)
     # 2.5D: the slice and its two neighbours (through-plane context helps at the base, the apex and the RV at ES).
-    return train_segmentation(items, os.path.join(plan.out, "segmentation.pt"), options, log=log,
-                              preprocess=PreprocessConfig(neighbour_slices=1), spec=NetworkSpec(),
-                              state_path=plan.state_path("segmentation"))  # fmt: skip
+    return train_segmentation(
+        items,
+        os.path.join(plan.out, "segmentation.pt"),
+        options,
+        log=log,
+        preprocess=PreprocessConfig(neighbour_slices=1),
+        spec=NetworkSpec(),
+        state_path=plan.state_path("segmentation"),
+    )
 
 
 def _slice_position(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
     """From positions derived from the expert labels (``slice_position/data.label_positions``)."""
     positions, paths, subjects = label_positions(items)
     stacks = labelled_stacks(positions, paths.get, subjects.get)
-    options = PositionTrainOptions(max_epochs=plan.epochs["slice_position"], max_minutes=plan.budget("slice_position"),
-                                   val_split=0.2, device=plan.device, seed=plan.seed, from_scratch=True)  # fmt: skip
-    return train_position(stacks, os.path.join(plan.out, "slice_position.pt"), options, log=log,
-                          record_extra={"labels": "expert labels (ACDC), published position definitions"},
-                          state_path=plan.state_path("slice_position"))  # fmt: skip
+    options = _options(PositionTrainOptions, plan, "slice_position", val_split=0.2)
+    return train_position(
+        stacks,
+        os.path.join(plan.out, "slice_position.pt"),
+        options,
+        log=log,
+        record_extra={"labels": "expert labels (ACDC), published position definitions"},
+        state_path=plan.state_path("slice_position"),
+    )
 
 
 def _qc(plan: ReleasePlan, items: List[Dict], log: Log) -> TrainResult:
-    options = QCTrainOptions(max_epochs=plan.epochs["qc"], max_minutes=plan.budget("qc"), val_split=0.2,
-                             device=plan.device, seed=plan.seed, from_scratch=True, snapshots=1 if plan.quick else 3,
-                             corruptions_per_case=1 if plan.quick else 8,
-                             snapshot_minutes=plan.minutes.get("qc_snapshot") or 30.0)  # fmt: skip
-    return train_qc(items, os.path.join(plan.out, "qc.pt"), options, log=log,
-                    segmentation_checkpoint=os.path.join(plan.out, "segmentation.pt"),
-                    state_path=plan.state_path("qc"))  # fmt: skip
+    options = QCTrainOptions(
+        max_epochs=plan.epochs["qc"],
+        max_minutes=plan.budget("qc"),
+        val_split=0.2,
+        device=plan.device,
+        seed=plan.seed,
+        from_scratch=True,
+        snapshots=1 if plan.quick else 3,
+        corruptions_per_case=1 if plan.quick else 8,
+        snapshot_minutes=plan.minutes.get("qc_snapshot") or 30.0,
+    )
+    return train_qc(
+        items,
+        os.path.join(plan.out, "qc.pt"),
+        options,
+        log=log,
+        segmentation_checkpoint=os.path.join(plan.out, "segmentation.pt"),
+        state_path=plan.state_path("qc"),
+    )
 
 
 STAGES: Dict[str, Callable[[ReleasePlan, List[Dict], Log], TrainResult]] = {
-    "segmentation": _segmentation, "slice_position": _slice_position, "qc": _qc}  # fmt: skip
+    "segmentation": _segmentation,
+    "slice_position": _slice_position,
+    "qc": _qc,
+}
 
 
 def plan_dict(plan: ReleasePlan) -> Dict:
@@ -183,6 +225,16 @@ def release_plan(
 ) -> ReleasePlan:
     """The plan of a ``train-release`` command line."""
     default = ReleasePlan(acdc, out)
-    return ReleasePlan(acdc=acdc, out=out, models=tuple(models), epochs={**default.epochs, **parse_counts(epochs, "epochs")},
-                       minutes=parse_counts(minutes, "minutes", float), device=device, seed=seed,
-                       hold_out=not all_patients, quick=quick, state=state, resume=resume)  # fmt: skip
+    return ReleasePlan(
+        acdc=acdc,
+        out=out,
+        models=tuple(models),
+        epochs={**default.epochs, **parse_counts(epochs, "epochs")},
+        minutes=parse_counts(minutes, "minutes", float),
+        device=device,
+        seed=seed,
+        hold_out=not all_patients,
+        quick=quick,
+        state=state,
+        resume=resume,
+    )

@@ -50,8 +50,10 @@ def cmd_import_dicom(args) -> int:
     from cmrassist_server.io.dicom.importer import import_dicom
 
     result = import_dicom(args.src, args.dst, phases=_phases(args.model_dir), progress=_progress("import", "cine"))
-    print(f"imported {result['cines']} short-axis cines ({len(result['images'])} studies) from {result['files']} files "
-          f"in {result['seconds']:.1f} s -> {args.dst}")  # fmt: skip
+    print(
+        f"imported {result['cines']} short-axis cines ({len(result['images'])} studies) from {result['files']} files "
+        f"in {result['seconds']:.1f} s -> {args.dst}"
+    )
     for image_id in result["already_imported"]:
         print(f"  already imported: {image_id}")
     for line in result["skipped"]:
@@ -85,9 +87,16 @@ def cmd_export_seg(args) -> int:
             f"the {args.tag!r} label of {args.image!r} is one 3D frame of a cine: export its frame study"
         )
     phases = list(range(array.shape[0])) if array.ndim == 4 else [phase]
-    datasets = write_seg(array, image, load_references(args.studies, cine_id), phases=phases, tag=args.tag,
-                         annotator=str(args.annotator or label_info.get("annotator") or "unknown"),
-                         expertise=str(label_info.get("expertise") or ""), automatic=args.tag == "original")  # fmt: skip
+    datasets = write_seg(
+        array,
+        image,
+        load_references(args.studies, cine_id),
+        phases=phases,
+        tag=args.tag,
+        annotator=str(args.annotator or label_info.get("annotator") or "unknown"),
+        expertise=str(label_info.get("expertise") or ""),
+        automatic=args.tag == "original",
+    )
     os.makedirs(args.out, exist_ok=True)
     for ds in datasets:
         path = os.path.join(args.out, f"{args.image}_{args.tag}_{ds.InstanceNumber:03d}.dcm")
@@ -127,8 +136,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser("import-dicom", help="DICOM short-axis cines (folder, any layout) -> a studies folder")
     p.add_argument("src", help="folder of DICOM files (any names, nested folders, several studies)")
     p.add_argument("dst", help="MONAI Label studies folder (created when missing)")
-    p.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
-                   help="ED/ES from its segmentation model when it holds one (else ED = first phase, ES left open)")  # fmt: skip
+    p.add_argument(
+        "--model-dir",
+        default=DEFAULT_MODEL_DIR,
+        help="ED/ES from its segmentation model when it holds one (else ED = first phase, ES left open)",
+    )
     p.add_argument("--no-model", dest="model_dir", action="store_const", const="", help="never use a model")
     p.set_defaults(func=cmd_import_dicom)
 

@@ -18,12 +18,23 @@ from cmrassist_server.reporting.study import Phase, StudyData  # noqa: E402
 from CMRAssistCore.labels import COLOURS, LV_CAVITY, SEGMENT_NAMES  # noqa: E402
 
 NAMES = {
-    "lv_edv_ml": "LV EDV", "lv_esv_ml": "LV ESV", "lv_sv_ml": "LV SV", "lv_ef_pct": "LV EF", "lv_mass_g": "LV mass",
-    "rv_edv_ml": "RV EDV", "rv_esv_ml": "RV ESV", "rv_sv_ml": "RV SV", "rv_ef_pct": "RV EF",
-    "lv_edv_ml_m2": "LV EDV index", "lv_esv_ml_m2": "LV ESV index", "lv_sv_ml_m2": "LV SV index",
-    "lv_mass_g_m2": "LV mass index", "rv_edv_ml_m2": "RV EDV index", "rv_esv_ml_m2": "RV ESV index",
+    "lv_edv_ml": "LV EDV",
+    "lv_esv_ml": "LV ESV",
+    "lv_sv_ml": "LV SV",
+    "lv_ef_pct": "LV EF",
+    "lv_mass_g": "LV mass",
+    "rv_edv_ml": "RV EDV",
+    "rv_esv_ml": "RV ESV",
+    "rv_sv_ml": "RV SV",
+    "rv_ef_pct": "RV EF",
+    "lv_edv_ml_m2": "LV EDV index",
+    "lv_esv_ml_m2": "LV ESV index",
+    "lv_sv_ml_m2": "LV SV index",
+    "lv_mass_g_m2": "LV mass index",
+    "rv_edv_ml_m2": "RV EDV index",
+    "rv_esv_ml_m2": "RV ESV index",
     "rv_sv_ml_m2": "RV SV index",
-}  # fmt: skip
+}
 STATUS_COLOUR = {"low": "#d9534f", "high": "#d9534f", "normal": "#3c763d"}
 
 
@@ -123,15 +134,29 @@ def table_rows(report: Dict[str, Any]) -> List[List[str]]:
             index_text += f" ({ranges[key]['low']:g}-{ranges[key]['high']:g})"
         limits = f"{row['low']:g}-{row['high']:g}" if "low" in row else "-"
         qc = corrected.get(measure)
-        rows.append([NAMES.get(measure, measure), _value(row["value"], unit_of(measure)), index_text, limits,
-                     str(row["status"]), _value(qc) if isinstance(qc, (int, float)) else "-"])  # fmt: skip
+        rows.append(
+            [
+                NAMES.get(measure, measure),
+                _value(row["value"], unit_of(measure)),
+                index_text,
+                limits,
+                str(row["status"]),
+                _value(qc) if isinstance(qc, (int, float)) else "-",
+            ]
+        )
     return rows
 
 
 def draw_table(ax, report: Dict[str, Any]) -> None:
     rows = table_rows(report)
-    table = ax.table(cellText=rows, colLabels=["measure", "value", "per m² BSA (normal)", "normal", "", "QC-corrected"],
-                     loc="upper center", cellLoc="left", colLoc="left", colWidths=[0.16, 0.14, 0.26, 0.14, 0.12, 0.14])  # fmt: skip
+    table = ax.table(
+        cellText=rows,
+        colLabels=["measure", "value", "per m² BSA (normal)", "normal", "", "QC-corrected"],
+        loc="upper center",
+        cellLoc="left",
+        colLoc="left",
+        colWidths=[0.16, 0.14, 0.26, 0.14, 0.12, 0.14],
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     table.scale(1, 1.25)
@@ -148,16 +173,27 @@ def _header(report: Dict[str, Any]) -> str:
     bsa = f"BSA {report['bsa_m2']:.2f} m² (Mosteller)" if report.get("bsa_m2") else "BSA unknown (no height/weight)"
     hr = f", heart rate {report['heart_rate_bpm']:.0f} bpm" if report.get("heart_rate_bpm") else ""
     who = {p: report[p].get("annotator") or report[p]["label_tag"] for p in ("ed", "es")}
-    return (f"Patient {report.get('patient') or '-'}   study {report.get('study_date') or '-'}   sex "
-            f"{report.get('sex') or '-'}   {bsa}{hr}\nImage {report['image']}; ED label: {report['ed']['label_tag']} "
-            f"({who['ed']}), ES label: {report['es']['label_tag']} ({who['es']}); ES: {report['es_method']}")  # fmt: skip
+    return (
+        f"Patient {report.get('patient') or '-'}   study {report.get('study_date') or '-'}   sex "
+        f"{report.get('sex') or '-'}   {bsa}{hr}\nImage {report['image']}; ED label: {report['ed']['label_tag']} "
+        f"({who['ed']}), ES label: {report['es']['label_tag']} ({who['es']}); ES: {report['es_method']}"
+    )
 
 
 def report_figure(data: StudyData, report: Dict[str, Any], *, with_table: bool = True) -> Figure:
     """The one-page report (A4 portrait); without the table for the HTML page, which has its own."""
     fig = Figure(figsize=(8.27, 11.69 if with_table else 7.2), dpi=100)
-    grid = fig.add_gridspec(3 if with_table else 2, 3, height_ratios=[1, 1.05, 1.25][: 3 if with_table else 2],
-                            left=0.07, right=0.97, top=0.9 if with_table else 0.86, bottom=0.06, hspace=0.4, wspace=0.3)  # fmt: skip
+    grid = fig.add_gridspec(
+        3 if with_table else 2,
+        3,
+        height_ratios=[1, 1.05, 1.25][: 3 if with_table else 2],
+        left=0.07,
+        right=0.97,
+        top=0.9 if with_table else 0.86,
+        bottom=0.06,
+        hspace=0.4,
+        wspace=0.3,
+    )
     fig.suptitle("CMRAssist: short-axis cine study report", fontsize=13, x=0.07, ha="left")
     fig.text(0.07, 0.955 if with_table else 0.93, _header(report), fontsize=7.5, va="top")
     _, ed_label, _ = _canonical(data.ed)
@@ -188,6 +224,8 @@ def _qc_text(ax, report: Dict[str, Any]) -> None:
 
 def footnote(report: Dict[str, Any]) -> str:
     sources = sorted({str(r["source"]) for r in report["normal_ranges"] if r.get("source")})
-    return ("Normal ranges: " + "; ".join(sources) + ". Volumes by voxel counting; LV mass at "
-            f"{report['myocardial_density_g_per_ml']} g/ml; papillary muscles counted with the cavity. "
-            "Research software: check every contour before clinical use.")  # fmt: skip
+    return (
+        "Normal ranges: " + "; ".join(sources) + ". Volumes by voxel counting; LV mass at "
+        f"{report['myocardial_density_g_per_ml']} g/ml; papillary muscles counted with the cavity. "
+        "Research software: check every contour before clinical use."
+    )

@@ -61,7 +61,7 @@ def report_html(data: StudyData, report: Dict[str, Any]) -> str:
     rows = "".join(
         "<tr>"
         + "".join(f"<td class='{html.escape(r[3]) if i == 3 else ''}'>{html.escape(c)}</td>" for i, c in enumerate(r))
-        + "</tr>"  # fmt: skip
+        + "</tr>"
         for r in table_rows(report)
     )
     qc = "".join(

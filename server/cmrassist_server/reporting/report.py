@@ -63,7 +63,7 @@ def _phase_entry(phase: Phase, qc: Dict[str, Any]) -> Dict[str, Any]:
                     **{name: c.get("dice") for name, c in s["classes"].items()},
                 }
                 for s in qc["slices"]
-            ],  # fmt: skip
+            ],
         },
     }
 
@@ -125,11 +125,24 @@ def report_csv(report: Dict[str, Any]) -> str:
     corrected = report["qc_function"]["corrected"]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["image", "measure", "value", "unit", "normal_low", "normal_high", "status", "qc_corrected", "range_source"])  # fmt: skip
+    writer.writerow(
+        ["image", "measure", "value", "unit", "normal_low", "normal_high", "status", "qc_corrected", "range_source"]
+    )
     for row in report["normal_ranges"]:
         measure = row["measure"]
-        writer.writerow([report["image"], measure, _fmt(row["value"]), unit_of(measure), row.get("low", ""),
-                         row.get("high", ""), row["status"], _fmt(corrected.get(measure)), row.get("source", "")])  # fmt: skip
+        writer.writerow(
+            [
+                report["image"],
+                measure,
+                _fmt(row["value"]),
+                unit_of(measure),
+                row.get("low", ""),
+                row.get("high", ""),
+                row["status"],
+                _fmt(corrected.get(measure)),
+                row.get("source", ""),
+            ]
+        )
     return out.getvalue()
 
 

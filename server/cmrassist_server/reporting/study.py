@@ -109,8 +109,15 @@ def study_data(datastore, image_id: str) -> StudyData:
             if frame is None and name == "ES":
                 frame, es_method = int(np.argmin(curve["lv_ml"])) + 1, "smallest LV cavity volume of the cine's label"
             if frame is not None and 1 <= frame <= len(labels4d):
-                phase = Phase(name, cine_id, frame, extract_frame(cine, frame - 1), labels4d[frame - 1],
-                              cine_label[0], cine_label[2])  # fmt: skip
+                phase = Phase(
+                    name,
+                    cine_id,
+                    frame,
+                    extract_frame(cine, frame - 1),
+                    labels4d[frame - 1],
+                    cine_label[0],
+                    cine_label[2],
+                )
         if phase is None:
             raise CMRAssistError(
                 f"{image_id!r}: the {name} phase has no label yet: segment and store the {name} frame (or the "

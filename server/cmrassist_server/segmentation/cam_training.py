@@ -134,8 +134,15 @@ def _train_group_classifier(
 ) -> PositionNet:
     """The slice classifier trained on the items' disease groups (every slice labelled with its subject's)."""
     spec = PositionSpec(classes=groups)
-    options = PositionTrainOptions(max_epochs=epochs, max_minutes=minutes, device=device, position_weight=0.0,
-                                   from_scratch=True, seed=seed)  # fmt: skip
-    train_position(group_stacks(items, spec), checkpoint, options, spec=spec,
-                   record_extra={"target": "disease_group"}, log=lambda *a, **f: None)  # fmt: skip
+    options = PositionTrainOptions(
+        max_epochs=epochs, max_minutes=minutes, device=device, position_weight=0.0, from_scratch=True, seed=seed
+    )
+    train_position(
+        group_stacks(items, spec),
+        checkpoint,
+        options,
+        spec=spec,
+        record_extra={"target": "disease_group"},
+        log=lambda *a, **f: None,
+    )
     return load_position(checkpoint, device)[0]

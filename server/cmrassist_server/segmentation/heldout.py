@@ -49,8 +49,16 @@ def evaluate_acdc(
             spacing = image.GetSpacing()[::-1]
             frames[phase] = (pred, ref, spacing)
             for cls, m in overlap_table(pred, ref, spacing).items():
-                rows.append({"patient": p.name, "group": p.info.get("Group", ""), "phase": phase, "class": cls,
-                             "dice": m["dice"], "hd95_mm": m["hd95_mm"]})  # fmt: skip
+                rows.append(
+                    {
+                        "patient": p.name,
+                        "group": p.info.get("Group", ""),
+                        "phase": phase,
+                        "class": cls,
+                        "dice": m["dice"],
+                        "hd95_mm": m["hd95_mm"],
+                    }
+                )
         (pe, re_, se), (ps, rs, ss) = frames["ED"], frames["ES"]
         per_patient[p.name] = {
             "group": p.info.get("Group", ""),
@@ -77,8 +85,11 @@ def summarise(rows: List[Dict], per_patient: Dict[str, Dict]) -> Dict:
             sel = [r for r in rows if r["class"] == cls and phase in ("all", r["phase"])]
             dice[f"{cls}_{phase}"] = float(np.mean([r["dice"] for r in sel]))
             hd95[f"{cls}_{phase}"] = float(np.nanmean([r["hd95_mm"] for r in sel]))
-    clinical = {k: float(np.mean([abs(v["pred"][k] - v["ref"][k]) for v in per_patient.values()]))
-                for k in CLINICAL if all(k in v["pred"] for v in per_patient.values())}  # fmt: skip
+    clinical = {
+        k: float(np.mean([abs(v["pred"][k] - v["ref"][k]) for v in per_patient.values()]))
+        for k in CLINICAL
+        if all(k in v["pred"] for v in per_patient.values())
+    }
     return {"dice": dice, "hd95_mm": hd95, "clinical_mae": clinical, "volumes": len(rows) // 3}
 
 

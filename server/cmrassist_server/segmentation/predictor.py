@@ -73,16 +73,26 @@ class SegmentationPredictor:
         return SegmentationModel(self.model, self.spec, self.preprocessor.config, self.record, self.prior)
 
     @torch.no_grad()
-    def window_passes(self, window: torch.Tensor, flips: Optional[Sequence[Tuple[int, ...]]] = None) -> torch.Tensor:
+    def window_passes(
+        self,
+        window: torch.Tensor,
+        flips: Optional[Sequence[Tuple[int, ...]]] = None,
+        runners: Optional[Sequence[Callable[[torch.Tensor], torch.Tensor]]] = None,
+    ) -> torch.Tensor:
         """Softmax class probabilities ``(passes, slices, classes, H, W)`` of preprocessed ``(slices, C, H, W)``
         inputs: every model (one here; an ensemble's members), as is or under each of ``flips`` (``pass_flips``
-        when not given) and flipped back; passes ordered model by model, each model's flips in order."""
+        when not given) and flipped back; passes ordered model by model, each model's flips in order.
+
+        Args:
+            runners: what runs each model (:meth:`runners` when not given: the engines where there are some).
+        """
         flips = self.pass_flips if flips is None else tuple(flips)
+        runners = self.runners() if runners is None else runners
         outs = []
         for start in range(0, window.shape[0], self.batch_slices):
             batch = window[start : start + self.batch_slices].to(self.device)
             passes = []
-            for run in self.runners():
+            for run in runners:
                 for dims in flips:
                     p = torch.softmax(run(batch.flip(dims) if dims else batch), dim=1)
                     passes.append((p.flip(dims) if dims else p).float().cpu())

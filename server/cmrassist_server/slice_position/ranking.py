@@ -56,8 +56,10 @@ class RankingService:
             return 0
         slice_k = 2 - Orientation.of(_header_image(reader)).axes[0]
         if reader.GetDimension() == 4:  # frames 1..n of a cine
-            return sum(self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
-                       for frame in range(1, reader.GetSize()[3] + 1))  # fmt: skip
+            return sum(
+                self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
+                for frame in range(1, reader.GetSize()[3] + 1)
+            )
         frame = int((ds.get_image_info(image_id) or {}).get("frame") or 1)
         return self.store.add_items(image_id, frame, reader.GetSize()[slice_k])
 

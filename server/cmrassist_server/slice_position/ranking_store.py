@@ -91,8 +91,14 @@ class RankingStore:
         model: the openskill model (Plackett-Luce with defaults).
     """
 
-    def __init__(self, path: str, *, batch_timeout_s: float = BATCH_TIMEOUT_S, model: Optional[PlackettLuce] = None,
-                 max_open_batches: int = MAX_OPEN_BATCHES):  # fmt: skip
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_timeout_s: float = BATCH_TIMEOUT_S,
+        model: Optional[PlackettLuce] = None,
+        max_open_batches: int = MAX_OPEN_BATCHES,
+    ):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
         self.batch_timeout_s = batch_timeout_s
@@ -188,8 +194,11 @@ class RankingStore:
             db.execute("UPDATE batches SET status='released' WHERE status='open' AND expires < ?", (now,))
             mine = db.execute("SELECT COUNT(*) FROM batches WHERE status='open' AND annotator=?", (annotator.strip(),))
             if mine.fetchone()[0] >= self.max_open_batches:
-                raise CMRAssistError(f"{annotator.strip()} has {self.max_open_batches} open batches: submit them first "
-                                     "(unanswered batches are released after 15 minutes)", 429)  # fmt: skip
+                raise CMRAssistError(
+                    f"{annotator.strip()} has {self.max_open_batches} open batches: submit them first "
+                    "(unanswered batches are released after 15 minutes)",
+                    429,
+                )
             busy = set()
             for (items_json,) in db.execute("SELECT items FROM batches WHERE status='open'"):
                 busy.update(json.loads(items_json))

@@ -182,8 +182,9 @@ class DicomWebCineDatastore(CheckedDatastore):
             for ds in self.client.retrieve_series(stack.first.study, series):
                 instances[str(ds.SOPInstanceUID)] = ds
         image = cine_image(stack, cine_array(stack, instances.__getitem__))
-        ids = write_cine_studies(_Writer(self), base, image, stack_info(stack, header), references(stack, header),
-                                 self.phases)  # fmt: skip
+        ids = write_cine_studies(
+            _Writer(self), base, image, stack_info(stack, header), references(stack, header), self.phases
+        )
         logger.info(f"DICOMweb: {stack.describe()} -> {ids} in {time.time() - start:.1f} s")
         return ids
 
@@ -234,8 +235,9 @@ class DicomWebCineDatastore(CheckedDatastore):
                 array[t] = frame
             target, reference = cine_id, cine
         with tempfile.TemporaryDirectory(prefix="cmrassist-") as tmp:
-            path = write_label_like(array, reference or read_image(super().get_image_uri(target)),
-                                    os.path.join(tmp, target + ".nii.gz"))  # fmt: skip
+            path = write_label_like(
+                array, reference or read_image(super().get_image_uri(target)), os.path.join(tmp, target + ".nii.gz")
+            )
             self.store_label(target, path, "final", {**info, "pacs": self.url})
         return 1
 
@@ -247,8 +249,9 @@ class DicomWebCineDatastore(CheckedDatastore):
         info = self._datastore.objects[cine_id].image.info
         frame_id = f"{cine_id[: -len('_cine')]}_frame{t + 1:02d}"
         keep = {k: info[k] for k in ("patient", "study_instance_uid", "ed_frame", "es_frame", "n_frames") if k in info}
-        _Writer(self).add_image(frame_id, extract_frame(cine, t), {**keep, "phase": "CINE_FRAME", "frame": t + 1,
-                                                                    "source_image": cine_id})  # fmt: skip
+        _Writer(self).add_image(
+            frame_id, extract_frame(cine, t), {**keep, "phase": "CINE_FRAME", "frame": t + 1, "source_image": cine_id}
+        )
         return frame_id
 
     # -- cache -> PACS --------------------------------------------------------------------------------------
@@ -257,12 +260,24 @@ class DicomWebCineDatastore(CheckedDatastore):
         if label_tag != "final":
             return super().save_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
-        self.submit(image_id, label_filename, annotator=str(info.get("annotator") or "").strip() or "unnamed",
-                    expertise=str(info.get("expertise") or "unknown"), info=info)  # fmt: skip
+        self.submit(
+            image_id,
+            label_filename,
+            annotator=str(info.get("annotator") or "").strip() or "unnamed",
+            expertise=str(info.get("expertise") or "unknown"),
+            info=info,
+        )
         return image_id
 
-    def submit(self, image_id: str, label_filename: str, *, annotator: str, expertise: str,
-               info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:  # fmt: skip
+    def submit(
+        self,
+        image_id: str,
+        label_filename: str,
+        *,
+        annotator: str,
+        expertise: str,
+        info: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
         """A ``final`` submission goes to the PACS as DICOM SEG first; refused or unreachable: nothing is stored."""
         self._known(image_id)
         image = read_image(self.get_image_uri(image_id))
@@ -271,8 +286,9 @@ class DicomWebCineDatastore(CheckedDatastore):
         except CMRAssistError as e:
             raise CMRAssistError(f"label refused: {e}", e.status) from None
         cine_id, phases = self._cine_phases(image_id, image, label)
-        datasets = write_seg(label, image, load_references(self.folder, cine_id), phases=phases,
-                             annotator=annotator, expertise=expertise)  # fmt: skip
+        datasets = write_seg(
+            label, image, load_references(self.folder, cine_id), phases=phases, annotator=annotator, expertise=expertise
+        )
         series = str(datasets[0].SeriesInstanceUID)
         try:
             self.client.store_instances(datasets)

@@ -114,8 +114,21 @@ def write_cine_studies(
         info["lv_volumes_ml"] = [round(float(v), 2) for v in volumes]
     atomic_write_json(references_path(writer.folder, cine_id), {**refs, "image": cine_id})
     written = [writer.add_image(cine_id, cine, info)]
-    frame_keys = ("patient", "study_instance_uid", "series_instance_uids", "ed_frame", "es_frame", "n_frames",
-                  "heart_rate_bpm", "height_cm", "weight_kg", "sex", "age", "source", "phase_method")  # fmt: skip
+    frame_keys = (
+        "patient",
+        "study_instance_uid",
+        "series_instance_uids",
+        "ed_frame",
+        "es_frame",
+        "n_frames",
+        "heart_rate_bpm",
+        "height_cm",
+        "weight_kg",
+        "sex",
+        "age",
+        "source",
+        "phase_method",
+    )
     common = {k: info[k] for k in frame_keys if k in info}
     for phase, index in (("ED", ed), ("ES", es)):
         if index is not None:

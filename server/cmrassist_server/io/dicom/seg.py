@@ -48,8 +48,11 @@ def _cielab(rgb: Tuple[float, float, float]) -> List[int]:
     xyz /= np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
     lab = (116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2]))
-    return list(hd.color.CIELabColor(*(float(np.clip(v, lo, hi)) for v, lo, hi in
-                                        zip(lab, (0, -128, -128), (100, 127, 127)))).value)  # fmt: skip
+    return list(
+        hd.color.CIELabColor(
+            *(float(np.clip(v, lo, hi)) for v, lo, hi in zip(lab, (0, -128, -128), (100, 127, 127)))
+        ).value
+    )
 
 
 def segment_description(number: int, value: int, automatic: bool) -> Dataset:
@@ -131,7 +134,9 @@ def _frame_group(segment: int, z: int, position, ref: Dict[str, Any]) -> Dataset
     if ref.get("frame"):
         source.ReferencedFrameNumber = ref["frame"]
     source.SpatialLocationsPreserved = "YES"  # the label lies on the source grid
-    purpose = hd.sr.CodedConcept(value="121322", scheme_designator="DCM", meaning="Source image for image processing operation")  # fmt: skip
+    purpose = hd.sr.CodedConcept(
+        value="121322", scheme_designator="DCM", meaning="Source image for image processing operation"
+    )
     source.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
     derivation = Dataset()
     derivation.SourceImageSequence = DicomSequence([source])
@@ -274,8 +279,11 @@ def read_seg(datasets: Sequence[Dataset], refs: Dict[str, Any]) -> Tuple[Dict[in
             label = labels.setdefault(t, np.zeros((len(grid[0]), int(ds.Rows), int(ds.Columns)), np.uint8))
             label[z][pixels[i] > 0] = values[int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]
         match = CREATOR.search(str(ds.get("SeriesDescription", "")))
-        info = {"annotator": str(ds.get("ContentCreatorName", "")) or "unknown", "source": "DICOM SEG",
-                "seg_series_instance_uid": str(ds.SeriesInstanceUID)}  # fmt: skip
+        info = {
+            "annotator": str(ds.get("ContentCreatorName", "")) or "unknown",
+            "source": "DICOM SEG",
+            "seg_series_instance_uid": str(ds.SeriesInstanceUID),
+        }
         if match and match.group("expertise") != "expertise not given":
             info["expertise"] = match.group("expertise")
     return labels, info

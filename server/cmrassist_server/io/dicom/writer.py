@@ -86,8 +86,13 @@ def _save(ds: Dataset, folder: str, rng: np.random.Generator) -> str:
 def _geometry(image: sitk.Image) -> Dict[str, Any]:
     d = np.asarray(image.GetDirection()).reshape(image.GetDimension(), image.GetDimension())[:3, :3]
     sx, sy, sz = image.GetSpacing()[:3]
-    return {"origin": np.asarray(image.GetOrigin()[:3]), "x": d[:, 0], "y": d[:, 1], "z": d[:, 2],
-            "spacing": (sx, sy, sz)}  # fmt: skip
+    return {
+        "origin": np.asarray(image.GetOrigin()[:3]),
+        "x": d[:, 0],
+        "y": d[:, 1],
+        "z": d[:, 2],
+        "spacing": (sx, sy, sz),
+    }
 
 
 def _classic_frame(header: Dataset, g: Dict, z: int, t: int, n_phases: int, trigger_ms: float, rr_ms: float) -> Dataset:
