@@ -123,3 +123,21 @@ def test_neighbour_slices_give_the_same_channels_to_training_and_inference():
     np.testing.assert_array_equal(channels[0, 1], stack[0])  # the end repeats
     window, _ = pre.inference_input(sitk.GetArrayFromImage(image), orientation)
     assert window.shape[1] == 3  # what inference feeds the network has the same channels
+
+
+def test_myocardium_odds_only_turn_myocardium_that_background_rivals_into_background():
+    from cmrassist_server.imaging.preprocess import class_map, label_map
+
+    scores = torch.softmax(torch.from_numpy(np.random.default_rng(3).normal(size=(4, 4, 32, 32))).float(), 1)
+    plain = class_map(scores)
+    assert torch.equal(label_map(scores, 1.0), plain)
+    previous = plain
+    for odds in (1.5, 2.0, 3.0):
+        labels = label_map(scores, odds)
+        changed = labels != plain
+        assert changed.any() and (plain[changed] == 2).all() and (labels[changed] == 0).all()
+        assert (scores[:, 2][changed] < odds * scores[:, 0][changed]).all()
+        kept = (labels == 2).nonzero(as_tuple=True)
+        assert (scores[:, 2][kept] >= odds * scores[:, 0][kept]).all()
+        assert ((labels == 2) <= (previous == 2)).all()  # higher odds never add myocardium
+        previous = labels

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cmrassist_server.imaging.imageio import Orientation
+from CMRAssistCore.labels import BACKGROUND, LV_MYOCARDIUM
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class PreprocessConfig:
         percentiles: intensity percentiles mapped to 0 and 1.
         neighbour_slices: slices on each side of a slice that the network also sees (2.5D input: 1 gives the
             slice above and the one below as extra channels; the ends of the stack repeat the end slice).
+        myocardium_odds: where the network's top class is the myocardium, it stays myocardium only if its
+            probability is at least this many times the background's (1: the plain top class). The recipe draws
+            the epicardium too far out; cross-validation chooses this (``release/calibration.py``).
     """
 
     spacing_mm: float = 1.5
@@ -36,6 +40,7 @@ class PreprocessConfig:
     infer_window: int = 192
     percentiles: Tuple[float, float] = (0.5, 99.5)
     neighbour_slices: int = 0
+    myocardium_odds: float = 1.0
 
     def input_count(self, prior: Optional[Any] = None) -> int:
         """Network input channels: the slice, its neighbours, and a prior's channel when there is one."""
@@ -93,6 +98,17 @@ def resample_inplane(stack: torch.Tensor, size: Tuple[int, int], *, mode: str = 
 def class_map(scores: torch.Tensor) -> torch.Tensor:
     """Index of the highest score along dim 1 (``argmax(1)`` is about 20x slower on CPU for ``(N, C, H, W)``)."""
     return scores.max(1).indices
+
+
+def label_map(scores: torch.Tensor, myocardium_odds: float = 1.0) -> torch.Tensor:
+    """Labels of ``(N, C, H, W)`` class probabilities: the top class, except that myocardium whose probability is
+    under ``myocardium_odds`` times the background's becomes background (the epicardial border moves inward; the
+    endocardial border, against the LV cavity, stays where the network put it)."""
+    labels = class_map(scores)
+    if myocardium_odds != 1.0:
+        thin = (labels == LV_MYOCARDIUM) & (scores[:, LV_MYOCARDIUM] < myocardium_odds * scores[:, BACKGROUND])
+        labels[thin] = BACKGROUND
+    return labels
 
 
 def crop_or_pad(array: np.ndarray, center: Tuple[float, float], size: Tuple[int, int]) -> Tuple[np.ndarray, CropBox]:
@@ -215,5 +231,6 @@ class CardiacPreprocessor:
         back = undo_crop_or_pad(probs, ctx.box)
         outside = undo_crop_or_pad(torch.zeros(probs.shape[-2:]), ctx.box, fill=1.0)
         back[:, 0] += outside  # background wherever the window did not reach
-        labels = class_map(resample_inplane(back, ctx.canonical_shape[1:])).numpy().astype(np.uint8)
+        scores = resample_inplane(back, ctx.canonical_shape[1:])
+        labels = label_map(scores, self.config.myocardium_odds).numpy().astype(np.uint8)
         return ctx.orientation.from_canonical(labels)

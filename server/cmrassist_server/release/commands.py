@@ -1,4 +1,5 @@
 """``cmrassist train-release``: the shipped models, or the cross-validation of the segmentation recipe;
+``cmrassist calibrate-release``: the myocardium's calibration chosen on a cross-validation's held-out folds;
 ``cmrassist ship-ensemble``: a finished cross-validation's fold models shipped as the ensemble for batch work;
 ``cmrassist train-qc-release``: the QC trained on that cross-validation's out-of-fold predictions."""
 
@@ -66,6 +67,20 @@ def cmd_ship_ensemble(args) -> int:
     return 0
 
 
+def cmd_calibrate_release(args) -> int:
+    """The myocardium's calibration of a cross-validation run, chosen on its folds (``release/calibration.py``)."""
+    from cmrassist_server.release.calibration import CALIBRATION, calibrate, calibration_tables
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    calibration = calibrate(args.acdc, args.state, args.variant, device=args.device)
+    print("\n".join(calibration_tables(calibration)))
+    print(f"kept in {args.state}/{args.variant}/{CALIBRATION}; cmrassist ship-ensemble writes it into the members")
+    return 0
+
+
 def cmd_export_engine(args) -> int:
     """The shipped segmentation model's CPU engine (``segmentation.onnx``) exported beside it, with its checksum."""
     import os
@@ -129,7 +144,8 @@ def _release_log(args):
 
 
 def add_commands(sub) -> None:
-    """``train-release``, ``ship-ensemble``, ``export-engine`` and ``train-qc-release`` (see the module docstring)."""
+    """``train-release``, ``calibrate-release``, ``ship-ensemble``, ``export-engine`` and ``train-qc-release`` (see
+    the module docstring)."""
     p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
     p.add_argument("--out", default="models")
@@ -154,6 +170,14 @@ def add_commands(sub) -> None:
     p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")
     p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
     p.set_defaults(func=cmd_ship_ensemble)
+
+    p = sub.add_parser("calibrate-release", help="choose the myocardium's calibration on a CV run's held-out folds")
+    p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
+    p.add_argument("--state", required=True, help="the cross-validation run's --state folder")
+    p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.set_defaults(func=cmd_calibrate_release)
 
     p = sub.add_parser("export-engine", help="export the shipped segmentation model for the CPU engine (ONNX)")
     p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")

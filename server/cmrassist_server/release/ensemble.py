@@ -10,10 +10,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from cmrassist_server.core.checkpoints import atomic_write, atomic_write_json, file_sha256, load
 from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.release.calibration import (
+    calibration_odds,
+    calibration_section,
+    read_calibration,
+    write_calibrated,
+)
 from cmrassist_server.release.cards import LICENCE, update_checksum
 from cmrassist_server.release.cv_report import cv_table, scored_folds
 from cmrassist_server.release.folds import read_json
@@ -87,10 +93,10 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
     EnsemblePredictor(
         sources, device="cpu", flips=False, engine="torch"
     )  # members that would see other inputs: refused now
-    members = []
+    odds, members = calibration_odds(state, variant), []
     for k, source in enumerate(sources):
         file = member_file(k)
-        atomic_write(os.path.join(models, file), lambda tmp, source=source: shutil.copyfile(source, tmp))
+        atomic_write(os.path.join(models, file), lambda tmp, source=source: _write_member(source, tmp, odds))
         scores = read_json(os.path.join(os.path.dirname(source), "scores.json"))
         members.append(
             {
@@ -105,25 +111,38 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
         "variant": variant,
         "served_sha256": file_sha256(served),
         "flips": True,
+        "myocardium_odds": odds,
         "members": members,
         "made": time.strftime("%Y-%m-%d", time.gmtime()),
         "command": f"cmrassist ship-ensemble --state {state} --variant {variant} --models {models}",
     }
     atomic_write_json(os.path.join(models, MANIFEST), manifest)
-    card = ensemble_card(manifest, scored_folds(state, variant), read_json(os.path.join(state, variant, "plan.json")))
+    plan = read_json(os.path.join(state, variant, "plan.json"))
+    card = ensemble_card(manifest, scored_folds(state, variant), plan, read_calibration(state, variant))
     atomic_write(os.path.join(models, CARD), lambda tmp: Path(tmp).write_text(card))
     for file in [m["file"] for m in members] + [MANIFEST]:
         update_checksum(models, file)
     return manifest
 
 
-def ensemble_card(manifest: Dict[str, Any], folds: List[Dict], plan: Dict[str, Any]) -> str:
+def _write_member(source: str, target: str, odds: float) -> None:
+    """A fold model as it ships: as trained, or with the run's myocardium calibration written in."""
+    if odds == 1.0:
+        shutil.copyfile(source, target)
+    else:
+        write_calibrated(source, target, odds)
+
+
+def ensemble_card(
+    manifest: Dict[str, Any], folds: List[Dict], plan: Dict[str, Any], calibration: Optional[Dict] = None
+) -> str:
     """The ensemble's model card: what it is for, how it was made, its members and the cross-validation table.
 
     Args:
         manifest: the manifest :func:`ship_ensemble` wrote.
         folds: every fold's ``scores.json`` (``release/cv_report.scored_folds``).
         plan: the run's ``plan.json`` (folds, epochs, seed).
+        calibration: the run's ``calibration.json`` (``release/calibration.py``), if it has one.
     """
     members = "\n".join(
         f"| {m['fold']} | `{m['file']}` | `{m['sha256']}` | {len(m['held_out_patients'])} |"
@@ -158,7 +177,7 @@ ES frames alike): Dice and HD95 (mm) by class and phase, clinical MAE and signed
 ```
 {chr(10).join(cv_table(folds))}
 ```
-
+{calibration_section(calibration)}
 ## Licence
 
 {LICENCE}

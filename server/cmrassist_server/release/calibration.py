@@ -1,0 +1,137 @@
+"""The myocardium's calibration, chosen by cross-validation (issue 25).
+
+The recipe draws the epicardium too far out: over the CV folds the LV mass is 9 g over the expert's, mostly
+myocardium laid over the expert's background (``bench/myo_bias.py``). Each fold model labels its own held-out
+patients under each candidate ``myocardium_odds`` (``imaging/preprocess.label_map``: myocardium must be that many
+times as probable as background); the odds with the smallest LV mass error over the folds is the calibration, kept
+as ``<state>/<variant>/calibration.json`` and written into the shipped ensemble's members (``release/ensemble.py``).
+The nested figures score each fold with the odds chosen on the other folds alone, so no fold is scored with a
+choice it helped to make.
+"""
+
+import os
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from cmrassist_server.core.checkpoints import atomic_write_json
+from cmrassist_server.core.errors import CMRAssistError
+from cmrassist_server.release.cv_report import cv_table, fold_figures, scored_folds
+from cmrassist_server.release.folds import json_safe, read_json
+from cmrassist_server.segmentation.heldout import evaluate_acdc
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
+
+#: Candidate odds, 1 (the plain top class) first.
+ODDS = (1.0, 1.5, 2.0, 2.5, 3.0)
+#: The file beside the run's ``plan.json``.
+CALIBRATION = "calibration.json"
+#: The figure the odds are chosen by (``release/cv_report.fold_figures``): the clinically worst one.
+CRITERION = "mae lv_mass_g"
+
+
+def calibrate(
+    acdc: str,
+    state: str,
+    variant: str,
+    odds: Sequence[float] = ODDS,
+    device: Optional[str] = None,
+    progress: Callable[[str], None] = print,
+) -> Dict:
+    """Score every scored fold's model on its held-out patients under each of ``odds``; choose; write and return
+    ``{"criterion", "odds", "candidates": [{"odds", "folds": [figures]}], "nested": [figures with "odds"]}``.
+
+    Raises:
+        CMRAssistError: ``state`` holds no scored fold of ``variant``.
+    """
+    folds = scored_folds(state, variant)
+    if not folds:
+        raise CMRAssistError(f"{os.path.join(state, variant)} holds no scored fold: run the cross-validation first")
+    candidates = [{"odds": float(o), "folds": []} for o in odds]
+    for scores in folds:
+        k = scores["fold"]
+        predictor = SegmentationPredictor(os.path.join(state, variant, f"fold{k}", "segmentation.pt"), device=device)
+        config = predictor.preprocessor.config
+        for candidate in candidates:
+            progress(f"[calibrate] fold {k}: myocardium odds {candidate['odds']:g}")
+            predictor.preprocessor.config = replace(config, myocardium_odds=candidate["odds"])
+            result = evaluate_acdc(predictor, acdc, scores["patients"])
+            candidate["folds"].append({"fold": k, **fold_figures(result)})
+    out = {"criterion": CRITERION, "odds": best_odds(candidates), "candidates": candidates}
+    out["nested"] = nested_figures(candidates)
+    atomic_write_json(os.path.join(state, variant, CALIBRATION), json_safe(out))
+    return out
+
+
+def _mean_criterion(candidate: Dict, without_fold: Optional[int]) -> float:
+    values = [f[CRITERION] for f in candidate["folds"] if f["fold"] != without_fold]
+    return sum(values) / len(values)
+
+
+def best_odds(candidates: List[Dict], without_fold: Optional[int] = None) -> float:
+    """The odds with the smallest mean :data:`CRITERION` over the folds (all, or all but ``without_fold``); on a
+    tie, the one nearest 1 (the least change)."""
+    best = min(candidates, key=lambda c: (_mean_criterion(c, without_fold), abs(c["odds"] - 1.0)))
+    return best["odds"]
+
+
+def nested_figures(candidates: List[Dict]) -> List[Dict]:
+    """Each fold's figures under the odds chosen on the other folds (``odds`` says which)."""
+    out = []
+    for row in candidates[0]["folds"]:
+        k = row["fold"]
+        chosen = best_odds(candidates, without_fold=k)
+        figures = next(c for c in candidates if c["odds"] == chosen)["folds"]
+        out.append({**next(f for f in figures if f["fold"] == k), "odds": chosen})
+    return out
+
+
+def read_calibration(state: str, variant: str) -> Optional[Dict]:
+    """A run's ``calibration.json``, ``None`` where it has none."""
+    path = os.path.join(state, variant, CALIBRATION)
+    return read_json(path) if os.path.isfile(path) else None
+
+
+def calibration_odds(state: str, variant: str) -> float:
+    """The odds a run's calibration chose, 1 where it has none."""
+    calibration = read_calibration(state, variant)
+    return float(calibration["odds"]) if calibration else 1.0
+
+
+def _figures(row: Dict) -> Dict[str, float]:
+    return {k: v for k, v in row.items() if k not in ("fold", "odds") and v is not None}
+
+
+def calibration_tables(calibration: Dict) -> List[str]:
+    """Lines: the criterion's fold mean under each candidate, then the nested table (``cv_report.cv_table``)."""
+    lines = [f"{CRITERION} (mean over folds) by myocardium odds:"]
+    for c in calibration["candidates"]:
+        lines.append(f"  {c['odds']:4g}: {_mean_criterion(c, None):7.3f}")
+    lines.append(f"chosen: {calibration['odds']:g}; nested (each fold with the odds chosen on the others):")
+    return lines + cv_table(calibration["nested"], figures_of=_figures)
+
+
+def calibration_section(calibration: Optional[Dict]) -> str:
+    """The model card's section on the calibration (empty without one)."""
+    if not calibration:
+        return ""
+    return f"""
+## Myocardium calibration
+
+The members carry `myocardium_odds` {calibration["odds"]:g} (`imaging/preprocess.label_map`): myocardium is kept only
+where it is at least that many times as probable as background. It was chosen on the fold models' held-out
+patients to bring the LV mass error down (`cmrassist calibrate-release`, `release/calibration.py`); the figures
+above are before it. Each fold scored with the odds chosen on the other folds alone:
+
+```
+{chr(10).join(calibration_tables(calibration))}
+```
+"""
+
+
+def write_calibrated(source: str, target: str, odds: float) -> None:
+    """Write the segmentation checkpoint ``source`` to ``target`` with ``myocardium_odds`` set to ``odds`` (the
+    weights and everything else as they are)."""
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    payload["preprocess"] = {**(payload.get("preprocess") or {}), "myocardium_odds": float(odds)}
+    torch.save(payload, target)
