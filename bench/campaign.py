@@ -71,6 +71,7 @@ def evaluate(campaign: Campaign, cohort: Cohort) -> Dict:
 def run_strategy(strategy: str, base: Dict[str, str], cohort: Cohort, args, work: str) -> List[Dict]:
     """One strategy from the seed site to its spent budget; one row per round (round 0: the seed model)."""
     root = os.path.join(work, strategy)
+    shutil.rmtree(root, ignore_errors=True)  # a strategy always starts from the seed site
     studies, models = os.path.join(root, "studies"), os.path.join(root, "models")
     shutil.copytree(base["studies"], studies)
     shutil.copytree(base["models"], models)
@@ -110,6 +111,28 @@ def _row(campaign: Campaign, cohort: Cohort, round_: int, seconds: float) -> Dic
     }
 
 
+def seeded_work(args, cohort: Cohort, cines: bool):
+    """The work folder and its seed site (``campaign_setup.seed_site``). ``--work`` keeps them, and a seed site
+    made there for the same setting (``seed.json``) serves again: a stopped campaign continues without training
+    its seed model anew. Otherwise a temporary folder."""
+    work = args.work or tempfile.mkdtemp(prefix="campaign-")
+    os.makedirs(work, exist_ok=True)
+    keys = ("acdc", "fold", "seed_subjects", "cohort", "held_out", "seed_epochs", "seed")
+    setting = {k: getattr(args, k) for k in keys}
+    record = os.path.join(work, "seed.json")
+    base = {"studies": os.path.join(work, "studies"), "models": os.path.join(work, "models")}
+    seeded = json.load(open(record)) if os.path.isfile(record) else {}
+    if {k: seeded.get(k) for k in keys} == setting and (seeded.get("cines") or not cines):  # cines: a superset
+        print(f"seed site in {work} made for this setting: used again", flush=True)
+        return work, base
+    for folder in base.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    base = seed_site(work, cohort, args.seed_epochs, cines=cines)
+    with open(record, "w") as f:
+        json.dump({**setting, "cines": cines}, f)
+    return work, base
+
+
 def reference_budget(cohort: Cohort) -> int:
     """What experts spend labelling the whole cohort from scratch: every class on every slice it is on."""
     return sum(len(cells(f.truth)) for s in cohort.cohort for f in s.frames)
@@ -131,6 +154,9 @@ def main(argv=None) -> Dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/campaign")
     ap.add_argument("--keep", action="store_true", help="keep the sites' studies and models (their path is printed)")
+    ap.add_argument(
+        "--work", default="", help="work here and keep it; a seed site made here for the same setting is used again"
+    )
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = sorted(set(strategies) - set(STRATEGIES))
@@ -142,8 +168,7 @@ def main(argv=None) -> Dict:
     else:
         cohort = phantom_cohort(args.seed_subjects, args.cohort, args.held_out, args.seed)
     args.budget = args.budget or reference_budget(cohort)
-    work = tempfile.mkdtemp(prefix="campaign-")
-    base = seed_site(work, cohort, args.seed_epochs, cines="e" in strategies)
+    work, base = seeded_work(args, cohort, cines="e" in strategies)
     results = {s: run_strategy(s, base, cohort, args, work) for s in strategies}
     summary = {"setting": _setting(args, cohort, time.time() - started), "rounds": results}
     os.makedirs(args.out, exist_ok=True)
@@ -153,7 +178,7 @@ def main(argv=None) -> Dict:
     plot(results, os.path.join(args.out, "campaign.png"))
     with open(os.path.join(args.out, "campaign.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    if args.keep:
+    if args.keep or args.work:
         summary["work"] = work
         print(f"sites kept in {work}")
     else:

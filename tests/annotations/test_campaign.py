@@ -24,27 +24,15 @@ def test_correcting_every_differing_cell_gives_the_experts_label_and_each_cell_c
     assert differing(partly, truth) == {(0, 2), (0, 3), (1, 1)}
 
 
+def _tiny(tmp_path) -> list:
+    """A campaign of two seed, one cohort and one held-out phantom, one epoch a round, kept in ``tmp_path``."""
+    sizes = ["--seed-subjects", "2", "--cohort", "1", "--held-out", "1", "--round-subjects", "2"]
+    return sizes + ["--epochs", "1", "--seed-epochs", "1", "--work", str(tmp_path / "work")]
+
+
 @pytest.mark.slow
 def test_every_strategy_runs_end_to_end_on_phantoms_within_its_budget(tmp_path):
-    summary = main(
-        [
-            "--seed-subjects",
-            "2",
-            "--cohort",
-            "1",
-            "--held-out",
-            "1",
-            "--round-subjects",
-            "2",
-            "--epochs",
-            "1",
-            "--seed-epochs",
-            "1",
-            "--out",
-            str(tmp_path / "out"),
-            "--keep",
-        ]
-    )
+    summary = main(_tiny(tmp_path) + ["--out", str(tmp_path / "out")])
     cohort = phantom_cohort(2, 1, 1)
     budget = reference_budget(cohort)
     rounds = summary["rounds"]
@@ -65,3 +53,11 @@ def test_every_strategy_runs_end_to_end_on_phantoms_within_its_budget(tmp_path):
             canonical = frame.orientation.to_canonical(sitk.GetArrayFromImage(stored))
             np.testing.assert_array_equal(canonical, frame.truth)
     assert os.path.isfile(tmp_path / "out" / "campaign.png") and "strategies" in summary["headline"]
+
+    # Run again in the same work folder: the seed site made for this setting serves again, untrained anew.
+    seed_log = os.path.join(summary["work"], "seed-server.log")
+    seeded_at = os.path.getmtime(seed_log)
+    again = main(_tiny(tmp_path) + ["--strategies", "a", "--out", str(tmp_path / "again")])
+    assert os.path.getmtime(seed_log) == seeded_at
+    assert again["rounds"]["a"][0]["cohort"] == rounds["a"][0]["cohort"]
+    assert again["rounds"]["a"][-1]["expert_cells"] == budget

@@ -10,23 +10,25 @@ their mean probabilities and disagreement (with flips, as batch work runs them) 
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from cmrassist_server.core.checkpoints import atomic_write_json
 from cmrassist_server.core.device import default_device
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.splits import split_subjects
 from cmrassist_server.core.training import Log
-from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig
+from cmrassist_server.imaging.preprocess import CardiacPreprocessor, PreprocessConfig, label_map
 from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.qc.check import QualityChecker
 from cmrassist_server.qc.dataset import QCTrainingSet, build_training_set, snapshot_plans, train_snapshots
 from cmrassist_server.qc.heldout import evaluate_qc_acdc, protocol_mae
 from cmrassist_server.qc.network import QCSpec, load_qc
 from cmrassist_server.qc.training import QCSets, QCTrainOptions, train_qc
+from cmrassist_server.release.calibration import calibration_odds
 from cmrassist_server.release.folds import acdc_folds, json_safe, read_json
 from cmrassist_server.segmentation.data import prepare_cases
 from cmrassist_server.segmentation.ensemble import EnsemblePredictor
@@ -62,6 +64,16 @@ class QCFoldsPlan:
     def folder(self, fold: Optional[int]) -> str:
         """``<state>/qc-<variants>/fold<k>`` (``all`` for the QC that ships)."""
         return os.path.join(self.state, "qc-" + "+".join(self.variants), "all" if fold is None else f"fold{fold}")
+
+    def myocardium_odds(self) -> float:
+        """The segmentation CV's myocardium calibration (``release/calibration.py``; 1 with several variants)."""
+        return calibration_odds(self.state, self.variants[0]) if len(self.variants) == 1 else 1.0
+
+    def fold_ensemble(self, fold: int, device: str) -> EnsemblePredictor:
+        """The fold's segmentation models with flips, labelling with the calibration as the shipped ones do."""
+        ensemble = EnsemblePredictor(self.member_paths(fold), device=device)
+        ensemble.preprocessor.config = replace(ensemble.preprocessor.config, myocardium_odds=self.myocardium_odds())
+        return ensemble
 
     def member_paths(self, fold: int) -> List[str]:
         """The fold's segmentation models, one per variant.
@@ -99,9 +111,11 @@ def _varied_set(cases, views, snapshots, plan: QCFoldsPlan, device: str, seed: i
         views=views,
         disagreement=True,
     )
+    odds = plan.myocardium_odds()
     for i in range(len(cases)):
         # The out-of-fold models' own labels: the mean of the passes the view already ran, as batch work labels.
-        dataset.add(i, dataset.probs[i].argmax(1).astype(np.uint8), "out-of-fold")
+        labels = label_map(torch.from_numpy(dataset.probs[i]), odds).numpy().astype(np.uint8)
+        dataset.add(i, labels, "out-of-fold")
     return dataset
 
 
@@ -111,7 +125,7 @@ def oof_sets(plan: QCFoldsPlan, fold: Optional[int], log: Log) -> Tuple[QCSets, 
     device = default_device(plan.device)
     folds = acdc_folds(plan.acdc, plan.folds, plan.seed)
     # Each patient's view: its out-of-fold models as batch work runs them (with flips), the QC checks as it will.
-    members = {k: EnsemblePredictor(plan.member_paths(k), device=device) for k in range(plan.folds)}
+    members = {k: plan.fold_ensemble(k, device) for k in range(plan.folds)}
     cases, fold_of, pre = _cases_by_fold(plan, folds)
     views = lambda case: members[fold_of[case.subject]]  # noqa: E731 - the patient's out-of-fold models
     training = [c for c in cases if fold_of[c.subject] != fold]
@@ -189,7 +203,7 @@ def score_qc_fold(plan: QCFoldsPlan, fold: int, checkpoint: str, snapshots: Sequ
     """QC fold ``fold`` on its patients: (a) the fold models' own labels, checked as batch work checks them (the
     fold ensemble with flips), (b) the published protocol over varied labels of the same frames."""
     device = default_device(plan.device)
-    ensemble = EnsemblePredictor(plan.member_paths(fold), device=device)
+    ensemble = plan.fold_ensemble(fold, device)
     checker = QualityChecker(checkpoint, device=device, segmentation=ensemble)
     patients = acdc_folds(plan.acdc, plan.folds, plan.seed)[fold][:: 5 if plan.quick else 1]
     result = evaluate_qc_acdc(checker, ensemble, plan.acdc, patients, corruptions=2, seed=plan.seed)
