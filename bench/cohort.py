@@ -29,6 +29,7 @@ from cmrassist_server.core.checkpoints import ModelRecord
 from cmrassist_server.imaging.preprocess import PreprocessConfig
 from cmrassist_server.io.studies import phantom_studies
 from cmrassist_server.qc.network import QCSpec, publish_qc
+from cmrassist_server.segmentation.batch import MANIFEST, MEMBERS_FOLDER
 from cmrassist_server.segmentation.network import NetworkSpec, publish_segmentation
 
 COHORT_SUBJECTS, COHORT_FRAMES, HOURS = 100_000, 50, 24.0
@@ -59,8 +60,9 @@ def acdc_studies(acdc: str, count: int, folder: str) -> None:
 
 
 def bench_models(model_dir: str, folder: str) -> ModelFiles:
-    """The models to time: ``model_dir``'s, with freshly initialised networks of the default architectures where
-    it has none (the networks' cost does not depend on their weights; post-processing and QC's rules do a little)."""
+    """The models to time: ``model_dir``'s (with its fold ensemble where it ships one), with freshly initialised
+    networks of the default architectures where it has none (the networks' cost does not depend on their weights;
+    post-processing and QC's rules do a little)."""
     os.makedirs(folder)
     segmentation = os.path.join(model_dir, "segmentation.pt") if model_dir else ""
     if not os.path.isfile(segmentation):
@@ -77,6 +79,9 @@ def bench_models(model_dir: str, folder: str) -> ModelFiles:
     for path in (segmentation, qc):
         if not path.startswith(folder):
             shutil.copy(path, os.path.join(folder, os.path.basename(path)))
+    if model_dir and os.path.isfile(os.path.join(model_dir, MANIFEST)):  # the fold ensemble: what batch work runs
+        shutil.copy(os.path.join(model_dir, MANIFEST), folder)
+        shutil.copytree(os.path.join(model_dir, MEMBERS_FOLDER), os.path.join(folder, MEMBERS_FOLDER))
     return ModelFiles.resolve(folder)
 
 

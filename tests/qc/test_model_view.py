@@ -148,6 +148,31 @@ def test_a_qc_model_published_before_the_segmentation_pass_view_keeps_the_whole_
     np.testing.assert_allclose(checked[0], predict_slices(shipped.network, x, "cpu", features)[0], atol=1e-6)
 
 
+def test_a_whole_slice_qc_looks_through_an_ensembles_first_member_alone(tmp_path):
+    from ensemble_helpers import tiny_model
+
+    from cmrassist_server.segmentation.ensemble import EnsemblePredictor
+
+    shipped = load_qc(os.path.join(shipped_folder(), "qc.pt"))
+    paths = [tiny_model(str(tmp_path / f"fold{k}.pt"), seed=k) for k in range(3)]
+    ensemble = EnsemblePredictor(paths, device="cpu", engine="torch")
+    calls = [0, 0, 0]
+    for k, member in enumerate(ensemble.members):
+        member.register_forward_hook(lambda *a, k=k: calls.__setitem__(k, calls[k] + 1))
+    phantom = make_phantom(4, with_cine=False)
+    image_zyx = sitk.GetArrayFromImage(phantom.ed_image).astype(np.float32)
+    label = sitk.GetArrayFromImage(phantom.ed_label).astype(np.uint8)
+    checked = QualityChecker(None, segmentation=ensemble).predict(
+        image_zyx, label, Orientation.of(phantom.ed_image), shipped
+    )
+    assert calls == [2, 0, 0]  # one network as is and flipped, as the QC was trained: not ten passes a frame
+    first = SegmentationPredictor(paths[0], device="cpu", engine="torch")
+    alone = QualityChecker(None, segmentation=first).predict(
+        image_zyx, label, Orientation.of(phantom.ed_image), shipped
+    )
+    np.testing.assert_allclose(checked[0], alone[0], atol=1e-6)
+
+
 def test_a_qc_model_naming_an_unknown_view_is_refused(tmp_path):
     spec = QCSpec(channels=(8, 16), model_inputs=True, view="tomorrow's view")
     path = str(tmp_path / "qc.pt")

@@ -96,7 +96,7 @@ def test_an_empty_model_folder_serves_the_shipped_models_at_once(shipped_server,
     info = client.info()
     for name in ("segmentation", "qc", "slice_position"):
         assert info["models"][name]["trained"] is True and info["models"][name]["version"] == "shipped"
-    assert info["shipped_models"] == dict.fromkeys(MODELS, "installed")
+    assert info["shipped_models"] == {**dict.fromkeys(MODELS, "installed"), "ensemble": "installed"}
     assert client.model_versions("segmentation")[0]["version"] == "shipped"
     # One click on a phantom: the shipped model finds the LV cavity and the RV where the phantom has them.
     reference = sitk.GetArrayFromImage(

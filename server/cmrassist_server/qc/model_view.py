@@ -30,17 +30,19 @@ FULL_SLICE = "full-slice"
 
 @torch.no_grad()
 def full_slice_view(predictor: SegmentationPredictor, stack: np.ndarray) -> ModelView:
-    """The view a :data:`FULL_SLICE` QC model was trained on: each network (an ensemble's members) in PyTorch on
-    the whole slices of a resampled ``(slices, H, W)`` stack, padded to the network's stride, as is and left-right
-    flipped. It runs its own passes: such a QC model costs them until it is retrained on the segmentation pass."""
+    """The view a :data:`FULL_SLICE` QC model was trained on: one network in PyTorch on the whole slices of a
+    resampled ``(slices, H, W)`` stack, padded to the network's stride, as is and left-right flipped. It runs its
+    own passes: such a QC model costs them until it is retrained on the segmentation pass. Of an ensemble, the
+    first member alone: such a QC learnt one network's view, and every member's would cost batch work ten
+    whole-slice passes per frame."""
     pre = predictor.preprocessor
     inputs = pre.input_channels(stack, predictor.prior)
     h, w = inputs.shape[-2:]
     m = pre.config.size_multiple
     window, box = crop_or_pad(inputs, (h / 2, w / 2), (math.ceil(h / m) * m, math.ceil(w / m) * m))
     x = torch.from_numpy(np.ascontiguousarray(window))
-    networks = getattr(predictor, "members", [predictor.model])  # PyTorch, never the engines: as it was trained
-    passes = predictor.window_passes(x, flips=((), (3,)), runners=networks)
+    network = getattr(predictor, "members", [predictor.model])[0]  # PyTorch, never the engine: as it was trained
+    passes = predictor.window_passes(x, flips=((), (3,)), runners=[network])
     return window_view(passes, passes.mean(0), box).on_stack()
 
 
