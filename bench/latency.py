@@ -30,12 +30,17 @@ from CMRAssistLib.client import CMRAssistClient
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def study_with_one_ed_frame(folder: str, acdc: str) -> str:
+def study_with_one_ed_frame(folder: str, acdc: str, extra: int = 0) -> str:
+    """The timed frame (``bench_ed``; ``bench_es`` beside it) and, from ACDC, four labelled patients a training run
+    can work on and ``extra`` more unlabelled patients' ED and ES frames (work for a QC scoring pass)."""
     writer = StudiesWriter(folder)
     if acdc:
         from cmrassist_server.io.acdc import find_patients
 
         p = find_patients(acdc, {61})[0]  # 10-slice NOR patient
+        for q in find_patients(acdc, set(range(2, 2 + extra)) - {21, 41, 61, 81}):
+            for phase, frame in (("ed", q.ed_frame), ("es", q.es_frame)):
+                writer.add_image(f"{q.name}_{phase}", q.frame_path(frame), {"phase": phase.upper()})
         for q in find_patients(acdc, {1, 21, 41, 81}):  # labelled studies a training run can work on
             for phase, frame in (("ed", q.ed_frame), ("es", q.es_frame)):
                 writer.add_image(f"{q.name}_{phase}", q.frame_path(frame), {"phase": phase.upper()})
@@ -96,6 +101,15 @@ def install_qc(model_dir: str, qc_model: str) -> None:
     publish_qc(path, spec.build().eval(), PreprocessConfig(), ModelRecord(kind="qc", metric="mae"))
 
 
+def during_scoring(client: CMRAssistClient, image_id: str, work: str, n: int) -> list:
+    """Requests timed while the QC scoring pass that follows start-up runs (every stored frame checked in the
+    background); at most ``n``, stopping when the pass ends."""
+    times = []
+    while client.scoring_status().get("status") == "RUNNING" and len(times) < n:
+        times += timed_requests(client, image_id, work, 1)
+    return times
+
+
 def during_training(client: CMRAssistClient, image_id: str, work: str, n: int) -> list:
     """Requests timed while ``POST /train/segmentation`` works (its child process at lower CPU priority)."""
     client.train_start("segmentation", max_epochs=1000, max_minutes=10)
@@ -120,6 +134,13 @@ def main(argv=None):
         "--qc-model", default="", help="with --qc: the QC checkpoint (default: a fresh one of today's view)"
     )
     ap.add_argument(
+        "--during-scoring",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time requests during the start-up QC scoring of N more ACDC patients' frames (needs --acdc)",
+    )
+    ap.add_argument(
         "--during-training",
         action="store_true",
         help="also time requests while a training run works in the server's child process (needs --acdc)",
@@ -127,7 +148,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="latency-")
     studies, model_dir = os.path.join(work, "studies"), os.path.join(work, "model")
-    image_id = study_with_one_ed_frame(studies, args.acdc)
+    image_id = study_with_one_ed_frame(studies, args.acdc, args.during_scoring)
     ckpt = os.path.join(model_dir, "segmentation.pt")
     if args.model:
         os.makedirs(model_dir)
@@ -144,6 +165,7 @@ def main(argv=None):
         client = CMRAssistClient(srv.url, timeout=60)
         for _ in range(3):
             client.infer(image_id, work)
+        scoring = during_scoring(client, image_id, work, 10 * args.requests) if args.during_scoring else None
         waited = wait_for_scoring(client)
         times = timed_requests(client, image_id, work, args.requests)
         busy = during_training(client, image_id, work, args.requests) if args.during_training else None
@@ -162,6 +184,13 @@ def main(argv=None):
         f"min {min(times) * 1000:.0f} ms"
     )
     result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
+    if scoring:
+        print(
+            f"  during the start-up QC scoring ({len(scoring)} requests): median {np.median(scoring) * 1000:.0f} ms"
+            f"   p95 {np.percentile(scoring, 95) * 1000:.0f} ms   ({np.median(scoring) / np.median(times):.2f}x the "
+            "quiet median)"
+        )
+        result["during_scoring_median_s"] = float(np.median(scoring))
     if busy:
         print(
             f"  while training runs: median {np.median(busy) * 1000:.0f} ms   p95 "
