@@ -184,6 +184,8 @@ def main(argv=None):
         f"min {min(times) * 1000:.0f} ms"
     )
     result = {"median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95)), "image_size": size}
+    if args.during_scoring and not scoring:
+        print("  during the start-up QC scoring: none timed (it ended before the warm-up did; give more frames)")
     if scoring:
         print(
             f"  during the start-up QC scoring ({len(scoring)} requests): median {np.median(scoring) * 1000:.0f} ms"

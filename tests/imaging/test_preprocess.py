@@ -125,7 +125,7 @@ def test_neighbour_slices_give_the_same_channels_to_training_and_inference():
     assert window.shape[1] == 3  # what inference feeds the network has the same channels
 
 
-def test_myocardium_odds_only_turn_myocardium_that_background_rivals_into_background():
+def test_myocardium_odds_give_myocardium_that_background_rivals_to_the_next_most_probable_class():
     from cmrassist_server.imaging.preprocess import class_map, label_map
 
     scores = torch.softmax(torch.from_numpy(np.random.default_rng(3).normal(size=(4, 4, 32, 32))).float(), 1)
@@ -135,8 +135,12 @@ def test_myocardium_odds_only_turn_myocardium_that_background_rivals_into_backgr
     for odds in (1.5, 2.0, 3.0):
         labels = label_map(scores, odds)
         changed = labels != plain
-        assert changed.any() and (plain[changed] == 2).all() and (labels[changed] == 0).all()
+        assert changed.any() and (plain[changed] == 2).all() and (labels[changed] != 2).all()
         assert (scores[:, 2][changed] < odds * scores[:, 0][changed]).all()
+        others = scores.clone()
+        others[:, 2] = -1
+        assert torch.equal(labels[changed], others.argmax(1)[changed])  # the most probable other class
+        assert (labels[changed] == 0).any() and (labels[changed] != 0).any()
         kept = (labels == 2).nonzero(as_tuple=True)
         assert (scores[:, 2][kept] >= odds * scores[:, 0][kept]).all()
         assert ((labels == 2) <= (previous == 2)).all()  # higher odds never add myocardium

