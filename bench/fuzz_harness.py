@@ -15,6 +15,8 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from cmrassist_server.core.checkpoints import PARTIAL_PREFIX
+
 #: Operations that start work in child processes: the tests fuzz them without the role (403), bench/fuzz.py with it.
 SPAWNING = {"POST /train/{model}", "POST /scoring/{method}", "POST /scoring/", "POST /train/", "DELETE /train/"}
 # Written by the server on its own (QC scoring in the background, caches, SQLite internals), not by a request.
@@ -31,14 +33,22 @@ def snapshot(folder):
     for d, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(d, name)
-            if not any(part in path for part in SKIP_FILES):
-                st = os.stat(path)
-                if name.endswith((".nii.gz", ".nii", ".nrrd")):
-                    out[os.path.relpath(path, folder)] = (st.st_size, st.st_mtime_ns)
-                else:
-                    with open(path, "rb") as f:
-                        out[os.path.relpath(path, folder)] = (st.st_size, hashlib.sha1(f.read()).hexdigest())
+            # A partial- file is an atomic write in flight (renamed over its target when done): never state.
+            if name.startswith(PARTIAL_PREFIX) or any(part in path for part in SKIP_FILES):
+                continue
+            try:
+                out[os.path.relpath(path, folder)] = _fingerprint(path, name)
+            except FileNotFoundError:  # replaced by a background writer between the listing and the read
+                continue
     return out
+
+
+def _fingerprint(path: str, name: str):
+    st = os.stat(path)
+    if name.endswith((".nii.gz", ".nii", ".nrrd")):
+        return (st.st_size, st.st_mtime_ns)
+    with open(path, "rb") as f:
+        return (st.st_size, hashlib.sha1(f.read()).hexdigest())
 
 
 def operations(team):
