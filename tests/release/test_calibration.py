@@ -2,6 +2,7 @@
 real predictor and scoring, the nested choice never uses the fold it scores, a calibrated checkpoint changes only
 the shipped model's myocardium against background, and ``ship-ensemble`` writes it into the members."""
 
+import dataclasses
 import json
 import os
 
@@ -17,6 +18,7 @@ from cmrassist_server.release.calibration import (
     CALIBRATION,
     CRITERION,
     ODDS,
+    RememberedPasses,
     best_odds,
     calibrate,
     calibration_tables,
@@ -98,3 +100,19 @@ def test_a_calibrated_model_only_gives_up_myocardium_to_background(tmp_path):
     assert ((plain[changed] == 2) & (labels[changed] != 2)).mean() > 0.95 and (labels[changed] == 0).mean() > 0.8
     for cavity in (1, 3):
         assert abs(int((labels == cavity).sum()) - int((plain == cavity).sum())) <= 0.02 * (plain == cavity).sum()
+
+
+def test_remembered_passes_run_the_network_once_a_window_and_label_as_a_fresh_run(tmp_path):
+    shipped = os.path.join(shipped_folder(), "segmentation.pt")
+    image = make_phantom(12).ed_image
+    predictor = SegmentationPredictor(shipped, device="cpu", engine="torch")
+    passes = predictor.window_passes = RememberedPasses(predictor.window_passes)
+    first = predictor.segment(image)
+    runs = passes.runs
+    assert runs >= 1  # the frame's window (and the heart probe, where the window is on)
+    predictor.preprocessor.config = dataclasses.replace(predictor.preprocessor.config, myocardium_odds=3.0)
+    calibrated = predictor.segment(image)
+    assert passes.runs == runs  # another odds: no new network pass
+    fresh = SegmentationPredictor(shipped, device="cpu", engine="torch")
+    fresh.preprocessor.config = predictor.preprocessor.config
+    assert (fresh.segment(image) == calibrated).all() and (calibrated == 2).sum() < (first == 2).sum()

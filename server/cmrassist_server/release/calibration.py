@@ -9,9 +9,10 @@ The nested figures score each fold with the odds chosen on the other folds alone
 choice it helped to make.
 """
 
+import hashlib
 import os
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -51,6 +52,7 @@ def calibrate(
     for scores in folds:
         k = scores["fold"]
         predictor = SegmentationPredictor(_fold_model(state, variant, k), device=device)
+        predictor.window_passes = RememberedPasses(predictor.window_passes)
         config = predictor.preprocessor.config
         for candidate in candidates:
             progress(f"[calibrate] fold {k}: myocardium odds {candidate['odds']:g}")
@@ -62,6 +64,28 @@ def calibrate(
     out["nested"] = nested_figures(candidates)
     atomic_write_json(os.path.join(state, variant, CALIBRATION), json_safe(out))
     return out
+
+
+class RememberedPasses:
+    """A predictor's ``window_passes``, run once per window: the candidate odds change only how probabilities
+    become labels (``imaging/preprocess.label_map``), so each frame's network passes serve every candidate.
+
+    Args:
+        passes: the predictor's own ``window_passes``.
+    """
+
+    def __init__(self, passes: Callable[..., torch.Tensor]):
+        self.passes, self.memo, self.runs = passes, {}, 0
+
+    def __call__(self, window: torch.Tensor, flips: Optional[Sequence[Tuple[int, ...]]] = None, runners=None):
+        if runners is not None:  # a caller's own runners: not what the memo holds
+            return self.passes(window, flips, runners)
+        digest = hashlib.sha1(window.detach().cpu().numpy().tobytes()).hexdigest()
+        key = (digest, tuple(window.shape), None if flips is None else tuple(flips))
+        if key not in self.memo:
+            self.memo[key] = self.passes(window, flips)
+            self.runs += 1
+        return self.memo[key]
 
 
 def _mean_criterion(candidate: Dict, without_fold: Optional[int]) -> float:

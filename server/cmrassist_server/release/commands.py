@@ -16,10 +16,7 @@ def cmd_train_release(args) -> int:
     from cmrassist_server.release.folds import FoldsPlan, run_folds
     from cmrassist_server.release.recipe import release_plan, train_release
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)  # 1 thread per run: most epochs per CPU-hour on a shared 2-core CPU
+    _set_threads(args)
     log = _release_log(args)
     if args.folds:
         if not args.state:
@@ -71,10 +68,7 @@ def cmd_calibrate_release(args) -> int:
     """The myocardium's calibration of a cross-validation run, chosen on its folds (``release/calibration.py``)."""
     from cmrassist_server.release.calibration import CALIBRATION, calibrate, calibration_tables
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     calibration = calibrate(args.acdc, args.state, args.variant, device=args.device)
     print("\n".join(calibration_tables(calibration)))
     print(f"kept in {args.state}/{args.variant}/{CALIBRATION}; cmrassist ship-ensemble writes it into the members")
@@ -102,15 +96,15 @@ def cmd_train_qc_release(args) -> int:
     ``--fold`` trained and scored on its held-out patients, or with ``--all`` the QC that ships."""
     from cmrassist_server.release.qc_folds import QCFoldsPlan, run_qc_fold
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     plan = QCFoldsPlan(
         args.acdc,
         args.state,
         variants=tuple(args.variants.split(",")),
         epochs=args.epochs,
+        corruptions_per_case=args.corruptions,
+        snapshots=args.snapshots,
+        snapshot_minutes=args.snapshot_minutes,
         seed=args.seed,
         device=args.device,
         quick=args.quick,
@@ -120,6 +114,18 @@ def cmd_train_qc_release(args) -> int:
         scores = run_qc_fold(plan, fold, resume=args.resume, log=_release_log(args))
         print(f"[qc] {plan.folder(fold)}: " + (json.dumps(scores.get("protocol")) if fold is not None else "trained"))
     return 0
+
+
+def _set_threads(args) -> None:
+    """``--threads``: 1 thread per run gives the most epochs per CPU-hour on a shared 2-core CPU."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _add_threads(p) -> None:
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
 
 
 def _release_log(args):
@@ -162,7 +168,7 @@ def add_commands(sub) -> None:
     p.add_argument("--folds", type=int, default=0, help="cross-validate the segmentation recipe with this many folds")
     p.add_argument("--variant", default="2.5d", help="the recipe variant a --folds run judges (release/folds.py)")
     p.add_argument("--fold", type=int, action="append", help="with --folds: only this fold (repeatable)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    _add_threads(p)
     p.set_defaults(func=cmd_train_release)
 
     p = sub.add_parser("ship-ensemble", help="ship a finished 5-fold run's fold models as the batch-work ensemble")
@@ -176,7 +182,7 @@ def add_commands(sub) -> None:
     p.add_argument("--state", required=True, help="the cross-validation run's --state folder")
     p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    _add_threads(p)
     p.set_defaults(func=cmd_calibrate_release)
 
     p = sub.add_parser("export-engine", help="export the shipped segmentation model for the CPU engine (ONNX)")
@@ -197,6 +203,6 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--quick", action="store_true", help="every 5th patient (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue a stopped QC fold from its state")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    _add_threads(p)
     p.add_argument("--log", default="", help="append every progress event as a JSON line to this file")
     p.set_defaults(func=cmd_train_qc_release)

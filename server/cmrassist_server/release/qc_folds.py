@@ -11,6 +11,7 @@ their mean probabilities and disagreement (with flips, as batch work runs them) 
 
 import os
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -65,14 +66,16 @@ class QCFoldsPlan:
         """``<state>/qc-<variants>/fold<k>`` (``all`` for the QC that ships)."""
         return os.path.join(self.state, "qc-" + "+".join(self.variants), "all" if fold is None else f"fold{fold}")
 
+    @cached_property
     def myocardium_odds(self) -> float:
-        """The segmentation CV's myocardium calibration (``release/calibration.py``; 1 with several variants)."""
+        """The segmentation CV's myocardium calibration (``release/calibration.py``; 1 with several variants), read
+        and checked against the fold models once a run: every fold's labels then use the same odds."""
         return calibration_odds(self.state, self.variants[0]) if len(self.variants) == 1 else 1.0
 
     def fold_ensemble(self, fold: int, device: str) -> EnsemblePredictor:
         """The fold's segmentation models with flips, labelling with the calibration as the shipped ones do."""
         ensemble = EnsemblePredictor(self.member_paths(fold), device=device)
-        ensemble.preprocessor.config = replace(ensemble.preprocessor.config, myocardium_odds=self.myocardium_odds())
+        ensemble.preprocessor.config = replace(ensemble.preprocessor.config, myocardium_odds=self.myocardium_odds)
         return ensemble
 
     def member_paths(self, fold: int) -> List[str]:
@@ -111,7 +114,7 @@ def _varied_set(cases, views, snapshots, plan: QCFoldsPlan, device: str, seed: i
         views=views,
         disagreement=True,
     )
-    odds = plan.myocardium_odds()
+    odds = plan.myocardium_odds
     for i in range(len(cases)):
         # The out-of-fold models' own labels: the mean of the passes the view already ran, as batch work labels.
         labels = label_map(torch.from_numpy(dataset.probs[i]), odds).numpy().astype(np.uint8)
