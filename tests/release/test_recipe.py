@@ -1,15 +1,21 @@
 """``cmrassist train-release`` end to end on a tiny budget: an ACDC-layout folder of 100 phantom patients in,
 the three models, their cards (held-out figures, command, licence) and checksums the server accepts out."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 import SimpleITK as sitk
+import torch
+from ensemble_helpers import shipped_ensemble
 
+from cmrassist_server.core.checkpoints import file_sha256, load, read_record
 from cmrassist_server.io.phantoms import make_phantom
-from cmrassist_server.release.shipped import MODELS, install_shipped, verified
+from cmrassist_server.release.calibration import CALIBRATION, calibrate
+from cmrassist_server.release.shipped import MODELS, install_shipped, verified, verified_file
+from cmrassist_server.segmentation.batch import batch_segmentation, read_manifest
 
 
 def _acdc_of_phantoms(root: str, distinct: int = 5, patients: int = 100) -> str:
@@ -68,6 +74,39 @@ def test_the_recipe_makes_every_model_with_its_card_and_checksum(tmp_path):
     with open(os.path.join(out, "qc.md")) as f:
         assert "sliceMAE" in f.read()
     assert install_shipped(str(tmp_path / "server_models"), out) == dict.fromkeys(MODELS, "installed")
+    _ship_served(acdc, out, tmp_path)
+
+
+def _ship_served(acdc: str, run: str, tmp_path) -> None:
+    """The run's segmentation model shipped as the served one beside an ensemble, with a CV's calibration."""
+    models = shipped_ensemble(str(tmp_path / "ship"))
+    state = str(tmp_path / "ship" / "state")
+    calibration = calibrate(acdc, state, "2.5d", odds=(1.0, 2.0), progress=lambda line: None)
+    with open(os.path.join(state, "2.5d", CALIBRATION), "w") as f:
+        json.dump({**calibration, "odds": 2.0}, f)  # whatever was chosen on untrained folds: ship odds 2
+    cli = os.path.join(os.path.dirname(sys.executable), "cmrassist")
+    args = ["ship-served", "--run", run, "--state", state, "--models", models]
+    done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = verified(models, "segmentation")
+    shipped, trained = load(served), load(os.path.join(run, "segmentation.pt"))
+    assert shipped.preprocess["myocardium_odds"] == 2.0 and shipped.record == trained.record
+    assert all(torch.equal(shipped.state_dict[n], t) for n, t in trained.state_dict.items())
+    digest = file_sha256(served)
+    assert read_record(served)["checkpoint_sha256"] == digest
+    assert verified_file(models, "segmentation.onnx")  # the engine exported from the calibrated file
+    card = open(os.path.join(models, "segmentation.md")).read()
+    assert digest in card and file_sha256(os.path.join(run, "segmentation.pt")) not in card
+    assert "## As shipped" in card and "odds 2" in card and card.index("## As shipped") < card.index("## Licence")
+    assert (
+        read_manifest(models)["served_sha256"] == digest and digest in open(os.path.join(models, "ensemble.md")).read()
+    )
+    assert verified_file(models, "ensemble.json")
+    assert batch_segmentation(models).ensemble  # batch work still runs the ensemble shipped with it
+
+    os.remove(os.path.join(run, "segmentation.md"))  # an unfinished run: nothing ships
+    done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "no finished release run" in done.stderr
 
 
 def test_the_recipe_refuses_a_folder_without_all_100_patients(tmp_path):

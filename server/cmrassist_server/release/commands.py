@@ -1,5 +1,6 @@
 """``cmrassist train-release``: the shipped models, or the cross-validation of the segmentation recipe;
 ``cmrassist calibrate-release``: the myocardium's calibration chosen on a cross-validation's held-out folds;
+``cmrassist ship-served``: a release run's model shipped as the served one, with that calibration;
 ``cmrassist ship-ensemble``: a finished cross-validation's fold models shipped as the ensemble for batch work;
 ``cmrassist train-qc-release``: the QC trained on that cross-validation's out-of-fold predictions."""
 
@@ -60,6 +61,18 @@ def cmd_ship_ensemble(args) -> int:
     print(
         f"shipped the {len(manifest['members'])}-model {args.variant} fold ensemble into {args.models} (with "
         f"segmentation.pt {manifest['served_sha256'][:12]}): ensemble.json, ensemble/, SHA256SUMS"
+    )
+    return 0
+
+
+def cmd_ship_served(args) -> int:
+    """A finished release run's model shipped as the served ``segmentation.pt``, calibrated (``release/served.py``)."""
+    from cmrassist_server.release.served import ship_served
+
+    digests = ship_served(args.run, args.state, args.variant, args.models)
+    print(
+        f"shipped {args.run}/segmentation.pt into {args.models}: "
+        + ", ".join(f"{f} {d[:12]}" for f, d in digests.items())
     )
     return 0
 
@@ -150,7 +163,7 @@ def _release_log(args):
 
 
 def add_commands(sub) -> None:
-    """``train-release``, ``calibrate-release``, ``ship-ensemble``, ``export-engine`` and ``train-qc-release`` (see
+    """``train-release``, ``calibrate-release``, ``ship-served``, ``ship-ensemble``, ``export-engine`` and ``train-qc-release`` (see
     the module docstring)."""
     p = sub.add_parser("train-release", help="make the shipped models from ACDC (cards and checksums included)")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
@@ -177,6 +190,13 @@ def add_commands(sub) -> None:
     p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
     p.set_defaults(func=cmd_ship_ensemble)
 
+    p = sub.add_parser("ship-served", help="ship a release run's model as the served one, with the CV's calibration")
+    p.add_argument("--run", required=True, help="the release run's --out folder (train-release --all-patients)")
+    p.add_argument("--state", required=True, help="the segmentation cross-validation's --state folder")
+    p.add_argument("--variant", default="2.5d", help="the recipe variant the cross-validation ran")
+    p.add_argument("--models", default="models", help="the shipped models' folder")
+    p.set_defaults(func=cmd_ship_served)
+
     p = sub.add_parser("calibrate-release", help="choose the myocardium's calibration on a CV run's held-out folds")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
     p.add_argument("--state", required=True, help="the cross-validation run's --state folder")
@@ -189,6 +209,8 @@ def add_commands(sub) -> None:
     p.add_argument("--models", default="models", help="the shipped models' folder (with its segmentation.pt)")
     p.set_defaults(func=cmd_export_engine)
 
+
+def _add_qc_command(sub) -> None:
     p = sub.add_parser("train-qc-release", help="train the QC on a finished CV's out-of-fold predictions")
     p.add_argument("--acdc", required=True, help="ACDC training folder (read in place)")
     p.add_argument("--state", required=True, help="the segmentation CV's --state folder (the QC run goes beside)")
