@@ -183,7 +183,11 @@ def add_commands(sub) -> None:
     p.add_argument("--fold", type=int, action="append", help="with --folds: only this fold (repeatable)")
     _add_threads(p)
     p.set_defaults(func=cmd_train_release)
+    _add_ship_commands(sub)
+    _add_qc_command(sub)
 
+
+def _add_ship_commands(sub) -> None:
     p = sub.add_parser("ship-ensemble", help="ship a finished 5-fold run's fold models as the batch-work ensemble")
     p.add_argument("--state", required=True, help="the cross-validation run's --state folder")
     p.add_argument("--variant", default="2.5d", help="the recipe variant the run cross-validated")

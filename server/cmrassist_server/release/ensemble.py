@@ -7,7 +7,6 @@ batch work uses it while the served model is that one (``segmentation/batch.py``
 """
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -18,7 +17,7 @@ from cmrassist_server.release.calibration import (
     calibration_odds,
     calibration_section,
     read_calibration,
-    write_calibrated,
+    write_shipped,
 )
 from cmrassist_server.release.cards import LICENCE, update_checksum
 from cmrassist_server.release.cv_report import cv_table, scored_folds
@@ -96,7 +95,7 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
     odds, members = calibration_odds(state, variant), []
     for k, source in enumerate(sources):
         file = member_file(k)
-        atomic_write(os.path.join(models, file), lambda tmp, source=source: _write_member(source, tmp, odds))
+        atomic_write(os.path.join(models, file), lambda tmp, source=source: write_shipped(source, tmp, odds))
         scores = read_json(os.path.join(os.path.dirname(source), "scores.json"))
         members.append(
             {
@@ -123,14 +122,6 @@ def ship_ensemble(state: str, variant: str, models: str) -> Dict[str, Any]:
     for file in [m["file"] for m in members] + [MANIFEST]:
         update_checksum(models, file)
     return manifest
-
-
-def _write_member(source: str, target: str, odds: float) -> None:
-    """A fold model as it ships: as trained, or with the run's myocardium calibration written in."""
-    if odds == 1.0:
-        shutil.copyfile(source, target)
-    else:
-        write_calibrated(source, target, odds)
 
 
 def ensemble_card(

@@ -18,7 +18,7 @@ from cmrassist_server.release.calibration import (
     calibration_odds,
     calibration_section,
     read_calibration,
-    write_calibrated,
+    write_shipped,
 )
 from cmrassist_server.release.cards import update_checksum
 from cmrassist_server.release.ensemble import CARD, MAX_BYTES
@@ -68,7 +68,7 @@ def ship_served(run: str, state: str, variant: str, models: str) -> Dict[str, st
     odds = calibration_odds(state, variant)
     target = os.path.join(models, SERVED)
     replaced = read_checksums(models).get(SERVED)
-    atomic_write(target, lambda tmp: _write_served(source, tmp, odds))
+    atomic_write(target, lambda tmp: write_shipped(source, tmp, odds))
     atomic_write_json(record_path(target), {**load(target).record, "checkpoint_sha256": file_sha256(target)})
     history = os.path.join(run, "segmentation.history.json")
     if os.path.isfile(history):
@@ -82,13 +82,6 @@ def ship_served(run: str, state: str, variant: str, models: str) -> Dict[str, st
     if manifest and manifest["served_sha256"] == replaced:
         digests[MANIFEST] = _rename_served(models, manifest, replaced, digests[SERVED])
     return digests
-
-
-def _write_served(source: str, target: str, odds: float) -> None:
-    if odds == 1.0:
-        shutil.copyfile(source, target)
-    else:
-        write_calibrated(source, target, odds)
 
 
 def _rename_served(models: str, manifest: Dict, replaced: str, digest: str) -> str:
