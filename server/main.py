@@ -75,7 +75,11 @@ class CMRAssistApp(MONAILabelApp):
         return {**super().info(), "shipped_models": getattr(self, "shipped", {})}
 
     def init_infers(self) -> Dict[str, InferTask]:
-        return {**{name: cfg.infer() for name, cfg in self.models.items()}, "propagate": PropagateInferTask()}
+        return {**{name: cfg.infer() for name, cfg in self.models.items()}, "propagate": self.propagate_task()}
+
+    def propagate_task(self) -> PropagateInferTask:
+        """Propagation, checked through-plane by the served segmentation model."""
+        return PropagateInferTask(segmentation=self.models[SegmentationConfig.name].served)
 
     def init_trainers(self) -> Dict[str, TrainTask]:
         return {name: cfg.trainer() for name, cfg in self.models.items()}

@@ -5,9 +5,16 @@ import pytest
 import SimpleITK as sitk
 
 from cmrassist_server.annotations.nonexpert import simulate_nonexpert
-from cmrassist_server.annotations.propagation import propagate_cine, propagate_frame
+from cmrassist_server.annotations.propagation import (
+    PropagationOptions,
+    propagate_cine,
+    propagate_frame,
+    through_plane_check,
+)
 from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.phantoms import make_phantom
+from cmrassist_server.release.shipped import shipped_folder
+from cmrassist_server.segmentation.predictor import SegmentationPredictor
 
 
 def dice(a, b):
@@ -61,3 +68,43 @@ def test_simulated_non_experts_err_where_non_experts_do():
     assert scores["brief"][2] < scores["brief"][3]  # myocardium worse than the LV cavity
     with pytest.raises(ValueError, match="severity"):
         simulate_nonexpert(truths[0], "clueless", np.random.default_rng(0))
+
+
+def test_a_class_the_model_finds_on_too_little_of_a_slice_is_dropped_there_alone():
+    warped = np.zeros((3, 10, 10), np.uint8)
+    warped[:, 2:8, 2:8] = 1  # RV on every slice, 36 pixels
+    warped[:, 4:6, 4:6] = 3  # LV inside it, 4 pixels
+    model = np.zeros_like(warped)
+    model[0, 2:8, 2:8] = 1  # slice 0: the model finds all of the RV
+    model[1, 2:4, 2:8] = 1  # slice 1: 12 of 32 RV pixels (0.375): kept at 0.25, dropped at 0.5
+    model[:, 4:6, 4:6] = 3  # the LV everywhere
+    kept = through_plane_check(warped, model, 0.25)
+    assert (kept[0] == warped[0]).all() and (kept[1] == warped[1]).all()
+    assert not (kept[2] == 1).any() and (kept[2] == 3).sum() == 4  # slice 2: the RV left, the LV stays
+    strict = through_plane_check(warped, model, 0.5)
+    assert not (strict[1] == 1).any() and (strict[0] == warped[0]).all()
+    assert (through_plane_check(warped, warped, 1.0) == warped).all()  # a model that agrees changes nothing
+
+
+def test_a_cine_propagated_with_the_model_is_checked_through_plane_on_every_target(phantom):
+    predictor = SegmentationPredictor(f"{shipped_folder()}/segmentation.pt", device="cpu")
+    cine, es = phantom.cine, phantom.anatomy.es_frame
+    orientation = Orientation.of(cine)
+    ed_label = sitk.GetArrayFromImage(phantom.ed_label)
+    segmented = []
+
+    def segment(frame):
+        segmented.append(frame)
+        return predictor.segment_frame(frame, orientation)
+
+    checked = propagate_cine(cine, ed_label, 0, targets=[es], segment=segment)
+    plain = propagate_cine(cine, ed_label, 0, targets=[es])
+    assert len(segmented) == 1
+    model = orientation.to_canonical(predictor.segment_frame(segmented[0], orientation))
+    expected = through_plane_check(orientation.to_canonical(plain[es]), model, PropagationOptions().through_plane_keep)
+    assert np.array_equal(orientation.to_canonical(checked[es]), expected)
+    # The rule itself, with a model that is right (the expert's ES label): it only removes what left the slice.
+    truth = sitk.GetArrayFromImage(phantom.es_label)
+    oracle = propagate_cine(cine, ed_label, 0, targets=[es], segment=lambda frame: truth)
+    for value in (1, 2, 3):
+        assert dice(oracle[es] == value, truth == value) >= dice(plain[es] == value, truth == value)

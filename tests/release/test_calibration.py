@@ -86,10 +86,11 @@ def test_a_calibration_needs_two_scored_folds(tmp_path):
 
 def test_a_calibrated_model_only_gives_up_myocardium_to_background(tmp_path):
     shipped = os.path.join(shipped_folder(), "segmentation.pt")
-    calibrated = str(tmp_path / "calibrated.pt")
+    uncalibrated, calibrated = str(tmp_path / "uncalibrated.pt"), str(tmp_path / "calibrated.pt")
+    write_calibrated(shipped, uncalibrated, 1.0)  # the shipped model carries the CV's odds: compare with none
     write_calibrated(shipped, calibrated, 3.0)
     image = make_phantom(11).ed_image
-    plain = SegmentationPredictor(shipped, device="cpu", engine="torch").segment(image)
+    plain = SegmentationPredictor(uncalibrated, device="cpu", engine="torch").segment(image)
     predictor = SegmentationPredictor(calibrated, device="cpu", engine="torch")
     assert predictor.preprocessor.config.myocardium_odds == 3.0
     labels = predictor.segment(image)
@@ -98,6 +99,7 @@ def test_a_calibrated_model_only_gives_up_myocardium_to_background(tmp_path):
     # Myocardium gives way, mostly to background; the label clean-up after it (largest components) may move a few
     # more pixels.
     assert ((plain[changed] == 2) & (labels[changed] != 2)).mean() > 0.95 and (labels[changed] == 0).mean() > 0.8
+    assert not ((labels == 2) & (plain != 2)).any()  # the odds never make myocardium
     for cavity in (1, 3):
         assert abs(int((labels == cavity).sum()) - int((plain == cavity).sum())) <= 0.02 * (plain == cavity).sum()
 

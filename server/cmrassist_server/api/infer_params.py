@@ -72,10 +72,13 @@ class PositionParams(InferParams):
 
 
 class PropagateParams(InferParams):
-    """``source``: the labelled frame study (found by the server when omitted); ``store``: keep the result."""
+    """``source``: the labelled frame study (found by the server when omitted); ``store``: keep the result;
+    ``through_plane``: check each propagated frame against the served segmentation model (off: registration alone,
+    for a model that does not know these images yet)."""
 
     source: Optional[str] = Field(None, max_length=256)
     store: bool = False
+    through_plane: bool = True
 
 
 def checked_params(task: Any, values: Dict[str, Any]) -> Dict[str, Any]:

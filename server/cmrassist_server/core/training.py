@@ -37,7 +37,8 @@ def report(event: str, **fields: Any) -> None:
 
 @dataclass
 class TrainResult:
-    """What a run did: whether it published, its best validation figures, epochs, seconds, per-epoch history."""
+    """What a run did: whether it published, its best validation figures, epochs, seconds (of the training loop,
+    over every resumption of a stopped run), per-epoch history."""
 
     published: bool = False
     best_val: Dict[str, Any] = field(default_factory=dict)
@@ -202,7 +203,7 @@ def run_training(
         if state_path:  # saved before the event: a run stopped from here on continues after this epoch
             save_state(state_path, _state(run, recipe, model, optimizer, result))
         log("epoch", **entry)
-    result.best_val, result.epochs, result.seconds = run.best or {}, len(result.history), time.time() - start
+    result.best_val, result.epochs, result.seconds = run.best or {}, len(result.history), run.elapsed_s
     _log_done(log, common, result, recipe.metric)
     return result
 

@@ -156,17 +156,23 @@ def calibration_tables(calibration: Dict) -> List[str]:
     return lines + cv_table(calibration["nested"], figures_of=_figures)
 
 
-def calibration_section(calibration: Optional[Dict]) -> str:
-    """The model card's section on the calibration (empty without one)."""
+def calibration_section(calibration: Optional[Dict], carrier: str = "The members carry") -> str:
+    """The model card's section on the calibration (empty without one).
+
+    Args:
+        calibration: the run's ``calibration.json``.
+        carrier: who carries the odds, opening the section (the ensemble's members, or the served model).
+    """
     if not calibration:
         return ""
     return f"""
 ## Myocardium calibration
 
-The members carry `myocardium_odds` {calibration["odds"]:g} (`imaging/preprocess.label_map`): myocardium is kept only
-where it is at least that many times as probable as background. It was chosen on the fold models' held-out
-patients to bring the LV mass error down (`cmrassist calibrate-release`, `release/calibration.py`); the figures
-above are before it. Each fold scored with the odds chosen on the other folds alone:
+{carrier} `myocardium_odds` {calibration["odds"]:g} (`imaging/preprocess.label_map`): myocardium is kept
+only where it is at least that many times as probable as background. It was chosen on the fold models' held-out
+patients to bring the LV mass error down (`cmrassist calibrate-release`, `release/calibration.py`); the
+cross-validation table of `ensemble.md` is without it. Each fold scored with the odds chosen on the other folds
+alone:
 
 ```
 {chr(10).join(calibration_tables(calibration))}

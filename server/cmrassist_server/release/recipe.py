@@ -104,7 +104,8 @@ def train_release(plan: ReleasePlan, *, log: Log, progress: Callable[[str], None
         progress(f"[release] {model}: training on {len({it['subject'] for it in items})} patients")
         start = time.time()
         result = STAGES[model](plan, items, log)
-        minutes = (time.time() - start) / 60
+        # This process's time, or the training loop's over every resumption where a stopped run was continued.
+        minutes = max(time.time() - start, result.seconds) / 60
         machine = {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

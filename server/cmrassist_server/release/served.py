@@ -108,6 +108,7 @@ def served_card(run: str, digests: Dict[str, str], odds: float, calibration, sta
         f"`{os.path.join(state, variant)}` written in: one-click labels a frame as batch work does. The recipe's "
         f"cross-validated figures (each patient scored by a fold model that never saw it) are in `{CARD}`.\n"
     )
+    section = (shipped + calibration_section(calibration, "This model carries")).strip("\n")
     at = text.find("## Licence")
-    section = shipped + calibration_section(calibration)
-    return text[:at] + section.lstrip("\n") + "\n" + text[at:] if at >= 0 else text + section
+    at = at if at >= 0 else len(text)
+    return text[:at].rstrip("\n") + "\n\n" + section + "\n\n" + text[at:]

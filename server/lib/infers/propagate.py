@@ -11,9 +11,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine
 from cmrassist_server.api.infer_params import PropagateParams
+from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.core.ids import check_id
-from cmrassist_server.imaging.imageio import check_label, read_image, write_label_like
+from cmrassist_server.imaging.imageio import Orientation, check_label, read_image, write_label_like
 from CMRAssistCore.labels import CARDIAC_CLASSES
 
 
@@ -24,6 +25,9 @@ class PropagateInferTask(InferTask):
 
     Args:
         options: registration settings.
+        segmentation: the served segmentation model: each propagated frame is checked through-plane against its
+            labels (``annotations/propagation.through_plane_check``); without one (none trained yet), registration
+            alone.
     """
 
     #: The params this task reads, checked before it runs (``api/infer_params.py``).
@@ -32,16 +36,17 @@ class PropagateInferTask(InferTask):
     #: Writing options (``api/infer.decide_writes``): ``store`` keeps the result under the ``propagated`` tag.
     WRITES = {"store": "propagated"}
 
-    def __init__(self, options: PropagationOptions = PropagationOptions()):
+    def __init__(self, options: PropagationOptions = PropagationOptions(), segmentation: Optional[ServedModel] = None):
         super().__init__(
             type=InferType.SEGMENTATION,
             labels=dict(CARDIAC_CLASSES),
             dimension=3,
             description="Propagate one frame's label to every frame of a cine (slice-wise "
             "diffeomorphic demons, nearest-neighbour label warping)",
-            config={"source": "", "store": False},
+            config={"source": "", "store": False, "through_plane": True},
         )
         self.options = options
+        self.segmentation = segmentation
 
     def is_valid(self) -> bool:
         return True
@@ -74,7 +79,11 @@ class PropagateInferTask(InferTask):
         if source.shape != tuple(reversed(cine.GetSize()[:3])):
             raise CMRAssistError("the source label's grid is not the cine's", 422)
         start = time.time()
-        labels = propagate_cine(cine, source.astype(np.uint8), frame - 1, options=self.options)
+        asked = request.get("through_plane", True)
+        predictor = self.segmentation.get() if asked and self.segmentation is not None else None
+        orientation = Orientation.of(cine)
+        segment = (lambda f: predictor.segment_frame(f, orientation)) if predictor is not None else None
+        labels = propagate_cine(cine, source.astype(np.uint8), frame - 1, options=self.options, segment=segment)
         fd, out = tempfile.mkstemp(suffix=".nii.gz")  # MONAI Label sends the file, then removes it
         os.close(fd)
         write_label_like(labels, cine, out)
@@ -83,6 +92,7 @@ class PropagateInferTask(InferTask):
             "frames": int(labels.shape[0]),
             "source": context.get("source"),
             "source_frame": frame,
+            "through_plane": "segmentation model" if segment else "off" if not asked else "off (no segmentation model)",
             "seconds": round(time.time() - start, 2),
         }
 
