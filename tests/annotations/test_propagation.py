@@ -84,6 +84,8 @@ def test_a_class_the_model_finds_on_too_little_of_a_slice_is_dropped_there_alone
     strict = through_plane_check(warped, model, 0.5)
     assert not (strict[1] == 1).any() and (strict[0] == warped[0]).all()
     assert (through_plane_check(warped, warped, 1.0) == warped).all()  # a model that agrees changes nothing
+    elsewhere = np.roll(model, 5, axis=2)  # a model that finds the RV somewhere else: not trusted with it
+    assert (through_plane_check(warped, elsewhere, 0.5) == 1).sum() == (warped == 1).sum()
 
 
 def test_a_cine_propagated_with_the_model_is_checked_through_plane_on_every_target(phantom):
@@ -101,7 +103,9 @@ def test_a_cine_propagated_with_the_model_is_checked_through_plane_on_every_targ
     plain = propagate_cine(cine, ed_label, 0, targets=[es])
     assert len(segmented) == 1
     model = orientation.to_canonical(predictor.segment_frame(segmented[0], orientation))
-    expected = through_plane_check(orientation.to_canonical(plain[es]), model, PropagationOptions().through_plane_keep)
+    options = PropagationOptions()
+    canonical = orientation.to_canonical(plain[es])
+    expected = through_plane_check(canonical, model, options.through_plane_keep, options.through_plane_trust)
     assert np.array_equal(orientation.to_canonical(checked[es]), expected)
     # The rule itself, with a model that is right (the expert's ES label): it only removes what left the slice.
     truth = sitk.GetArrayFromImage(phantom.es_label)

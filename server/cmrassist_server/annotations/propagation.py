@@ -7,8 +7,8 @@ intensities match without histogram matching). The label is then warped with nea
 
 What in-plane registration cannot see is checked by the segmentation model where one is at hand: at ES the base
 moves towards the apex, so a basal slice labelled at ED shows atrium at ES; a class the model finds on less than
-``through_plane_keep`` of its propagated area on a target slice has left that slice and is dropped there
-(ACDC ED -> ES, out-of-fold models: RV 0.72 -> 0.80; ``bench/propagation.py --cv-state``).
+``through_plane_keep`` of its propagated area on a target slice has left that slice and is dropped there, where
+the model agrees with the propagated class on the frame as a whole (``bench/propagation.py --cv-state``).
 """
 
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ class PropagationOptions:
         match_histograms: match the frames' intensity histograms before registering.
         through_plane_keep: with the target frame's model labels, a class the model finds on less than this
             fraction of its propagated area on a slice is dropped from that slice (:func:`through_plane_check`).
+        through_plane_trust: the frame-wide Dice with the propagated class a model needs to be trusted with it.
     """
 
     iterations: Sequence[int] = (80, 60, 40)
@@ -40,6 +41,7 @@ class PropagationOptions:
     margin_mm: float = 25.0
     match_histograms: bool = False
     through_plane_keep: float = 0.5
+    through_plane_trust: float = 0.5
 
 
 def _as_image(array: np.ndarray, spacing) -> sitk.Image:
@@ -81,21 +83,29 @@ def register_slice(fixed: np.ndarray, moving: np.ndarray, spacing, options: Prop
     return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
 
 
-def through_plane_check(warped: np.ndarray, model_labels: np.ndarray, keep: float) -> np.ndarray:
+def through_plane_check(warped: np.ndarray, model_labels: np.ndarray, keep: float, trust: float = 0.5) -> np.ndarray:
     """``warped`` without each class on each slice where ``model_labels`` has less than ``keep`` of its area: the
     structure moved out of that slice (through-plane motion), which slice-wise registration cannot know.
+
+    A model is trusted with a class only where it agrees with the propagated label on the frame as a whole (Dice at
+    least ``trust``): a model that does not know these images yet (a site's first rounds, a phantom) would
+    otherwise remove what registration got right.
 
     Args:
         warped: propagated ``(slices, rows, cols)`` labels.
         model_labels: the segmentation model's labels of the same frame, same grid.
         keep: the fraction of the propagated area the model must find for the class to stay on the slice.
+        trust: the frame-wide Dice between the model's and the propagated class below which the class is left as
+            propagated.
     """
     out = warped.copy()
-    for k in range(warped.shape[0]):
-        for cls in np.unique(warped[k]):
-            area = (warped[k] == cls).sum()
-            if cls and (model_labels[k] == cls).sum() < keep * area:
-                out[k][warped[k] == cls] = 0
+    for cls in (int(c) for c in np.unique(warped) if c):
+        mine, model = warped == cls, model_labels == cls
+        if 2 * (mine & model).sum() < trust * (mine.sum() + model.sum()):
+            continue
+        for k in range(warped.shape[0]):
+            if model[k].sum() < keep * mine[k].sum():
+                out[k][mine[k]] = 0
     return out
 
 
@@ -119,7 +129,9 @@ def propagate_frame(
     """
     options = options or PropagationOptions()
     warped = _warp(moving_image, moving_label, fixed_image, spacing, options)
-    return warped if model_labels is None else through_plane_check(warped, model_labels, options.through_plane_keep)
+    if model_labels is None:
+        return warped
+    return through_plane_check(warped, model_labels, options.through_plane_keep, options.through_plane_trust)
 
 
 def _warp(moving_image, moving_label, fixed_image, spacing, options: PropagationOptions) -> np.ndarray:
