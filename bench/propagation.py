@@ -77,7 +77,9 @@ def pair(p, options: PropagationOptions, model: Optional[SegmentationPredictor])
     if model is not None:
         start = time.perf_counter()
         labels = orientation.to_canonical(model.segment(sitk.ReadImage(p.frame_path(p.es_frame))))
-        results["_checked"] = through_plane_check(warped, labels, options.through_plane_keep)
+        results["_checked"] = through_plane_check(
+            warped, labels, options.through_plane_keep, options.through_plane_trust
+        )
         row["seconds_checked"] = round(row["seconds"] + time.perf_counter() - start, 3)
     for name, value in CLASSES.items():
         for suffix, result in results.items():
