@@ -10,11 +10,12 @@ from cmrassist_server.annotations.propagation import (
     propagate_cine,
     propagate_frame,
     through_plane_check,
+    through_plane_model,
 )
 from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.phantoms import make_phantom
 from cmrassist_server.release.shipped import shipped_folder
-from cmrassist_server.segmentation.predictor import SegmentationPredictor
+from cmrassist_server.segmentation.predictor import SegmentationPredictor, served_segmentation
 
 
 def dice(a, b):
@@ -112,3 +113,16 @@ def test_a_cine_propagated_with_the_model_is_checked_through_plane_on_every_targ
     oracle = propagate_cine(cine, ed_label, 0, targets=[es], segment=lambda frame: truth)
     for value in (1, 2, 3):
         assert dice(oracle[es] == value, truth == value) >= dice(plain[es] == value, truth == value)
+
+
+def test_a_missing_or_damaged_served_model_leaves_propagation_to_registration_and_says_so(tmp_path):
+    damaged = tmp_path / "segmentation.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    predictor, said = through_plane_model(served_segmentation(str(damaged)))
+    assert predictor is None and said.startswith("off (segmentation model unusable:")
+    assert through_plane_model(served_segmentation(str(tmp_path / "none.pt"))) == (None, "off (no segmentation model)")
+    assert through_plane_model(None) == (None, "off (no segmentation model)")
+    shipped = served_segmentation(f"{shipped_folder()}/segmentation.pt", device="cpu")
+    assert through_plane_model(shipped, asked=False) == (None, "off")
+    predictor, said = through_plane_model(shipped)
+    assert isinstance(predictor, SegmentationPredictor) and said == "segmentation model"

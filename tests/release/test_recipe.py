@@ -3,13 +3,14 @@ the three models, their cards (held-out figures, command, licence) and checksums
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import SimpleITK as sitk
 import torch
-from ensemble_helpers import shipped_ensemble
+from ensemble_helpers import cv_state, shipped_ensemble
 
 from cmrassist_server.core.checkpoints import file_sha256, load, read_record
 from cmrassist_server.io.phantoms import make_phantom
@@ -80,14 +81,27 @@ def test_the_recipe_makes_every_model_with_its_card_and_checksum(tmp_path):
 def _ship_served(acdc: str, run: str, tmp_path) -> None:
     """The run's segmentation model shipped as the served one beside an ensemble, with a CV's calibration."""
     models = shipped_ensemble(str(tmp_path / "ship"))
-    state = str(tmp_path / "ship" / "state")
+    cli = os.path.join(os.path.dirname(sys.executable), "cmrassist")
+    # A cross-validation of other models (the tiny ensemble's): its calibration does not apply, nothing changes.
+    before = open(os.path.join(models, "SHA256SUMS")).read()
+    other = ["ship-served", "--run", run, "--state", str(tmp_path / "ship" / "state"), "--models", models]
+    done = subprocess.run([cli, *other], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "takes other inputs" in done.stderr
+    assert open(os.path.join(models, "SHA256SUMS")).read() == before
+
+    # The recipe's cross-validation (its fold models take the run's inputs), calibrated.
+    state = cv_state(str(tmp_path / "cv"))
+    for k in range(5):
+        shutil.copyfile(
+            os.path.join(run, "segmentation.pt"), os.path.join(state, "2.5d", f"fold{k}", "segmentation.pt")
+        )
     calibration = calibrate(acdc, state, "2.5d", odds=(1.0, 2.0), progress=lambda line: None)
     with open(os.path.join(state, "2.5d", CALIBRATION), "w") as f:
         json.dump({**calibration, "odds": 2.0}, f)  # whatever was chosen on untrained folds: ship odds 2
-    cli = os.path.join(os.path.dirname(sys.executable), "cmrassist")
     args = ["ship-served", "--run", run, "--state", state, "--models", models]
-    done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for _ in range(2):  # shipping again changes nothing: the ensemble stays linked to the served model
+        done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
     served = verified(models, "segmentation")
     shipped, trained = load(served), load(os.path.join(run, "segmentation.pt"))
     assert shipped.preprocess["myocardium_odds"] == 2.0 and shipped.record == trained.record

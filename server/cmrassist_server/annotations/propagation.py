@@ -11,13 +11,17 @@ moves towards the apex, so a basal slice labelled at ED shows atrium at ES; a cl
 the model agrees with the propagated class on the frame as a whole (``bench/propagation.py --cv-state``).
 """
 
+import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
+from cmrassist_server.core.errors import CMRAssistError
 from cmrassist_server.imaging.imageio import Orientation, frames_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,24 @@ def through_plane_check(warped: np.ndarray, model_labels: np.ndarray, keep: floa
             if model[k].sum() < keep * mine[k].sum():
                 out[k][mine[k]] = 0
     return out
+
+
+def through_plane_model(served, asked: bool = True) -> Tuple[Optional[object], str]:
+    """The served segmentation predictor that checks a propagation through-plane (``None``: registration alone) and
+    what a response says about it. A missing or damaged model leaves registration alone, never a failed propagation.
+
+    Args:
+        served: the served segmentation model (``core/checkpoints.ServedModel``), or ``None``.
+        asked: the request's ``through_plane`` param.
+    """
+    if not asked:
+        return None, "off"
+    try:
+        predictor = served.get() if served is not None else None
+    except CMRAssistError as e:
+        logger.error(f"propagation not checked through-plane: {e}")
+        return None, f"off (segmentation model unusable: {e})"
+    return predictor, "segmentation model" if predictor is not None else "off (no segmentation model)"
 
 
 def propagate_frame(

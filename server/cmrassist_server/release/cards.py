@@ -3,9 +3,10 @@
 import json
 import os
 import time
+from pathlib import Path
 from typing import Callable, Dict
 
-from cmrassist_server.core.checkpoints import file_sha256, read_record
+from cmrassist_server.core.checkpoints import atomic_write, file_sha256, read_record
 from cmrassist_server.core.training import TrainResult
 from cmrassist_server.io.acdc import acdc_items
 from cmrassist_server.qc.check import QualityChecker
@@ -40,8 +41,8 @@ def update_checksum(folder: str, name: str) -> str:
     path = os.path.join(folder, CHECKSUMS)
     lines = read_checksums(folder)
     lines[name] = file_sha256(os.path.join(folder, name))
-    with open(path, "w") as f:
-        f.writelines(f"{digest}  {file}\n" for file, digest in sorted(lines.items()))
+    text = "".join(f"{digest}  {file}\n" for file, digest in sorted(lines.items()))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))  # a crash never leaves every model unverifiable
     return lines[name]
 
 

@@ -65,33 +65,63 @@ def ship_served(run: str, state: str, variant: str, models: str) -> Dict[str, st
         CMRAssistError: see :func:`run_model`; a calibration chosen on other fold models (409).
     """
     source = run_model(run)
+    same_inputs(source, state, variant)
     odds = calibration_odds(state, variant)
     target = os.path.join(models, SERVED)
-    replaced = read_checksums(models).get(SERVED)
+    replaced, manifest = read_checksums(models).get(SERVED), read_manifest(models)
     atomic_write(target, lambda tmp: write_shipped(source, tmp, odds))
-    atomic_write_json(record_path(target), {**load(target).record, "checkpoint_sha256": file_sha256(target)})
-    history = os.path.join(run, "segmentation.history.json")
-    if os.path.isfile(history):
-        shutil.copyfile(history, os.path.join(models, os.path.basename(history)))
-    digests = {SERVED: update_checksum(models, SERVED)}
+    digest = file_sha256(target)
+    atomic_write_json(record_path(target), {**load(target).record, "checkpoint_sha256": digest})
+    # The ensemble is relinked before any checksum changes, so a run stopped part-way and run again relinks it too.
+    linked = manifest is not None and manifest["served_sha256"] in (replaced, digest)
+    if linked:
+        _rename_served(models, manifest, manifest["served_sha256"], digest)
+    _copy_history(run, models)
     engine = os.path.basename(export_engine(load_segmentation(target), target))
-    digests[engine] = update_checksum(models, engine)
+    digests = {SERVED: digest, engine: file_sha256(os.path.join(models, engine))}
     card = served_card(run, digests, odds, read_calibration(state, variant), state, variant, models)
     atomic_write(os.path.join(models, "segmentation.md"), lambda tmp: Path(tmp).write_text(card))
-    manifest = read_manifest(models)
-    if manifest and manifest["served_sha256"] == replaced:
-        digests[MANIFEST] = _rename_served(models, manifest, replaced, digests[SERVED])
+    for file in list(digests) + ([MANIFEST] if linked else []):
+        digests[file] = update_checksum(models, file)
     return digests
 
 
-def _rename_served(models: str, manifest: Dict, replaced: str, digest: str) -> str:
-    """The ensemble ships with the new served model: its manifest and card name it; returns the manifest's digest."""
+def same_inputs(source: str, state: str, variant: str) -> None:
+    """The run's model must take the inputs of the CV's fold models (its calibration was chosen on them).
+
+    Raises:
+        CMRAssistError (409): it takes other inputs (another variant or preprocessing).
+    """
+    fold = os.path.join(state, variant, "fold0", "segmentation.pt")
+    if not os.path.isfile(fold):
+        return  # no cross-validation: no calibration to carry over (odds 1)
+    mine, theirs = (dict(load(p).preprocess or {}) for p in (source, fold))
+    for config in (mine, theirs):
+        config.pop("myocardium_odds", None)
+    if mine != theirs:
+        raise CMRAssistError(
+            f"{source} takes other inputs than the {variant} cross-validation's models in {state}: its calibration "
+            "does not apply; name the cross-validation of this recipe",
+            409,
+        )
+
+
+def _copy_history(run: str, models: str) -> None:
+    """The run's training history beside the shipped model (none: the replaced model's is removed)."""
+    history, shipped = os.path.join(run, "segmentation.history.json"), os.path.join(models, "segmentation.history.json")
+    if os.path.isfile(history):
+        shutil.copyfile(history, shipped)
+    elif os.path.isfile(shipped):
+        os.remove(shipped)
+
+
+def _rename_served(models: str, manifest: Dict, named: str, digest: str) -> None:
+    """The ensemble ships with the new served model: its manifest and card name it instead of ``named``."""
     atomic_write_json(os.path.join(models, MANIFEST), {**manifest, "served_sha256": digest})
     card = os.path.join(models, CARD)
-    if os.path.isfile(card):
-        text = Path(card).read_text().replace(replaced, digest)
+    if os.path.isfile(card) and named != digest:
+        text = Path(card).read_text().replace(named, digest)
         atomic_write(card, lambda tmp: Path(tmp).write_text(text))
-    return update_checksum(models, MANIFEST)
 
 
 def served_card(run: str, digests: Dict[str, str], odds: float, calibration, state: str, variant: str, models: str):

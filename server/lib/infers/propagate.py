@@ -9,7 +9,7 @@ import numpy as np
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine
+from cmrassist_server.annotations.propagation import PropagationOptions, propagate_cine, through_plane_model
 from cmrassist_server.api.infer_params import PropagateParams
 from cmrassist_server.core.checkpoints import ServedModel
 from cmrassist_server.core.errors import CMRAssistError
@@ -79,8 +79,7 @@ class PropagateInferTask(InferTask):
         if source.shape != tuple(reversed(cine.GetSize()[:3])):
             raise CMRAssistError("the source label's grid is not the cine's", 422)
         start = time.time()
-        asked = request.get("through_plane", True)
-        predictor = self.segmentation.get() if asked and self.segmentation is not None else None
+        predictor, through_plane = through_plane_model(self.segmentation, request.get("through_plane", True))
         orientation = Orientation.of(cine)
         segment = (lambda f: predictor.segment_frame(f, orientation)) if predictor is not None else None
         labels = propagate_cine(cine, source.astype(np.uint8), frame - 1, options=self.options, segment=segment)
@@ -92,7 +91,7 @@ class PropagateInferTask(InferTask):
             "frames": int(labels.shape[0]),
             "source": context.get("source"),
             "source_frame": frame,
-            "through_plane": "segmentation model" if segment else "off" if not asked else "off (no segmentation model)",
+            "through_plane": through_plane,
             "seconds": round(time.time() - start, 2),
         }
 
