@@ -1,6 +1,7 @@
 """The QC trained on out-of-fold predictions (``release/qc_folds.py``): every patient is seen through the fold
 models that never saw it, a QC fold never trains on its own patients, and its scores hold (a) and (b)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -96,3 +97,6 @@ def test_a_qc_fold_is_trained_scored_both_ways_and_never_redone(acdc, tmp_path):
     os.remove(os.path.join(folder, "scores.json"))
     with pytest.raises(CMRAssistError, match="--resume continues it"):
         run_qc_fold(plan, 1, resume=False, log=QUIET)
+    # The CLI's --corruptions and --snapshots reached the plan (recorded with the fold); other options are refused.
+    with pytest.raises(CMRAssistError, match=r"other options: corruptions_per_case 1 \(asked 2\)"):
+        run_qc_fold(dataclasses.replace(plan, corruptions_per_case=2), 1, resume=True, log=QUIET)

@@ -159,6 +159,34 @@ def _numbers(subjects) -> List[int]:
     return sorted(int(s.replace("patient", "")) for s in subjects)
 
 
+#: The options a QC fold was started with, beside its state.
+OPTIONS = "options.json"
+
+
+def _options(plan: QCFoldsPlan) -> Dict:
+    """What a QC fold's labels and schedule depend on (not where it runs)."""
+    keys = ("variants", "folds", "seed", "epochs", "corruptions_per_case", "snapshots", "snapshot_minutes", "quick")
+    return json_safe({k: getattr(plan, k) for k in keys})
+
+
+def _same_options(plan: QCFoldsPlan, folder: str) -> None:
+    """A QC fold is continued or read back only with the options it was started with.
+
+    Raises:
+        CMRAssistError (409): it was started with other options.
+    """
+    path = os.path.join(folder, OPTIONS)
+    if not os.path.isfile(path):
+        return  # not started (or started before options were recorded)
+    started, asked = read_json(path), _options(plan)
+    if started != asked:
+        differ = ", ".join(f"{k} {started.get(k)} (asked {asked.get(k)})" for k in asked if started.get(k) != asked[k])
+        raise CMRAssistError(
+            f"{folder} holds a QC run started with other options: {differ}; run it with those, or use another --state",
+            409,
+        )
+
+
 def run_qc_fold(plan: QCFoldsPlan, fold: Optional[int], *, resume: bool, log: Log) -> Dict:
     """Train QC fold ``fold`` on out-of-fold predictions (continuing its saved state with ``resume``) and score it
     on the fold's patients (``None``: the QC that ships, trained on every patient, not scored); returns the scores.
@@ -168,11 +196,13 @@ def run_qc_fold(plan: QCFoldsPlan, fold: Optional[int], *, resume: bool, log: Lo
     """
     folder = plan.folder(fold)
     scores_path = os.path.join(folder, "scores.json")
+    _same_options(plan, folder)
     if os.path.isfile(scores_path):
         return read_json(scores_path)
     if os.path.isdir(folder) and not resume:
         raise CMRAssistError(f"{folder} holds a started QC run: --resume continues it", 409)
     os.makedirs(folder, exist_ok=True)
+    atomic_write_json(os.path.join(folder, OPTIONS), _options(plan))
     sets, held, _ = oof_sets(plan, fold, log)
     options = QCTrainOptions(
         max_epochs=plan.epochs,
