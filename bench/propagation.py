@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from cmrassist_server.annotations.propagation import PropagationOptions, propagate_frame, through_plane_check
 from cmrassist_server.imaging.imageio import Orientation
 from cmrassist_server.io.acdc import find_patients, parse_patient_range
+from cmrassist_server.release.cv_report import scored_folds
 from cmrassist_server.segmentation.predictor import SegmentationPredictor
 from CMRAssistCore.measures import mask_dice
 
@@ -55,12 +56,9 @@ def _options(args) -> PropagationOptions:
 def out_of_fold_models(state: str, variant: str) -> Dict[int, SegmentationPredictor]:
     """Each patient number's fold model: the one of the 5-fold run in ``state`` that held the patient out."""
     models = {}
-    for k in range(5):
-        folder = os.path.join(state, variant, f"fold{k}")
-        with open(os.path.join(folder, "scores.json")) as f:
-            patients = json.load(f)["patients"]
-        predictor = SegmentationPredictor(os.path.join(folder, "segmentation.pt"), device="cpu")
-        models.update(dict.fromkeys(patients, predictor))
+    for scores in scored_folds(state, variant):
+        checkpoint = os.path.join(state, variant, f"fold{scores['fold']}", "segmentation.pt")
+        models.update(dict.fromkeys(scores["patients"], SegmentationPredictor(checkpoint, device="cpu")))
     return models
 
 
